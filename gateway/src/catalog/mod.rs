@@ -1,0 +1,34 @@
+//! The catalogue: services (Layanan), their routes and upstreams, and the parties that call them.
+//!
+//! For now the catalogue is declared in the config file; a later issue moves it into the
+//! embedded registry, which is why these types live apart from the static settings.
+
+use serde::Deserialize;
+
+/// Security classification of a service (*klasifikasi keamanan*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Classification {
+    /// Open data; any granted application may call it.
+    #[default]
+    Terbuka,
+    /// Restricted.
+    Terbatas,
+    /// Secret: callers must authenticate with an mTLS client certificate.
+    Rahasia,
+}
+
+/// Who may reach a service (*eksposur*).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Exposure {
+    /// Only OPDs of this Pemda.
+    #[default]
+    Internal,
+    /// Also the provincial service bus.
+    Provinsi,
+    /// Also the national SPLP.
+    Pusat,
+    /// Outside government.
+    Eksternal,
+}

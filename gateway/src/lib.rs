@@ -1,0 +1,4 @@
+//! Penghubung: the regional Sistem Penghubung Layanan gateway.
+
+pub mod catalog;
+pub mod identity;

@@ -1,0 +1,2 @@
+//! The `penghubung` binary.
+fn main() {}

@@ -1,4 +1,19 @@
 //! Penghubung: the regional Sistem Penghubung Layanan gateway.
+//!
+//! The request pipeline is in [`pipeline`]; stages have modules of their own named after them
+//! ([`admit`], [`routing`], [`proxy`]); [`server`] accepts connections, [`config`] and
+//! [`runtime`] implement the load → validate → build → swap lifecycle.
 
+pub mod admin;
+pub mod admit;
 pub mod catalog;
+pub mod cli;
+pub mod config;
+pub mod error;
 pub mod identity;
+pub mod pipeline;
+pub mod proxy;
+pub mod routing;
+pub mod runtime;
+pub mod server;
+pub mod telemetry;

@@ -1,1 +1,718 @@
-//! HTTP upstream adapter.
+//! Plain HTTP/1.1 and HTTP/2 upstreams (pipeline stage 7, `dispatch`).
+//!
+//! One [`HttpUpstream`] per upstream group: a pooled hyper client (keep-alive, HTTP/1.1 or
+//! HTTP/2, optional TLS with a configured CA), several targets chosen by round robin or least
+//! outstanding requests, active health checks, passive ejection after consecutive failures,
+//! connect / response-head / whole-response timeouts, and retries for idempotent requests with
+//! a replayable body only.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Weak};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::{header, HeaderValue, Request, Response, Uri};
+use http_body::{Frame, SizeHint};
+use http_body_util::BodyExt;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use penghubung_adapter::{
+    Adapter, AdapterError, AdapterFuture, Body, BoxError, GatewayRequest, GatewayResponse,
+};
+use std::future::Future as _;
+
+/// How a target is chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Balance {
+    /// Each healthy target in turn.
+    RoundRobin,
+    /// The healthy target with the fewest requests in flight.
+    LeastOutstanding,
+}
+
+/// Active health-check settings.
+#[derive(Debug, Clone)]
+pub struct HealthCheck {
+    /// Path requested with GET.
+    pub path: String,
+    /// Time between checks.
+    pub interval: Duration,
+    /// Time before a check counts as failed.
+    pub timeout: Duration,
+    /// Failed checks in a row that mark a target down.
+    pub unhealthy_after: u32,
+    /// Good checks in a row that mark it up again.
+    pub healthy_after: u32,
+}
+
+/// `Host` sent upstream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostHeader {
+    /// The target's authority.
+    Target,
+    /// Whatever the pipeline put in the request (the client's host).
+    Preserve,
+    /// A fixed value.
+    Fixed(HeaderValue),
+}
+
+/// Settings of one upstream group, compiled from the config.
+#[derive(Debug, Clone)]
+pub struct UpstreamSettings {
+    /// Group name (for logs and metrics).
+    pub name: String,
+    /// Targets as `host:port`.
+    pub targets: Vec<String>,
+    /// Speak HTTP/2 to the targets.
+    pub http2: bool,
+    /// TLS client config (CA of the upstream) and optional server name override.
+    pub tls: Option<(Arc<rustls::ClientConfig>, Option<String>)>,
+    /// Balancing policy.
+    pub balance: Balance,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Time to the response head.
+    pub head_timeout: Duration,
+    /// Time for the whole response.
+    pub response_timeout: Duration,
+    /// Extra attempts for retryable requests.
+    pub retries: u32,
+    /// Active health checks.
+    pub health_check: Option<HealthCheck>,
+    /// Consecutive failures that eject a target.
+    pub eject_after: u32,
+    /// Ejection duration.
+    pub eject_for: Duration,
+    /// Idle pooled connections per target.
+    pub pool_max_idle: usize,
+    /// Idle timeout of pooled connections.
+    pub pool_idle_timeout: Duration,
+    /// `Host` header policy.
+    pub host_header: HostHeader,
+}
+
+/// One target of a group and its health state.
+#[derive(Debug)]
+pub struct Target {
+    /// `host:port`.
+    pub authority: String,
+    healthy: AtomicBool,
+    outstanding: AtomicUsize,
+    consecutive_failures: AtomicU32,
+    ejected_until_ms: AtomicU64,
+    checks_ok: AtomicU32,
+    checks_failed: AtomicU32,
+}
+
+impl Target {
+    fn new(authority: String) -> Target {
+        Target {
+            authority,
+            healthy: AtomicBool::new(true),
+            outstanding: AtomicUsize::new(0),
+            consecutive_failures: AtomicU32::new(0),
+            ejected_until_ms: AtomicU64::new(0),
+            checks_ok: AtomicU32::new(0),
+            checks_failed: AtomicU32::new(0),
+        }
+    }
+
+    /// Whether the target is up (health checks) and not ejected (passive health).
+    pub fn available(&self, now_ms: u64) -> bool {
+        self.healthy.load(Ordering::Relaxed)
+            && self.ejected_until_ms.load(Ordering::Relaxed) <= now_ms
+    }
+
+    /// Requests in flight to this target.
+    pub fn outstanding(&self) -> usize {
+        self.outstanding.load(Ordering::Relaxed)
+    }
+}
+
+type HttpClient = Client<HttpsConnector<HttpConnector>, Body>;
+
+struct Inner {
+    settings: UpstreamSettings,
+    scheme: http::uri::Scheme,
+    targets: Vec<Target>,
+    next: AtomicUsize,
+    client: HttpClient,
+    epoch: Instant,
+}
+
+/// An upstream group behind the [`Adapter`] trait.
+#[derive(Clone)]
+pub struct HttpUpstream {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for HttpUpstream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpUpstream")
+            .field("name", &self.inner.settings.name)
+            .finish()
+    }
+}
+
+fn plain_tls_config() -> Arc<rustls::ClientConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map(|b| {
+            b.with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth()
+        });
+    match config {
+        Ok(c) => Arc::new(c),
+        // The ring provider always supports the default versions; fall back to the builder's
+        // default provider path only if that ever changes.
+        Err(_) => Arc::new(
+            rustls::ClientConfig::builder()
+                .with_root_certificates(rustls::RootCertStore::empty())
+                .with_no_client_auth(),
+        ),
+    }
+}
+
+impl HttpUpstream {
+    /// Builds the group and, when configured, starts its health-check task (which ends when the
+    /// group is dropped, e.g. after a reload replaced it). Must run inside a tokio runtime.
+    pub fn new(settings: UpstreamSettings) -> HttpUpstream {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(settings.connect_timeout));
+        let (tls_config, scheme) = match &settings.tls {
+            Some((config, _)) => {
+                let mut config = (**config).clone();
+                config.alpn_protocols = if settings.http2 {
+                    vec![b"h2".to_vec()]
+                } else {
+                    vec![b"http/1.1".to_vec()]
+                };
+                (Arc::new(config), http::uri::Scheme::HTTPS)
+            }
+            None => (plain_tls_config(), http::uri::Scheme::HTTP),
+        };
+        let builder = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config((*tls_config).clone())
+            .https_or_http();
+        let builder = match settings.tls.as_ref().and_then(|(_, name)| name.clone()) {
+            Some(name) => {
+                builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
+                    match rustls_pki_types::ServerName::try_from(name) {
+                        Ok(n) => n,
+                        Err(_) => rustls_pki_types::ServerName::try_from("invalid.invalid")
+                            .unwrap_or_else(|_| {
+                                rustls_pki_types::ServerName::IpAddress(
+                                    std::net::Ipv4Addr::LOCALHOST.into(),
+                                )
+                            }),
+                    },
+                ))
+            }
+            None => builder,
+        };
+        let connector = builder.enable_http1().enable_http2().wrap_connector(http);
+        let client = Client::builder(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(settings.pool_idle_timeout)
+            .pool_max_idle_per_host(settings.pool_max_idle)
+            .http2_only(settings.http2)
+            .retry_canceled_requests(false)
+            .set_host(false)
+            .build(connector);
+        let targets = settings.targets.iter().cloned().map(Target::new).collect();
+        let inner = Arc::new(Inner {
+            settings,
+            scheme,
+            targets,
+            next: AtomicUsize::new(0),
+            client,
+            epoch: Instant::now(),
+        });
+        if inner.settings.health_check.is_some() {
+            tokio::spawn(health_loop(Arc::downgrade(&inner)));
+        }
+        HttpUpstream { inner }
+    }
+
+    /// The targets and their state (for `/health` and metrics).
+    pub fn targets(&self) -> &[Target] {
+        &self.inner.targets
+    }
+
+    /// Whether target `index` is currently up and not ejected.
+    pub fn is_target_available(&self, index: usize) -> bool {
+        let now = self.inner.now_ms();
+        self.inner
+            .targets
+            .get(index)
+            .is_some_and(|t| t.available(now))
+    }
+
+    /// The group's name.
+    pub fn name(&self) -> &str {
+        &self.inner.settings.name
+    }
+}
+
+impl Inner {
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn pick(&self, avoid: Option<usize>) -> Option<usize> {
+        let now = self.now_ms();
+        let n = self.targets.len();
+        if n == 0 {
+            return None;
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let candidates = (0..n)
+            .map(|i| (start + i) % n)
+            .filter(|&i| Some(i) != avoid || n == 1);
+        match self.settings.balance {
+            Balance::RoundRobin => candidates
+                .into_iter()
+                .find(|&i| self.targets[i].available(now)),
+            Balance::LeastOutstanding => candidates
+                .filter(|&i| self.targets[i].available(now))
+                .min_by_key(|&i| self.targets[i].outstanding()),
+        }
+    }
+
+    fn record_result(&self, index: usize, ok: bool) {
+        let target = &self.targets[index];
+        if ok {
+            target.consecutive_failures.store(0, Ordering::Relaxed);
+            return;
+        }
+        let failures = target.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
+        if self.settings.eject_after > 0 && failures >= self.settings.eject_after {
+            let until = self.now_ms()
+                + u64::try_from(self.settings.eject_for.as_millis()).unwrap_or(u64::MAX / 2);
+            target.ejected_until_ms.store(until, Ordering::Relaxed);
+            target.consecutive_failures.store(0, Ordering::Relaxed);
+            tracing::warn!(upstream = %self.settings.name, target = %target.authority, "target ejected after consecutive failures");
+        }
+    }
+
+    fn uri_for(
+        &self,
+        index: usize,
+        path_and_query: Option<&http::uri::PathAndQuery>,
+    ) -> Result<Uri, AdapterError> {
+        Uri::builder()
+            .scheme(self.scheme.clone())
+            .authority(self.targets[index].authority.as_str())
+            .path_and_query(path_and_query.map_or("/", |p| p.as_str()))
+            .build()
+            .map_err(|e| AdapterError::Request(e.to_string()))
+    }
+
+    async fn attempt(
+        self: &Arc<Self>,
+        index: usize,
+        head: &http::request::Parts,
+        body: Body,
+    ) -> Result<Response<Body>, AdapterError> {
+        let mut request = Request::new(body);
+        *request.method_mut() = head.method.clone();
+        *request.uri_mut() = self.uri_for(index, head.uri.path_and_query())?;
+        *request.headers_mut() = head.headers.clone();
+        if self.settings.http2 {
+            *request.version_mut() = http::Version::HTTP_2;
+            request.headers_mut().remove(header::HOST);
+        } else {
+            match &self.settings.host_header {
+                HostHeader::Target => {
+                    let value = HeaderValue::from_str(&self.targets[index].authority)
+                        .map_err(|e| AdapterError::Request(e.to_string()))?;
+                    request.headers_mut().insert(header::HOST, value);
+                }
+                HostHeader::Fixed(value) => {
+                    request.headers_mut().insert(header::HOST, value.clone());
+                }
+                HostHeader::Preserve => {}
+            }
+        }
+        let target = &self.targets[index];
+        target.outstanding.fetch_add(1, Ordering::Relaxed);
+        let guard = Outstanding {
+            inner: self.clone(),
+            index,
+        };
+        let head_timeout = self.settings.head_timeout;
+        let response = match tokio::time::timeout(head_timeout, self.client.request(request)).await
+        {
+            Err(_) => {
+                return Err(AdapterError::Timeout {
+                    phase: "response head",
+                    after: head_timeout,
+                })
+            }
+            Ok(Err(error)) => {
+                let text = error_chain(&error);
+                return Err(if error.is_connect() {
+                    if text.contains("timed out") {
+                        AdapterError::Timeout {
+                            phase: "connect",
+                            after: self.settings.connect_timeout,
+                        }
+                    } else {
+                        AdapterError::Connect(text)
+                    }
+                } else {
+                    AdapterError::Reset(text)
+                });
+            }
+            Ok(Ok(response)) => response,
+        };
+        check_response_head(&response)?;
+        let deadline = tokio::time::Instant::now() + self.settings.response_timeout;
+        let (parts, incoming) = response.into_parts();
+        let body = DeadlineBody {
+            inner: incoming,
+            sleep: tokio::time::sleep_until(deadline),
+            limit: self.settings.response_timeout,
+            guard: Some(guard),
+            done: false,
+        };
+        Ok(Response::from_parts(parts, Body::new(body)))
+    }
+}
+
+/// Response heads that must never reach a client as if they were sound.
+fn check_response_head<B>(response: &Response<B>) -> Result<(), AdapterError> {
+    let headers = response.headers();
+    if headers.contains_key(header::TRANSFER_ENCODING)
+        && headers.contains_key(header::CONTENT_LENGTH)
+    {
+        return Err(AdapterError::BadResponse(
+            "content-length with transfer-encoding".into(),
+        ));
+    }
+    if headers.get_all(header::CONTENT_LENGTH).iter().count() > 1 {
+        return Err(AdapterError::BadResponse(
+            "several content-length fields".into(),
+        ));
+    }
+    if response.status().is_informational() {
+        return Err(AdapterError::BadResponse(
+            "unexpected informational response".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Counts a request as outstanding until its response body is finished or dropped.
+struct Outstanding {
+    inner: Arc<Inner>,
+    index: usize,
+}
+
+impl Drop for Outstanding {
+    fn drop(&mut self) {
+        self.inner.targets[self.index]
+            .outstanding
+            .fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The upstream response body with the whole-response deadline applied. A body error or the
+    /// deadline ends the stream with an error, so the client never sees a truncated body as a
+    /// complete one, and hyper never returns that connection to the pool.
+    struct DeadlineBody {
+        #[pin]
+        inner: hyper::body::Incoming,
+        #[pin]
+        sleep: tokio::time::Sleep,
+        limit: Duration,
+        guard: Option<Outstanding>,
+        done: bool,
+    }
+}
+
+impl http_body::Body for DeadlineBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        if *this.done {
+            return Poll::Ready(None);
+        }
+        if this.sleep.poll(cx).is_ready() {
+            *this.done = true;
+            if let Some(guard) = this.guard.take() {
+                guard.inner.record_result(guard.index, false);
+            }
+            let error = AdapterError::Timeout {
+                phase: "response",
+                after: *this.limit,
+            };
+            return Poll::Ready(Some(Err(Box::new(error))));
+        }
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(None) => {
+                *this.done = true;
+                if let Some(guard) = this.guard.take() {
+                    guard.inner.record_result(guard.index, true);
+                }
+                Poll::Ready(None)
+            }
+            Poll::Ready(Some(Err(error))) => {
+                *this.done = true;
+                if let Some(guard) = this.guard.take() {
+                    guard.inner.record_result(guard.index, false);
+                }
+                Poll::Ready(Some(Err(Box::new(AdapterError::Reset(error_chain(
+                    &error,
+                ))))))
+            }
+            other => other.map(|o| o.map(|r| r.map_err(BoxError::from))),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.done || self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl Adapter for HttpUpstream {
+    fn call(&self, mut request: GatewayRequest) -> AdapterFuture<'_> {
+        Box::pin(async move {
+            let inner = &self.inner;
+            let max_attempts = if request.retryable && request.body.is_replayable() {
+                1 + inner.settings.retries
+            } else {
+                1
+            };
+            let mut last_error = AdapterError::NoHealthyTarget;
+            let mut previous = None;
+            for attempt in 1..=max_attempts {
+                let Some(index) = inner.pick(previous) else {
+                    return Err(last_error_or_none(last_error, attempt));
+                };
+                let Some(body) = request.body.for_attempt() else {
+                    break;
+                };
+                match inner.attempt(index, &request.head, body).await {
+                    Ok(response) => {
+                        if response.status().is_server_error() {
+                            inner.record_result(index, false);
+                        }
+                        return Ok(GatewayResponse {
+                            response,
+                            target: inner.targets[index].authority.clone(),
+                            attempts: attempt,
+                        });
+                    }
+                    Err(error) => {
+                        inner.record_result(index, false);
+                        tracing::debug!(upstream = %inner.settings.name, target = %inner.targets[index].authority, %error, attempt, "upstream attempt failed");
+                        let retry = error.may_retry();
+                        last_error = error;
+                        previous = Some(index);
+                        if !retry {
+                            break;
+                        }
+                    }
+                }
+            }
+            Err(last_error)
+        })
+    }
+
+    fn describe(&self) -> String {
+        format!("http upstream {:?}", self.inner.settings.name)
+    }
+
+    fn is_healthy(&self) -> bool {
+        let now = self.inner.now_ms();
+        self.inner.targets.iter().any(|t| t.available(now))
+    }
+}
+
+fn last_error_or_none(last: AdapterError, attempt: u32) -> AdapterError {
+    if attempt == 1 {
+        AdapterError::NoHealthyTarget
+    } else {
+        last
+    }
+}
+
+async fn health_loop(weak: Weak<Inner>) {
+    loop {
+        let Some(interval) = weak
+            .upgrade()
+            .and_then(|i| i.settings.health_check.as_ref().map(|h| h.interval))
+        else {
+            return;
+        };
+        tokio::time::sleep(interval).await;
+        let Some(inner) = weak.upgrade() else { return };
+        let Some(check) = inner.settings.health_check.clone() else {
+            return;
+        };
+        for index in 0..inner.targets.len() {
+            let ok = probe(&inner, index, &check).await;
+            let target = &inner.targets[index];
+            if ok {
+                target.checks_failed.store(0, Ordering::Relaxed);
+                let n = target.checks_ok.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= check.healthy_after && !target.healthy.swap(true, Ordering::Relaxed) {
+                    tracing::info!(upstream = %inner.settings.name, target = %target.authority, "target healthy again");
+                }
+            } else {
+                target.checks_ok.store(0, Ordering::Relaxed);
+                let n = target.checks_failed.fetch_add(1, Ordering::Relaxed) + 1;
+                if n >= check.unhealthy_after && target.healthy.swap(false, Ordering::Relaxed) {
+                    tracing::warn!(upstream = %inner.settings.name, target = %target.authority, "target failed health checks");
+                }
+            }
+        }
+    }
+}
+
+async fn probe(inner: &Arc<Inner>, index: usize, check: &HealthCheck) -> bool {
+    let Ok(path) = check.path.parse::<http::uri::PathAndQuery>() else {
+        return false;
+    };
+    let Ok(uri) = inner.uri_for(index, Some(&path)) else {
+        return false;
+    };
+    let mut request = Request::new(penghubung_adapter::empty());
+    *request.uri_mut() = uri;
+    if !inner.settings.http2 {
+        if let Ok(host) = HeaderValue::from_str(&inner.targets[index].authority) {
+            request.headers_mut().insert(header::HOST, host);
+        }
+    } else {
+        *request.version_mut() = http::Version::HTTP_2;
+    }
+    let call = async {
+        let response = inner.client.request(request).await.ok()?;
+        let ok = response.status().is_success() || response.status().is_redirection();
+        response.into_body().collect().await.ok()?;
+        Some(ok)
+    };
+    matches!(
+        tokio::time::timeout(check.timeout, call).await,
+        Ok(Some(true))
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(targets: &[&str], balance: Balance) -> UpstreamSettings {
+        UpstreamSettings {
+            name: "t".into(),
+            targets: targets.iter().map(|s| s.to_string()).collect(),
+            http2: false,
+            tls: None,
+            balance,
+            connect_timeout: Duration::from_millis(200),
+            head_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+            retries: 1,
+            health_check: None,
+            eject_after: 2,
+            eject_for: Duration::from_secs(60),
+            pool_max_idle: 4,
+            pool_idle_timeout: Duration::from_secs(10),
+            host_header: HostHeader::Target,
+        }
+    }
+
+    #[tokio::test]
+    async fn round_robin_skips_ejected_targets() {
+        let up = HttpUpstream::new(settings(
+            &["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"],
+            Balance::RoundRobin,
+        ));
+        let picks: Vec<usize> = (0..3).filter_map(|_| up.inner.pick(None)).collect();
+        assert_eq!(
+            picks.iter().collect::<std::collections::HashSet<_>>().len(),
+            3
+        );
+        up.inner.record_result(1, false);
+        up.inner.record_result(1, false);
+        for _ in 0..6 {
+            assert_ne!(up.inner.pick(None), Some(1));
+        }
+        assert!(up.is_healthy());
+    }
+
+    #[tokio::test]
+    async fn least_outstanding_prefers_idle_target() {
+        let up = HttpUpstream::new(settings(
+            &["127.0.0.1:1", "127.0.0.1:2"],
+            Balance::LeastOutstanding,
+        ));
+        up.inner.targets[0].outstanding.store(5, Ordering::Relaxed);
+        for _ in 0..4 {
+            assert_eq!(up.inner.pick(None), Some(1));
+        }
+    }
+
+    #[tokio::test]
+    async fn connection_refused_is_a_connect_error() {
+        // Bind then drop to get a port that refuses connections.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let addr = listener.local_addr().expect("addr").to_string();
+        drop(listener);
+        let up = HttpUpstream::new(settings(&[&addr], Balance::RoundRobin));
+        let head = Request::get("/").body(()).expect("request").into_parts().0;
+        let error = up
+            .call(GatewayRequest {
+                head,
+                body: penghubung_adapter::RequestBody::Buffered(Bytes::new()),
+                retryable: true,
+            })
+            .await
+            .expect_err("refused");
+        assert_eq!(error.status(), http::StatusCode::BAD_GATEWAY, "{error}");
+    }
+
+    #[test]
+    fn bad_response_heads() {
+        let mut r = Response::new(());
+        r.headers_mut().insert(
+            header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from_static("3"));
+        assert!(check_response_head(&r).is_err());
+        let ok = Response::new(());
+        assert!(check_response_head(&ok).is_ok());
+    }
+}

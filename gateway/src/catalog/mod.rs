@@ -32,3 +32,5 @@ pub enum Exposure {
     /// Outside government.
     Eksternal,
 }
+
+pub mod services;

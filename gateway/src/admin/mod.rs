@@ -1,0 +1,139 @@
+//! The admin listener (loopback by default, separate from traffic): `/live`, `/ready`,
+//! `/health`, `/metrics` and `POST /reload`.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{header, Method, Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use crate::server::Gateway;
+
+/// Serves the admin API until shutdown.
+pub async fn serve(gateway: Arc<Gateway>, listener: TcpListener) {
+    let mut shutdown = gateway.shutdown_signal();
+    loop {
+        let (stream, _) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(pair) => pair,
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.changed() => return,
+        };
+        let gateway = gateway.clone();
+        tokio::spawn(async move {
+            let service = service_fn(move |request| {
+                let gateway = gateway.clone();
+                async move { Ok::<_, Infallible>(route(&gateway, request).await) }
+            });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(std::time::Duration::from_secs(10))
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+fn text(
+    status: StatusCode,
+    content_type: &'static str,
+    body: impl Into<Bytes>,
+) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(body.into()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        header::HeaderValue::from_static(content_type),
+    );
+    response.headers_mut().insert(
+        header::CACHE_CONTROL,
+        header::HeaderValue::from_static("no-store"),
+    );
+    response
+}
+
+async fn route(gateway: &Arc<Gateway>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+    match (request.method(), request.uri().path()) {
+        (&Method::GET, "/live") => text(StatusCode::OK, "text/plain", "ok\n"),
+        (&Method::GET, "/ready") => {
+            if gateway.ready.load(Ordering::SeqCst) {
+                text(StatusCode::OK, "text/plain", "ready\n")
+            } else {
+                text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n")
+            }
+        }
+        (&Method::GET, "/health") => {
+            let (status, body) = health(gateway);
+            text(status, "application/json", body.to_string())
+        }
+        (&Method::GET, "/metrics") => {
+            let mut out = String::with_capacity(8 * 1024);
+            gateway.metrics.render(&mut out);
+            gateway.runtime.load().write_upstream_metrics(&mut out);
+            text(StatusCode::OK, "text/plain; version=0.0.4", out)
+        }
+        (&Method::POST, "/reload") => match gateway.reload(None).await {
+            Ok(()) => text(
+                StatusCode::OK,
+                "application/json",
+                r#"{"result":"reloaded"}"#,
+            ),
+            Err(error) => text(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "application/json",
+                serde_json::json!({"result": "refused", "reason": error.to_string()}).to_string(),
+            ),
+        },
+        (_, "/live" | "/ready" | "/health" | "/metrics" | "/reload") => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain",
+            "method not allowed\n",
+        ),
+        _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
+    }
+}
+
+/// The health document: overall status and each subsystem's state.
+pub fn health(gateway: &Gateway) -> (StatusCode, serde_json::Value) {
+    let runtime = gateway.runtime.load();
+    let mut upstreams = Vec::new();
+    let mut degraded = false;
+    for (name, (_, upstream)) in &runtime.upstreams {
+        let targets: Vec<serde_json::Value> = upstream
+            .targets()
+            .iter()
+            .enumerate()
+            .map(|(i, t)| serde_json::json!({"target": t.authority, "available": upstream.is_target_available(i), "outstanding": t.outstanding()}))
+            .collect();
+        let healthy = penghubung_adapter::Adapter::is_healthy(upstream);
+        degraded |= !healthy;
+        upstreams.push(serde_json::json!({"name": name, "healthy": healthy, "targets": targets}));
+    }
+    let ready = gateway.ready.load(Ordering::SeqCst);
+    let status = if !ready {
+        "down"
+    } else if degraded {
+        "degraded"
+    } else {
+        "ok"
+    };
+    let code = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (
+        code,
+        serde_json::json!({"status": status, "node": runtime.node_id, "upstreams": upstreams}),
+    )
+}

@@ -1,0 +1,165 @@
+//! Header cleaning for both directions: hop-by-hop headers (RFC 9110 §7.6.1), every header named
+//! in `Connection`, and headers through which a client could claim an identity or rewrite the
+//! request at the backend. Gateway headers are added *after* cleaning, so a client can never use
+//! `Connection` to remove one.
+
+use http::header::{self, HeaderMap, HeaderName};
+
+use super::NAMESPACE;
+
+/// Hop-by-hop headers, always removed.
+const HOP_BY_HOP: &[&str] = &[
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authenticate",
+    "proxy-authorization",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "http2-settings",
+];
+
+/// Client-supplied identity and rewrite headers, removed from requests.
+const IDENTITY: &[&str] = &[
+    "forwarded",
+    "x-real-ip",
+    "x-client-cert",
+    "x-forwarded-client-cert",
+    "x-original-url",
+    "x-rewrite-url",
+    "x-http-method-override",
+    "x-method-override",
+    "x-http-method",
+    "client-ip",
+    "true-client-ip",
+];
+
+/// Prefixes of client-supplied identity headers, removed from requests.
+const IDENTITY_PREFIXES: &[&str] = &[
+    "x-forwarded-",
+    "x-ssl-client",
+    "x-client-",
+    "proxy-",
+    NAMESPACE,
+];
+
+fn connection_named(headers: &HeaderMap) -> Vec<HeaderName> {
+    headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|token| HeaderName::from_bytes(token.trim().as_bytes()).ok())
+        .collect()
+}
+
+fn remove_hop_by_hop(headers: &mut HeaderMap) {
+    for name in connection_named(headers) {
+        headers.remove(name);
+    }
+    for name in HOP_BY_HOP {
+        headers.remove(*name);
+    }
+}
+
+/// Cleans a request head before it goes upstream. `keep_te_trailers` keeps `TE: trailers`
+/// (meaningful on HTTP/2 upstreams).
+pub fn clean_request(headers: &mut HeaderMap, keep_te_trailers: bool) {
+    let te_trailers = keep_te_trailers
+        && headers
+            .get(header::TE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| {
+                v.split(',')
+                    .any(|t| t.trim().eq_ignore_ascii_case("trailers"))
+            });
+    remove_hop_by_hop(headers);
+    for name in IDENTITY {
+        headers.remove(*name);
+    }
+    let prefixed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| {
+            IDENTITY_PREFIXES
+                .iter()
+                .any(|p| name.as_str().starts_with(p))
+        })
+        .cloned()
+        .collect();
+    for name in prefixed {
+        headers.remove(name);
+    }
+    if te_trailers {
+        headers.insert(header::TE, http::HeaderValue::from_static("trailers"));
+    }
+}
+
+/// Cleans a response head before it goes to the client: hop-by-hop headers and anything in the
+/// gateway's namespace that an upstream tried to set.
+pub fn clean_response(headers: &mut HeaderMap) {
+    remove_hop_by_hop(headers);
+    let prefixed: Vec<HeaderName> = headers
+        .keys()
+        .filter(|name| name.as_str().starts_with(NAMESPACE))
+        .cloned()
+        .collect();
+    for name in prefixed {
+        headers.remove(name);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn request_cleaning() {
+        let mut h = HeaderMap::new();
+        for (k, v) in [
+            ("connection", "keep-alive, x-secret, x-penghubung-consumer"),
+            ("x-secret", "1"),
+            ("keep-alive", "timeout=5"),
+            ("upgrade", "h2c"),
+            ("http2-settings", "AAA"),
+            ("te", "trailers, deflate"),
+            ("proxy-authorization", "x"),
+            ("x-forwarded-for", "1.2.3.4"),
+            ("x-forwarded-host", "evil"),
+            ("forwarded", "for=1.2.3.4"),
+            ("x-real-ip", "1.2.3.4"),
+            ("x-ssl-client-dn", "CN=admin"),
+            ("x-client-cert", "x"),
+            ("x-original-url", "/admin"),
+            ("x-http-method-override", "DELETE"),
+            ("x-penghubung-consumer-opd", "bkd"),
+            ("accept", "*/*"),
+        ] {
+            h.append(k, v.parse().expect("value"));
+        }
+        clean_request(&mut h, false);
+        let left: Vec<&str> = h.keys().map(|k| k.as_str()).collect();
+        assert_eq!(left, vec!["accept"]);
+    }
+
+    #[test]
+    fn te_trailers_kept_for_h2() {
+        let mut h = HeaderMap::new();
+        h.insert("te", "trailers".parse().expect("value"));
+        clean_request(&mut h, true);
+        assert_eq!(h["te"], "trailers");
+    }
+
+    #[test]
+    fn response_cleaning() {
+        let mut h = HeaderMap::new();
+        h.insert("connection", "x-a".parse().expect("v"));
+        h.insert("x-a", "1".parse().expect("v"));
+        h.insert("transfer-encoding", "chunked".parse().expect("v"));
+        h.insert("x-penghubung-exchange-id", "spoof".parse().expect("v"));
+        h.insert("content-type", "text/plain".parse().expect("v"));
+        clean_response(&mut h);
+        assert_eq!(h.len(), 1);
+    }
+}

@@ -1,0 +1,221 @@
+//! Services (Layanan), their routes, and the upstream groups they forward to.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+use super::{Classification, Exposure};
+
+/// An upstream group: one or more targets serving the same backend.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamSpec {
+    /// Name that services refer to.
+    pub name: String,
+    /// Targets as `host:port`.
+    pub targets: Vec<String>,
+    /// `http1` or `http2` (prior knowledge on cleartext, ALPN on TLS).
+    #[serde(default)]
+    pub protocol: UpstreamProtocol,
+    /// TLS to the upstream; absent means cleartext.
+    #[serde(default)]
+    pub tls: Option<UpstreamTls>,
+    /// How a target is chosen.
+    #[serde(default)]
+    pub balance: Balance,
+    /// TCP (and TLS) connect timeout in milliseconds.
+    #[serde(default = "default_connect_ms")]
+    pub connect_timeout_ms: u64,
+    /// Time to wait for the response head, in milliseconds.
+    #[serde(default = "default_head_ms")]
+    pub response_head_timeout_ms: u64,
+    /// Time for the whole response including its body, in milliseconds.
+    #[serde(default = "default_response_ms")]
+    pub response_timeout_ms: u64,
+    /// Extra attempts for idempotent requests whose body is buffered (never for POST).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Active health check; absent means only passive ejection.
+    #[serde(default)]
+    pub health_check: Option<HealthCheckSpec>,
+    /// Consecutive failures that eject a target (passive health).
+    #[serde(default = "default_eject_after")]
+    pub eject_after_failures: u32,
+    /// How long an ejected target stays out, in seconds.
+    #[serde(default = "default_eject_secs")]
+    pub eject_secs: u64,
+    /// Idle pooled connections kept per target.
+    #[serde(default = "default_pool_idle")]
+    pub pool_max_idle: usize,
+    /// Seconds an idle pooled connection is kept.
+    #[serde(default = "default_pool_idle_secs")]
+    pub pool_idle_timeout_secs: u64,
+    /// The `Host` sent upstream: `target` (the target's authority, default), `preserve` (the
+    /// client's host) or a fixed value.
+    #[serde(default)]
+    pub host_header: Option<String>,
+}
+
+fn default_connect_ms() -> u64 {
+    2_000
+}
+fn default_head_ms() -> u64 {
+    30_000
+}
+fn default_response_ms() -> u64 {
+    120_000
+}
+fn default_retries() -> u32 {
+    1
+}
+fn default_eject_after() -> u32 {
+    5
+}
+fn default_eject_secs() -> u64 {
+    10
+}
+fn default_pool_idle() -> usize {
+    64
+}
+fn default_pool_idle_secs() -> u64 {
+    60
+}
+
+/// Upstream wire protocol.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamProtocol {
+    /// HTTP/1.1 with keep-alive.
+    #[default]
+    Http1,
+    /// HTTP/2.
+    Http2,
+}
+
+/// Load-balancing policy.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Balance {
+    /// Each healthy target in turn.
+    #[default]
+    RoundRobin,
+    /// The healthy target with the fewest requests in flight.
+    LeastOutstanding,
+}
+
+/// TLS to an upstream.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct UpstreamTls {
+    /// PEM bundle of CAs trusted for this upstream (the system roots are never used).
+    pub ca: PathBuf,
+    /// Server name to verify, when it differs from the target host.
+    #[serde(default)]
+    pub server_name: Option<String>,
+}
+
+/// Active health check of every target of a group.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheckSpec {
+    /// Path requested with GET; 2xx and 3xx count as healthy.
+    #[serde(default = "default_hc_path")]
+    pub path: String,
+    /// Milliseconds between checks.
+    #[serde(default = "default_hc_interval")]
+    pub interval_ms: u64,
+    /// Milliseconds before a check counts as failed.
+    #[serde(default = "default_hc_timeout")]
+    pub timeout_ms: u64,
+    /// Failed checks in a row that mark a target unhealthy.
+    #[serde(default = "default_hc_fall")]
+    pub unhealthy_after: u32,
+    /// Good checks in a row that mark it healthy again.
+    #[serde(default = "default_hc_rise")]
+    pub healthy_after: u32,
+}
+
+fn default_hc_path() -> String {
+    "/".into()
+}
+fn default_hc_interval() -> u64 {
+    5_000
+}
+fn default_hc_timeout() -> u64 {
+    1_000
+}
+fn default_hc_fall() -> u32 {
+    2
+}
+fn default_hc_rise() -> u32 {
+    1
+}
+
+/// A service (Layanan) offered through the gateway.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSpec {
+    /// Stable identifier, used in metrics, evidence and grants.
+    pub id: String,
+    /// Service version, e.g. `v1`.
+    #[serde(default)]
+    pub version: Option<String>,
+    /// The OPD that owns the service.
+    #[serde(default)]
+    pub owner_opd: Option<String>,
+    /// Virtual hosts the service answers on (`api.example.go.id`, or `*` for any host).
+    pub hosts: Vec<String>,
+    /// Upstream group to forward to.
+    #[serde(default)]
+    pub upstream: Option<String>,
+    /// Security classification.
+    #[serde(default)]
+    pub classification: Classification,
+    /// Exposure.
+    #[serde(default)]
+    pub exposure: Exposure,
+    /// The service carries personal data (NIK, NIP…): JSON bodies get field commitments.
+    #[serde(default)]
+    pub personal_data: bool,
+    /// Routes of this service.
+    #[serde(default)]
+    pub route: Vec<RouteSpec>,
+}
+
+/// One route of a service.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RouteSpec {
+    /// Path pattern: `/exact`, `/prefix/*` (the prefix and everything below it) or a template
+    /// with whole-segment parameters such as `/penduduk/{nik}`.
+    pub path: String,
+    /// Allowed methods; empty means any.
+    #[serde(default)]
+    pub methods: Vec<String>,
+    /// `forward` (default) or `deny` (403, never forwarded).
+    #[serde(default)]
+    pub action: RouteAction,
+    /// Replace this leading part of the canonical path before forwarding (e.g. `/api/v1`).
+    #[serde(default)]
+    pub strip_prefix: Option<String>,
+    /// Forward paths with ambiguous encodings (`%2F`, `%5C`…) as they are instead of refusing.
+    #[serde(default)]
+    pub allow_raw_path: bool,
+    /// Stream the request body to the upstream instead of buffering it (for large uploads);
+    /// the body digest is then recorded with the outcome.
+    #[serde(default)]
+    pub stream_body: bool,
+    /// Body limit for this route in bytes (defaults to `limits.body_bytes`).
+    #[serde(default)]
+    pub body_bytes: Option<u64>,
+}
+
+/// What a route does.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteAction {
+    /// Forward to the service's upstream.
+    #[default]
+    Forward,
+    /// Refuse with 403; nothing is forwarded.
+    Deny,
+}

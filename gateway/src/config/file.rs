@@ -1,0 +1,190 @@
+//! The operator-written configuration file: one TOML document, `deny_unknown_fields` everywhere.
+//!
+//! These types say what the operator wrote; [`super::validate`] checks them without I/O and
+//! [`crate::runtime`] compiles them into the immutable runtime that requests use.
+
+use serde::Deserialize;
+use std::path::PathBuf;
+
+use crate::catalog::services::{ServiceSpec, UpstreamSpec};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Name of this gateway node, written into every evidence record. Defaults to the host name.
+    #[serde(default)]
+    pub node_id: Option<String>,
+    /// Process settings (need a restart to change).
+    #[serde(default)]
+    pub runtime: RuntimeSettings,
+    /// Traffic listeners. At least one.
+    #[serde(default)]
+    pub listener: Vec<ListenerSpec>,
+    /// The admin listener (`/live`, `/ready`, `/health`, `/metrics`, `POST /reload`).
+    #[serde(default)]
+    pub admin: AdminSettings,
+    /// Request limits and deadlines.
+    #[serde(default)]
+    pub limits: Limits,
+    /// Logging.
+    #[serde(default)]
+    pub log: LogSettings,
+    /// Upstream groups that services forward to.
+    #[serde(default)]
+    pub upstream: Vec<UpstreamSpec>,
+    /// Services (Layanan) with their routes.
+    #[serde(default)]
+    pub service: Vec<ServiceSpec>,
+}
+
+/// Process-wide settings; changing them needs a restart.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSettings {
+    /// Worker threads of the async runtime; 0 means one per CPU.
+    #[serde(default)]
+    pub threads: usize,
+}
+
+/// One traffic listener.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerSpec {
+    /// A short name used in logs and metrics.
+    pub name: String,
+    /// Socket address to bind, e.g. `0.0.0.0:8443`. Needs a restart to change.
+    pub address: String,
+    /// TLS settings; absent means cleartext (HTTP/1.1 and h2c prior knowledge).
+    #[serde(default)]
+    pub tls: Option<TlsSpec>,
+    /// Maximum concurrent connections on this listener; further connections are closed at once.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// Whether HTTP/2 is offered (ALPN `h2` on TLS, prior knowledge on cleartext).
+    #[serde(default = "yes")]
+    pub http2: bool,
+}
+
+fn default_max_connections() -> usize {
+    10_000
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Whether and how clients present certificates.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// Client certificates are not requested.
+    #[default]
+    None,
+    /// Requested and verified when presented; connections without one are allowed.
+    Optional,
+    /// Required: a connection without a valid certificate fails the handshake.
+    Required,
+}
+
+/// TLS settings of a listener. Files are re-read on every reload.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSpec {
+    /// PEM certificate chain (leaf first).
+    pub certificate: PathBuf,
+    /// PEM private key (PKCS#8, SEC1 or PKCS#1).
+    pub key: PathBuf,
+    /// Client certificate policy.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// PEM bundle of CAs that issue client certificates (required unless `client_auth = "none"`).
+    #[serde(default)]
+    pub client_ca: Option<PathBuf>,
+    /// CRL files (PEM or DER) checked for client certificates.
+    #[serde(default)]
+    pub crls: Vec<PathBuf>,
+}
+
+/// The admin listener.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSettings {
+    /// Address to bind; loopback by default. Needs a restart to change. Empty disables it.
+    #[serde(default = "default_admin_address")]
+    pub address: String,
+}
+
+impl Default for AdminSettings {
+    fn default() -> Self {
+        AdminSettings {
+            address: default_admin_address(),
+        }
+    }
+}
+
+fn default_admin_address() -> String {
+    "127.0.0.1:9090".into()
+}
+
+/// Logging settings.
+#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogSettings {
+    /// Write one access-log line per exchange (at `info` on target `penghubung::access`).
+    #[serde(default)]
+    pub access_log: bool,
+    /// Log as JSON lines instead of text.
+    #[serde(default)]
+    pub json: bool,
+}
+
+/// Request limits and deadlines. Defaults follow the issue: 64 KiB head, 8 KiB URI, 10 MiB body.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Largest request header section in bytes (431 beyond).
+    pub header_bytes: usize,
+    /// Most header fields in a request (431 beyond).
+    pub header_count: usize,
+    /// Longest request target in bytes (414 beyond).
+    pub uri_bytes: usize,
+    /// Largest request body in bytes (413 beyond); a route may lower or raise it.
+    pub body_bytes: u64,
+    /// Total time from a request's first byte to the end of its head, in seconds.
+    pub header_read_timeout_secs: u64,
+    /// Total time to receive a request body, in seconds (408 beyond).
+    pub body_timeout_secs: u64,
+    /// A keep-alive connection with no request in flight is closed after this many seconds.
+    pub idle_timeout_secs: u64,
+    /// A client that does not take response bytes for this many seconds is cut off.
+    pub send_timeout_secs: u64,
+    /// HTTP/2: concurrent streams per connection.
+    pub h2_max_concurrent_streams: u32,
+    /// HTTP/2: largest decoded header list in bytes.
+    pub h2_max_header_list_bytes: u32,
+    /// HTTP/2: streams reset by the client before being answered, tolerated per connection
+    /// (rapid-reset protection; beyond it the connection gets GOAWAY).
+    pub h2_max_pending_reset_streams: usize,
+    /// How long a shutting-down gateway lets requests in flight finish, in seconds.
+    pub drain_timeout_secs: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            header_bytes: 64 * 1024,
+            header_count: 100,
+            uri_bytes: 8 * 1024,
+            body_bytes: 10 * 1024 * 1024,
+            header_read_timeout_secs: 30,
+            body_timeout_secs: 30,
+            idle_timeout_secs: 60,
+            send_timeout_secs: 30,
+            h2_max_concurrent_streams: 100,
+            h2_max_header_list_bytes: 64 * 1024,
+            h2_max_pending_reset_streams: 20,
+            drain_timeout_secs: 30,
+        }
+    }
+}

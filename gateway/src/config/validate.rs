@@ -1,0 +1,360 @@
+//! Pure validation of a parsed config: no I/O, every problem collected with its path.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use super::file::{ClientAuth, ConfigFile};
+use super::ConfigIssue;
+use crate::catalog::services::RouteAction;
+use crate::routing::Pattern;
+
+struct Issues(Vec<ConfigIssue>);
+
+impl Issues {
+    fn add(&mut self, path: impl Into<String>, message: impl Into<String>) {
+        self.0.push(ConfigIssue {
+            path: path.into(),
+            message: message.into(),
+        });
+    }
+}
+
+/// Checks a config and returns every problem found (empty when valid).
+pub fn validate(config: &ConfigFile) -> Vec<ConfigIssue> {
+    let mut issues = Issues(Vec::new());
+    if let Some(node) = &config.node_id {
+        if node.is_empty() || node.len() > 128 || node.chars().any(char::is_control) {
+            issues.add("node_id", "must be 1 to 128 printable characters");
+        }
+    }
+    validate_listeners(config, &mut issues);
+    if !config.admin.address.is_empty() && config.admin.address.parse::<SocketAddr>().is_err() {
+        issues.add(
+            "admin.address",
+            format!("not a socket address: {:?}", config.admin.address),
+        );
+    }
+    validate_limits(config, &mut issues);
+    let upstreams = validate_upstreams(config, &mut issues);
+    validate_services(config, &upstreams, &mut issues);
+    issues.0
+}
+
+fn validate_listeners(config: &ConfigFile, issues: &mut Issues) {
+    if config.listener.is_empty() {
+        issues.add("listener", "at least one [[listener]] is required");
+    }
+    let mut names = HashSet::new();
+    let mut addresses = HashSet::new();
+    for (i, l) in config.listener.iter().enumerate() {
+        let at = format!("listener[{i}]");
+        if l.name.is_empty() || !names.insert(l.name.as_str()) {
+            issues.add(
+                format!("{at}.name"),
+                format!("must be unique and non-empty: {:?}", l.name),
+            );
+        }
+        match l.address.parse::<SocketAddr>() {
+            Ok(addr) => {
+                if !addresses.insert(addr) {
+                    issues.add(
+                        format!("{at}.address"),
+                        format!("{addr} is used by another listener"),
+                    );
+                }
+            }
+            Err(_) => issues.add(
+                format!("{at}.address"),
+                format!("not a socket address: {:?}", l.address),
+            ),
+        }
+        if l.max_connections == 0 {
+            issues.add(format!("{at}.max_connections"), "must be at least 1");
+        }
+        if let Some(tls) = &l.tls {
+            if tls.certificate.as_os_str().is_empty() {
+                issues.add(format!("{at}.tls.certificate"), "must name a PEM file");
+            }
+            if tls.key.as_os_str().is_empty() {
+                issues.add(format!("{at}.tls.key"), "must name a PEM file");
+            }
+            if tls.client_auth != ClientAuth::None && tls.client_ca.is_none() {
+                issues.add(
+                    format!("{at}.tls.client_ca"),
+                    "required when client_auth is optional or required",
+                );
+            }
+            if tls.client_auth == ClientAuth::None
+                && (!tls.crls.is_empty() || tls.client_ca.is_some())
+            {
+                issues.add(
+                    format!("{at}.tls.client_auth"),
+                    "client_ca/crls are set but client_auth is \"none\"",
+                );
+            }
+        }
+    }
+}
+
+fn validate_limits(config: &ConfigFile, issues: &mut Issues) {
+    let l = &config.limits;
+    let checks: [(&str, bool); 9] = [
+        (
+            "header_bytes",
+            l.header_bytes >= 1024 && l.header_bytes <= 1024 * 1024,
+        ),
+        (
+            "header_count",
+            l.header_count >= 8 && l.header_count <= 1000,
+        ),
+        (
+            "uri_bytes",
+            l.uri_bytes >= 256 && l.uri_bytes <= 1024 * 1024,
+        ),
+        ("header_read_timeout_secs", l.header_read_timeout_secs > 0),
+        ("body_timeout_secs", l.body_timeout_secs > 0),
+        ("idle_timeout_secs", l.idle_timeout_secs > 0),
+        ("send_timeout_secs", l.send_timeout_secs > 0),
+        ("h2_max_concurrent_streams", l.h2_max_concurrent_streams > 0),
+        (
+            "h2_max_header_list_bytes",
+            l.h2_max_header_list_bytes >= 1024,
+        ),
+    ];
+    for (field, ok) in checks {
+        if !ok {
+            issues.add(format!("limits.{field}"), "out of range");
+        }
+    }
+}
+
+fn valid_target(target: &str) -> bool {
+    match target.rsplit_once(':') {
+        Some((host, port)) => {
+            !host.is_empty()
+                && port.parse::<u16>().is_ok_and(|p| p > 0)
+                && target.parse::<http::uri::Authority>().is_ok()
+                && !target.contains('@')
+        }
+        None => false,
+    }
+}
+
+fn validate_upstreams<'a>(config: &'a ConfigFile, issues: &mut Issues) -> HashSet<&'a str> {
+    let mut names = HashSet::new();
+    for (i, u) in config.upstream.iter().enumerate() {
+        let at = format!("upstream[{i}]");
+        if u.name.is_empty() || !names.insert(u.name.as_str()) {
+            issues.add(
+                format!("{at}.name"),
+                format!("must be unique and non-empty: {:?}", u.name),
+            );
+        }
+        if u.targets.is_empty() {
+            issues.add(format!("{at}.targets"), "at least one target is required");
+        }
+        for (t, target) in u.targets.iter().enumerate() {
+            if !valid_target(target) {
+                issues.add(
+                    format!("{at}.targets[{t}]"),
+                    format!("must be host:port, got {target:?}"),
+                );
+            }
+        }
+        for (field, value) in [
+            ("connect_timeout_ms", u.connect_timeout_ms),
+            ("response_head_timeout_ms", u.response_head_timeout_ms),
+            ("response_timeout_ms", u.response_timeout_ms),
+        ] {
+            if value == 0 {
+                issues.add(format!("{at}.{field}"), "must be greater than 0");
+            }
+        }
+        if u.retries > 5 {
+            issues.add(format!("{at}.retries"), "at most 5");
+        }
+        if let Some(hc) = &u.health_check {
+            if !hc.path.starts_with('/') {
+                issues.add(format!("{at}.health_check.path"), "must start with '/'");
+            }
+            if hc.interval_ms < 100 || hc.timeout_ms == 0 || hc.timeout_ms > hc.interval_ms {
+                issues.add(
+                    format!("{at}.health_check"),
+                    "needs interval_ms >= 100 and 0 < timeout_ms <= interval_ms",
+                );
+            }
+            if hc.unhealthy_after == 0 || hc.healthy_after == 0 {
+                issues.add(
+                    format!("{at}.health_check"),
+                    "unhealthy_after and healthy_after must be at least 1",
+                );
+            }
+        }
+        if let Some(host) = &u.host_header {
+            if host.is_empty() || http::HeaderValue::from_str(host).is_err() {
+                issues.add(
+                    format!("{at}.host_header"),
+                    "must be \"target\", \"preserve\" or a valid host",
+                );
+            }
+        }
+        if let Some(tls) = &u.tls {
+            if tls.ca.as_os_str().is_empty() {
+                issues.add(format!("{at}.tls.ca"), "must name a PEM file");
+            }
+        }
+    }
+    names
+}
+
+fn valid_host(host: &str) -> bool {
+    host == "*"
+        || (!host.is_empty()
+            && host.len() <= 253
+            && host.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            }))
+}
+
+fn validate_services(config: &ConfigFile, upstreams: &HashSet<&str>, issues: &mut Issues) {
+    let mut ids = HashSet::new();
+    for (i, s) in config.service.iter().enumerate() {
+        let at = format!("service[{i}]");
+        if s.id.is_empty()
+            || s.id.len() > 128
+            || !ids.insert(s.id.as_str())
+            || s.id.chars().any(|c| c.is_control() || c == '"')
+        {
+            issues.add(
+                format!("{at}.id"),
+                format!("must be unique, non-empty and printable: {:?}", s.id),
+            );
+        }
+        if s.hosts.is_empty() {
+            issues.add(
+                format!("{at}.hosts"),
+                "at least one host (or \"*\") is required",
+            );
+        }
+        for (h, host) in s.hosts.iter().enumerate() {
+            if !valid_host(host) {
+                issues.add(
+                    format!("{at}.hosts[{h}]"),
+                    format!("not a host name: {host:?}"),
+                );
+            }
+        }
+        let forwards = s.route.iter().any(|r| r.action == RouteAction::Forward);
+        match &s.upstream {
+            Some(name) if !upstreams.contains(name.as_str()) => {
+                issues.add(
+                    format!("{at}.upstream"),
+                    format!("unknown upstream {name:?}"),
+                );
+            }
+            None if forwards => issues.add(
+                format!("{at}.upstream"),
+                "required: the service has forward routes",
+            ),
+            _ => {}
+        }
+        if s.route.is_empty() {
+            issues.add(
+                format!("{at}.route"),
+                "at least one [[service.route]] is required",
+            );
+        }
+        for (r, route) in s.route.iter().enumerate() {
+            let rat = format!("{at}.route[{r}]");
+            if let Err(message) = Pattern::parse(&route.path) {
+                issues.add(format!("{rat}.path"), format!("{:?} {message}", route.path));
+            }
+            for (m, method) in route.methods.iter().enumerate() {
+                if method.is_empty() || !method.bytes().all(|b| b.is_ascii_alphabetic()) {
+                    issues.add(
+                        format!("{rat}.methods[{m}]"),
+                        format!("not a method: {method:?}"),
+                    );
+                }
+            }
+            if let Some(prefix) = &route.strip_prefix {
+                if !prefix.starts_with('/') || prefix.ends_with('/') {
+                    issues.add(
+                        format!("{rat}.strip_prefix"),
+                        "must start with '/' and not end with '/'",
+                    );
+                }
+            }
+            if route.body_bytes == Some(0) {
+                issues.add(format!("{rat}.body_bytes"), "must be greater than 0");
+            }
+            if route.action == RouteAction::Deny && (route.allow_raw_path || route.stream_body) {
+                issues.add(
+                    format!("{rat}.action"),
+                    "a deny route cannot allow raw paths or stream bodies",
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::parse;
+
+    #[test]
+    fn collects_every_problem_with_its_path() {
+        let text = r#"
+            [[listener]]
+            name = "a"
+            address = "nope"
+            [[listener]]
+            name = "a"
+            address = "127.0.0.1:1"
+            tls = { certificate = "c.pem", key = "k.pem", client_auth = "required" }
+            [[upstream]]
+            name = "u"
+            targets = ["no-port", "h:0"]
+            [[service]]
+            id = "s"
+            hosts = ["bad host"]
+            upstream = "missing"
+            [[service.route]]
+            path = "relative"
+            methods = ["G3T"]
+        "#;
+        let config = parse(text, "t.toml").expect("parses");
+        let paths: Vec<String> = validate(&config).into_iter().map(|i| i.path).collect();
+        for want in [
+            "listener[0].address",
+            "listener[1].name",
+            "listener[1].tls.client_ca",
+            "upstream[0].targets[0]",
+            "upstream[0].targets[1]",
+            "service[0].hosts[0]",
+            "service[0].upstream",
+            "service[0].route[0].path",
+            "service[0].route[0].methods[0]",
+        ] {
+            assert!(
+                paths.iter().any(|p| p == want),
+                "missing {want} in {paths:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn unknown_fields_are_refused() {
+        let err = parse(
+            "[[listener]]\nname='a'\naddress='127.0.0.1:1'\nbogus=1\n",
+            "t.toml",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+}

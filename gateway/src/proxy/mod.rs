@@ -1,0 +1,210 @@
+//! Stages 7 and 8, `dispatch` and `respond`: reading and checking the request body, building the
+//! clean upstream request, and sanitising the upstream response on its way back.
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use http::header::{self, HeaderValue};
+use http::{request, Response};
+use http_body::{Body as _, Frame, SizeHint};
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use penghubung_adapter::{Body, BoxError, GatewayRequest, RequestBody};
+
+use crate::admit::{headers, Admitted, EXCHANGE_ID};
+use crate::error::GatewayError;
+use crate::identity::ConnInfo;
+use crate::routing::Matched;
+use crate::server::io::InFlight;
+
+/// Reads the whole request body (the default): the declared length is checked before reading,
+/// the body is limited and must arrive within the deadline. A malformed body (bad chunked
+/// encoding, client gone) refuses the request, so nothing of it reaches the upstream.
+pub async fn read_body(
+    body: Incoming,
+    declared: Option<u64>,
+    limit: u64,
+    deadline: Duration,
+) -> Result<Bytes, GatewayError> {
+    if declared.is_some_and(|n| n > limit) {
+        return Err(GatewayError::BodyTooLarge);
+    }
+    if body.is_end_stream() {
+        return Ok(Bytes::new());
+    }
+    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    match tokio::time::timeout(deadline, limited.collect()).await {
+        Err(_) => Err(GatewayError::BodyTimeout),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(error)) => {
+            if error.is::<http_body_util::LengthLimitError>() {
+                Err(GatewayError::BodyTooLarge)
+            } else {
+                Err(GatewayError::BodyInvalid(error.to_string()))
+            }
+        }
+    }
+}
+
+/// Wraps a streamed request body (routes that opted into streaming) with the size limit.
+pub fn stream_body(
+    body: Incoming,
+    declared: Option<u64>,
+    limit: u64,
+) -> Result<Body, GatewayError> {
+    if declared.is_some_and(|n| n > limit) {
+        return Err(GatewayError::BodyTooLarge);
+    }
+    let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
+    Ok(Body::new(limited.map_err(|e| e as BoxError)))
+}
+
+/// Gateway-owned headers sent upstream.
+pub struct Forwarding<'a> {
+    /// Exchange id.
+    pub exchange_id: &'a str,
+    /// The connection.
+    pub conn: &'a ConnInfo,
+    /// Admission results (host, trace).
+    pub admitted: &'a Admitted,
+    /// Extra identity headers (consumer OPD, application, grant, assertion), already validated.
+    pub identity: Vec<(http::HeaderName, HeaderValue)>,
+}
+
+fn ip_text(addr: SocketAddr) -> String {
+    match addr {
+        SocketAddr::V4(a) => a.ip().to_string(),
+        SocketAddr::V6(a) => format!("[{}]", a.ip()),
+    }
+}
+
+/// Builds the upstream request head: canonical path (after `strip_prefix`), query as received,
+/// cleaned headers, then the gateway's own forwarding and identity headers. The body is
+/// re-framed by the client side of hyper (Content-Length for buffered bodies).
+pub fn upstream_request(
+    mut head: request::Parts,
+    matched: &Matched,
+    forwarding: Forwarding<'_>,
+    body: RequestBody,
+) -> Result<GatewayRequest, GatewayError> {
+    let keep_te = matched.route.service.upstream_http2 && head.version == http::Version::HTTP_2;
+    let original_host = head.headers.get(header::HOST).cloned().or_else(|| {
+        head.uri
+            .authority()
+            .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
+    });
+    headers::clean_request(&mut head.headers, keep_te);
+    head.headers.remove(header::CONTENT_LENGTH);
+    let path = matched.route.upstream_path(&matched.path);
+    let target = match &forwarding.admitted.query {
+        Some(q) => format!("{path}?{q}"),
+        None => path.into_owned(),
+    };
+    head.uri = target
+        .parse()
+        .map_err(|_| GatewayError::Path(crate::admit::canonical::PathError::BadEscape))?;
+    let h = &mut head.headers;
+    if let Some(host) = original_host {
+        h.insert(header::HOST, host);
+    }
+    let peer = ip_text(forwarding.conn.peer);
+    let proto = if forwarding.conn.tls { "https" } else { "http" };
+    let mut insert = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            h.insert(name, v);
+        }
+    };
+    insert("x-forwarded-for", peer.clone());
+    insert("x-forwarded-proto", proto.to_owned());
+    insert("x-forwarded-host", forwarding.admitted.host.clone());
+    insert(
+        "forwarded",
+        format!(
+            "for=\"{peer}\";proto={proto};host=\"{}\"",
+            forwarding.admitted.host
+        ),
+    );
+    insert("traceparent", forwarding.admitted.trace.header_value());
+    if let Ok(v) = HeaderValue::from_str(forwarding.exchange_id) {
+        h.insert(EXCHANGE_ID, v);
+    }
+    for (name, value) in forwarding.identity {
+        h.insert(name, value);
+    }
+    if let RequestBody::Buffered(bytes) = &body {
+        if !bytes.is_empty()
+            || !matches!(
+                head.method,
+                http::Method::GET
+                    | http::Method::HEAD
+                    | http::Method::OPTIONS
+                    | http::Method::DELETE
+            )
+        {
+            h.insert(header::CONTENT_LENGTH, HeaderValue::from(bytes.len()));
+        }
+    }
+    let retryable = head.method.is_idempotent() && body.is_replayable();
+    Ok(GatewayRequest {
+        head,
+        body,
+        retryable,
+    })
+}
+
+pin_project_lite::pin_project! {
+    /// The response body on its way to the client: keeps the request counted as in flight until
+    /// the body is finished or the client went away.
+    pub struct ResponseBody {
+        #[pin]
+        inner: Body,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl ResponseBody {
+    /// Wraps a body.
+    pub fn new(inner: Body, in_flight: InFlight) -> ResponseBody {
+        ResponseBody {
+            inner,
+            in_flight: Some(in_flight),
+        }
+    }
+}
+
+impl http_body::Body for ResponseBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        let result = this.inner.poll_frame(cx);
+        if let Poll::Ready(None) | Poll::Ready(Some(Err(_))) = &result {
+            this.in_flight.take();
+        }
+        result
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Sanitises an upstream response head: hop-by-hop and gateway-namespace headers removed, the
+/// exchange id added.
+pub fn clean_response<B>(response: &mut Response<B>, exchange_id: &str) {
+    headers::clean_response(response.headers_mut());
+    if let Ok(v) = HeaderValue::from_str(exchange_id) {
+        response.headers_mut().insert(EXCHANGE_ID, v);
+    }
+}

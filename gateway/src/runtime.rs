@@ -1,0 +1,277 @@
+//! The compiled, immutable runtime that requests use, built from a validated config.
+//!
+//! `build` does all the I/O of the config lifecycle (certificates, upstream clients); the server
+//! swaps the result in whole (`ArcSwap<Runtime>`), and each request loads it once. Upstream
+//! groups whose settings did not change are carried over from the previous runtime, so a reload
+//! keeps their connection pools and health state.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use penghubung_adapter::Adapter;
+use penghubung_adapter_http::{Balance, HealthCheck, HostHeader, HttpUpstream, UpstreamSettings};
+
+use crate::catalog::services::{self, UpstreamSpec};
+use crate::catalog::{Classification, Exposure};
+use crate::config::file::{ConfigFile, Limits};
+use crate::config::ConfigError;
+use crate::routing::{Route, Router};
+use crate::server::tls;
+use crate::telemetry::{Metrics, ServiceMetrics, NO_SERVICE};
+
+/// A service as requests see it.
+pub struct Service {
+    /// Identifier.
+    pub id: String,
+    /// Version.
+    pub version: String,
+    /// Owning OPD.
+    pub owner_opd: String,
+    /// Classification.
+    pub classification: Classification,
+    /// Exposure.
+    pub exposure: Exposure,
+    /// Carries personal data.
+    pub personal_data: bool,
+    /// Where requests go (absent for deny-only services).
+    pub adapter: Option<Arc<dyn Adapter>>,
+    /// The upstream speaks HTTP/2 (`TE: trailers` may pass).
+    pub upstream_http2: bool,
+    /// Counters.
+    pub metrics: Arc<ServiceMetrics>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("id", &self.id).finish()
+    }
+}
+
+/// Everything a request needs, compiled from one config.
+pub struct Runtime {
+    /// The config this runtime was built from.
+    pub config: Arc<ConfigFile>,
+    /// This node's name.
+    pub node_id: String,
+    /// Limits and deadlines.
+    pub limits: Limits,
+    /// Routing table.
+    pub router: Router,
+    /// Upstream groups by name.
+    pub upstreams: HashMap<String, (UpstreamSpec, HttpUpstream)>,
+    /// TLS server config per listener (same order as the config's listeners).
+    pub tls: Vec<Option<Arc<rustls::ServerConfig>>>,
+    /// Counters for requests that matched no service.
+    pub unrouted: Arc<ServiceMetrics>,
+    service_metrics: HashMap<String, Arc<ServiceMetrics>>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("node_id", &self.node_id)
+            .finish()
+    }
+}
+
+fn upstream_settings(spec: &UpstreamSpec) -> Result<UpstreamSettings, String> {
+    let tls = match &spec.tls {
+        Some(t) => Some((tls::client_config(&t.ca)?, t.server_name.clone())),
+        None => None,
+    };
+    let host_header = match spec.host_header.as_deref() {
+        None | Some("target") => HostHeader::Target,
+        Some("preserve") => HostHeader::Preserve,
+        Some(other) => {
+            HostHeader::Fixed(http::HeaderValue::from_str(other).map_err(|e| e.to_string())?)
+        }
+    };
+    Ok(UpstreamSettings {
+        name: spec.name.clone(),
+        targets: spec.targets.clone(),
+        http2: spec.protocol == services::UpstreamProtocol::Http2,
+        tls,
+        balance: match spec.balance {
+            services::Balance::RoundRobin => Balance::RoundRobin,
+            services::Balance::LeastOutstanding => Balance::LeastOutstanding,
+        },
+        connect_timeout: Duration::from_millis(spec.connect_timeout_ms),
+        head_timeout: Duration::from_millis(spec.response_head_timeout_ms),
+        response_timeout: Duration::from_millis(spec.response_timeout_ms),
+        retries: spec.retries,
+        health_check: spec.health_check.as_ref().map(|h| HealthCheck {
+            path: h.path.clone(),
+            interval: Duration::from_millis(h.interval_ms),
+            timeout: Duration::from_millis(h.timeout_ms),
+            unhealthy_after: h.unhealthy_after,
+            healthy_after: h.healthy_after,
+        }),
+        eject_after: spec.eject_after_failures,
+        eject_for: Duration::from_secs(spec.eject_secs),
+        pool_max_idle: spec.pool_max_idle,
+        pool_idle_timeout: Duration::from_secs(spec.pool_idle_timeout_secs),
+        host_header,
+    })
+}
+
+/// The node id: configured, or the host name, or `penghubung`.
+pub fn node_id(config: &ConfigFile) -> String {
+    config
+        .node_id
+        .clone()
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "penghubung".into())
+}
+
+impl Runtime {
+    /// Builds a runtime from a validated config. Must run inside the tokio runtime (upstream
+    /// health checks are spawned here).
+    pub fn build(
+        config: ConfigFile,
+        metrics: &Metrics,
+        previous: Option<&Runtime>,
+    ) -> Result<Runtime, ConfigError> {
+        let mut errors = Vec::new();
+        let mut tls_configs = Vec::new();
+        for (i, listener) in config.listener.iter().enumerate() {
+            match &listener.tls {
+                Some(spec) => match tls::server_config(spec, listener.http2) {
+                    Ok(c) => tls_configs.push(Some(c)),
+                    Err(e) => {
+                        errors.push(format!("listener[{i}].tls: {e}"));
+                        tls_configs.push(None);
+                    }
+                },
+                None => tls_configs.push(None),
+            }
+        }
+        let mut upstreams = HashMap::new();
+        for (i, spec) in config.upstream.iter().enumerate() {
+            let reused = previous
+                .and_then(|p| p.upstreams.get(&spec.name))
+                .filter(|(old, _)| old == spec && spec.tls.is_none())
+                .map(|(_, up)| up.clone());
+            let upstream = match reused {
+                Some(up) => up,
+                None => match upstream_settings(spec) {
+                    Ok(settings) => HttpUpstream::new(settings),
+                    Err(e) => {
+                        errors.push(format!("upstream[{i}]: {e}"));
+                        continue;
+                    }
+                },
+            };
+            upstreams.insert(spec.name.clone(), (spec.clone(), upstream));
+        }
+        let mut routes = Vec::new();
+        for (i, spec) in config.service.iter().enumerate() {
+            let (adapter, upstream_http2) =
+                match spec.upstream.as_ref().and_then(|u| upstreams.get(u)) {
+                    Some((uspec, up)) => (
+                        Some(Arc::new(up.clone()) as Arc<dyn Adapter>),
+                        uspec.protocol == services::UpstreamProtocol::Http2,
+                    ),
+                    None => (None, false),
+                };
+            let service = Arc::new(Service {
+                id: spec.id.clone(),
+                version: spec.version.clone().unwrap_or_default(),
+                owner_opd: spec.owner_opd.clone().unwrap_or_default(),
+                classification: spec.classification,
+                exposure: spec.exposure,
+                personal_data: spec.personal_data,
+                adapter,
+                upstream_http2,
+                metrics: metrics.service(&spec.id),
+            });
+            for (r, route) in spec.route.iter().enumerate() {
+                match Route::compile(service.clone(), r, route, config.limits.body_bytes) {
+                    Ok(compiled) => routes.push((spec.hosts.clone(), compiled)),
+                    Err(e) => errors.push(format!("service[{i}].route[{r}]: {e}")),
+                }
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ConfigError::Build(errors.join("; ")));
+        }
+        Ok(Runtime {
+            node_id: node_id(&config),
+            limits: config.limits.clone(),
+            router: Router::new(routes),
+            upstreams,
+            tls: tls_configs,
+            unrouted: metrics.service(NO_SERVICE),
+            service_metrics: config
+                .service
+                .iter()
+                .map(|s| (s.id.clone(), metrics.service(&s.id)))
+                .collect(),
+            config: Arc::new(config),
+        })
+    }
+
+    /// Counters of a service by id (refusals after routing); falls back to the unrouted counters.
+    pub fn router_service_metrics(&self, id: &str) -> Arc<ServiceMetrics> {
+        self.service_metrics
+            .get(id)
+            .cloned()
+            .unwrap_or_else(|| self.unrouted.clone())
+    }
+
+    /// Writes upstream health gauges.
+    pub fn write_upstream_metrics(&self, out: &mut String) {
+        use crate::telemetry::{escape, names};
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "# HELP {} Upstream target availability.\n# TYPE {} gauge",
+            names::UPSTREAM_UP,
+            names::UPSTREAM_UP
+        );
+        let mut rows = Vec::new();
+        for (name, (_, up)) in &self.upstreams {
+            for (i, target) in up.targets().iter().enumerate() {
+                let available = up.is_target_available(i);
+                rows.push((
+                    name.clone(),
+                    target.authority.clone(),
+                    available,
+                    target.outstanding(),
+                ));
+            }
+        }
+        rows.sort();
+        for (name, target, available, _) in &rows {
+            let _ = writeln!(
+                out,
+                "{}{{upstream=\"{}\",target=\"{}\"}} {}",
+                names::UPSTREAM_UP,
+                escape(name),
+                escape(target),
+                u8::from(*available)
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP {} Requests in flight per target.\n# TYPE {} gauge",
+            names::UPSTREAM_OUTSTANDING,
+            names::UPSTREAM_OUTSTANDING
+        );
+        for (name, target, _, outstanding) in &rows {
+            let _ = writeln!(
+                out,
+                "{}{{upstream=\"{}\",target=\"{}\"}} {}",
+                names::UPSTREAM_OUTSTANDING,
+                escape(name),
+                escape(target),
+                outstanding
+            );
+        }
+    }
+}

@@ -1,0 +1,286 @@
+//! Accepting connections and serving HTTP/1.1 and HTTP/2 on them.
+//!
+//! hyper does the HTTP parsing with strict settings (header buffer and count limits, a total
+//! header-read deadline); HTTP/2 is offered by ALPN on TLS and by prior knowledge on cleartext.
+//! A watchdog closes idle keep-alive connections (only when no request is in flight, so a long
+//! streamed response is never cut) and cuts off clients that stop reading a response.
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+use super::io::{now_ms, Activity, TimedIo};
+use super::Gateway;
+use crate::identity::ConnInfo;
+use crate::telemetry::ListenerMetrics;
+
+/// Accepts connections until shutdown. A connection beyond the listener's limit is closed at once.
+pub async fn accept_loop(
+    gateway: Arc<Gateway>,
+    index: usize,
+    listener: TcpListener,
+    limit: Arc<Semaphore>,
+    metrics: Arc<ListenerMetrics>,
+) {
+    let mut shutdown = gateway.shutdown_signal();
+    let mut connections = tokio::task::JoinSet::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.changed() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => continue,
+        };
+        let (stream, peer) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                // EMFILE and friends: back off briefly instead of spinning.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = limit.clone().try_acquire_owned() else {
+            metrics.rejected.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        };
+        metrics.total.fetch_add(1, Ordering::Relaxed);
+        metrics.open.fetch_add(1, Ordering::Relaxed);
+        let gateway = gateway.clone();
+        let metrics = metrics.clone();
+        connections.spawn(async move {
+            serve(gateway, index, stream, peer, &metrics).await;
+            metrics.open.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+    drop(listener);
+    // Drain: connections got the shutdown signal too and close when their requests finish.
+    while connections.join_next().await.is_some() {}
+}
+
+async fn serve(
+    gateway: Arc<Gateway>,
+    index: usize,
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    metrics: &ListenerMetrics,
+) {
+    let _ = stream.set_nodelay(true);
+    let local = stream.local_addr().unwrap_or(peer);
+    let runtime = gateway.runtime.load_full();
+    let handshake_deadline = Duration::from_secs(runtime.limits.header_read_timeout_secs);
+    let tls = runtime.tls.get(index).cloned().flatten();
+    drop(runtime);
+    match tls {
+        None => {
+            let info = ConnInfo {
+                peer,
+                local,
+                listener: index,
+                tls: false,
+                sni: None,
+                client: None,
+            };
+            serve_io(gateway, stream, info, metrics).await;
+        }
+        Some(config) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(config);
+            let tls_stream =
+                match tokio::time::timeout(handshake_deadline, acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(error)) => {
+                        metrics.errors.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, %error, "TLS handshake failed");
+                        crate::pipeline::connection_refused(&gateway, peer, "tls_handshake", None);
+                        return;
+                    }
+                    Err(_) => {
+                        metrics.errors.fetch_add(1, Ordering::Relaxed);
+                        return;
+                    }
+                };
+            let (_, session) = tls_stream.get_ref();
+            let sni = session
+                .server_name()
+                .map(|s| s.trim_end_matches('.').to_ascii_lowercase());
+            let client = session
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .map(super::tls::peer_identity);
+            let info = ConnInfo {
+                peer,
+                local,
+                listener: index,
+                tls: true,
+                sni,
+                client,
+            };
+            serve_io(gateway, tls_stream, info, metrics).await;
+        }
+    }
+}
+
+fn builder(gateway: &Gateway, index: usize) -> auto::Builder<TokioExecutor> {
+    let runtime = gateway.runtime.load();
+    let limits = &runtime.limits;
+    let http2 = runtime.config.listener.get(index).is_none_or(|l| l.http2);
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(limits.header_read_timeout_secs))
+        .max_buf_size(limits.header_bytes.max(8192))
+        .max_headers(limits.header_count + 1)
+        .keep_alive(true)
+        .half_close(false);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(limits.h2_max_concurrent_streams)
+        .max_header_list_size(limits.h2_max_header_list_bytes)
+        .max_pending_accept_reset_streams(limits.h2_max_pending_reset_streams)
+        .max_local_error_reset_streams(Some(limits.h2_max_pending_reset_streams))
+        .max_send_buf_size(256 * 1024)
+        .keep_alive_interval(Some(Duration::from_secs(
+            limits.idle_timeout_secs.max(2) / 2,
+        )))
+        .keep_alive_timeout(Duration::from_secs(20));
+    if !http2 {
+        builder = builder.http1_only();
+    }
+    builder
+}
+
+async fn serve_io<T>(gateway: Arc<Gateway>, io: T, info: ConnInfo, metrics: &ListenerMetrics)
+where
+    T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let activity = Activity::new();
+    let builder = builder(&gateway, info.listener);
+    let (idle, send) = {
+        let limits = &gateway.runtime.load().limits;
+        (
+            limits.idle_timeout_secs * 1000,
+            limits.send_timeout_secs * 1000,
+        )
+    };
+    let peer = info.peer;
+    let info = Arc::new(info);
+    let service = {
+        let gateway = gateway.clone();
+        let activity = activity.clone();
+        service_fn(move |request: hyper::Request<Incoming>| {
+            let gateway = gateway.clone();
+            let info = info.clone();
+            let activity = activity.clone();
+            async move {
+                Ok::<_, Infallible>(
+                    crate::pipeline::handle(&gateway, &info, &activity, request).await,
+                )
+            }
+        })
+    };
+    let connection =
+        builder.serve_connection(TokioIo::new(TimedIo::new(io, activity.clone())), service);
+    tokio::pin!(connection);
+    let mut shutdown = gateway.shutdown_signal();
+    let mut draining = false;
+    let result = loop {
+        tokio::select! {
+            result = connection.as_mut() => break result,
+            _ = shutdown.changed(), if !draining => {
+                draining = true;
+                connection.as_mut().graceful_shutdown();
+            }
+            verdict = watchdog(&activity, idle, send) => match verdict {
+                Watchdog::Idle if !draining => {
+                    draining = true;
+                    connection.as_mut().graceful_shutdown();
+                }
+                Watchdog::Idle => {
+                    tracing::debug!(%peer, "closing connection that did not drain");
+                    return;
+                }
+                Watchdog::SendStalled => {
+                    tracing::debug!(%peer, "client stopped reading; connection cut");
+                    metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            },
+        }
+    };
+    if let Err(error) = result {
+        connection_error(&gateway, peer, &*error, metrics);
+    }
+}
+
+enum Watchdog {
+    Idle,
+    SendStalled,
+}
+
+/// Resolves when the connection has been idle (nothing in flight, nothing read) for `idle_ms`,
+/// or a write has been blocked for `send_ms`.
+async fn watchdog(activity: &Activity, idle_ms: u64, send_ms: u64) -> Watchdog {
+    loop {
+        let now = now_ms();
+        let blocked = activity.write_blocked_since_ms.load(Ordering::Relaxed);
+        if blocked != 0 && now.saturating_sub(blocked) >= send_ms {
+            return Watchdog::SendStalled;
+        }
+        let in_flight = activity.in_flight.load(Ordering::Relaxed);
+        let last = activity.last_read_ms.load(Ordering::Relaxed);
+        if in_flight == 0 && now.saturating_sub(last) >= idle_ms {
+            return Watchdog::Idle;
+        }
+        let next_idle = if in_flight == 0 {
+            (last + idle_ms).saturating_sub(now)
+        } else {
+            idle_ms
+        };
+        let next_send = if blocked != 0 {
+            (blocked + send_ms).saturating_sub(now)
+        } else {
+            send_ms
+        };
+        let wait = next_idle.min(next_send).clamp(50, 5_000);
+        tokio::time::sleep(Duration::from_millis(wait)).await;
+    }
+}
+
+/// Classifies an error that ended a connection. Parse errors were already answered by hyper
+/// (400/431); they are refusals and get recorded.
+fn connection_error(
+    gateway: &Gateway,
+    peer: std::net::SocketAddr,
+    error: &(dyn std::error::Error + 'static),
+    metrics: &ListenerMetrics,
+) {
+    let Some(hyper_error) = error.downcast_ref::<hyper::Error>() else {
+        tracing::debug!(%peer, %error, "connection ended with an error");
+        return;
+    };
+    let reason = if hyper_error.is_parse_too_large() {
+        "header_too_large"
+    } else if hyper_error.is_parse() || hyper_error.is_parse_status() {
+        "http_parse"
+    } else if hyper_error.is_timeout() {
+        "header_timeout"
+    } else {
+        tracing::debug!(%peer, error = %hyper_error, "connection ended");
+        return;
+    };
+    metrics.errors.fetch_add(1, Ordering::Relaxed);
+    tracing::debug!(%peer, error = %hyper_error, reason, "connection refused by the HTTP parser");
+    crate::pipeline::connection_refused(gateway, peer, reason, None);
+}

@@ -1,0 +1,223 @@
+//! Stage 0, `accept`: listeners, TLS, HTTP/1.1 and HTTP/2 connections, connection limits and
+//! deadlines; and the process-wide [`Gateway`] state with its reload and shutdown.
+
+pub mod conn;
+pub mod io;
+pub mod signals;
+pub mod tls;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::{watch, Semaphore};
+
+use crate::config::{self, ConfigError, ConfigFile};
+use crate::runtime::Runtime;
+use crate::telemetry::Metrics;
+
+/// Process-wide state: the current runtime, metrics, and lifecycle flags.
+pub struct Gateway {
+    /// The runtime requests use; swapped whole on reload.
+    pub runtime: ArcSwap<Runtime>,
+    /// Counters (survive reloads).
+    pub metrics: Arc<Metrics>,
+    /// The config file reloads read, when there is one.
+    pub config_path: Option<PathBuf>,
+    /// Set once listeners are up; cleared when shutdown starts.
+    pub ready: AtomicBool,
+    shutdown_tx: watch::Sender<bool>,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("config_path", &self.config_path)
+            .finish()
+    }
+}
+
+/// Settings that only take effect on restart; a reload that changes them is refused.
+fn restart_only_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<String> {
+    let mut changes = Vec::new();
+    let addresses = |c: &ConfigFile| {
+        c.listener
+            .iter()
+            .map(|l| (l.name.clone(), l.address.clone()))
+            .collect::<Vec<_>>()
+    };
+    if addresses(old) != addresses(new) {
+        changes.push("listener names/addresses changed (restart needed)".to_owned());
+    }
+    if old.admin.address != new.admin.address {
+        changes.push("admin.address changed (restart needed)".to_owned());
+    }
+    if old.runtime != new.runtime {
+        changes.push("runtime settings changed (restart needed)".to_owned());
+    }
+    if old.node_id != new.node_id {
+        changes.push("node_id changed (restart needed)".to_owned());
+    }
+    changes
+}
+
+impl Gateway {
+    /// Watches for shutdown.
+    pub fn shutdown_signal(&self) -> watch::Receiver<bool> {
+        self.shutdown_tx.subscribe()
+    }
+
+    /// Starts a graceful shutdown: listeners stop accepting, connections drain.
+    pub fn begin_shutdown(&self) {
+        self.ready.store(false, Ordering::SeqCst);
+        let _ = self.shutdown_tx.send(true);
+    }
+
+    /// Reloads the config file (or uses `replacement`): validate, build, swap. On any error the
+    /// current runtime keeps serving and the reason is returned (and logged).
+    pub async fn reload(&self, replacement: Option<ConfigFile>) -> Result<(), ConfigError> {
+        let _guard = self.reload_lock.lock().await;
+        let result = self.reload_locked(replacement);
+        match &result {
+            Ok(()) => {
+                self.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("configuration reloaded");
+            }
+            Err(error) => {
+                self.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, "configuration reload refused; the previous configuration keeps serving");
+            }
+        }
+        result
+    }
+
+    fn reload_locked(&self, replacement: Option<ConfigFile>) -> Result<(), ConfigError> {
+        let new = match replacement {
+            Some(c) => {
+                let issues = config::validate::validate(&c);
+                if !issues.is_empty() {
+                    return Err(ConfigError::Invalid(issues));
+                }
+                c
+            }
+            None => {
+                let path = self
+                    .config_path
+                    .as_ref()
+                    .ok_or(ConfigError::Build("no config file to reload".into()))?;
+                config::load(path)?
+            }
+        };
+        let current = self.runtime.load_full();
+        let changes = restart_only_changes(&current.config, &new);
+        if !changes.is_empty() {
+            return Err(ConfigError::Build(changes.join("; ")));
+        }
+        let runtime = Runtime::build(new, &self.metrics, Some(&current))?;
+        self.runtime.store(Arc::new(runtime));
+        Ok(())
+    }
+}
+
+/// A running gateway: its bound addresses and a way to stop it.
+#[derive(Debug)]
+pub struct Running {
+    /// The shared state.
+    pub gateway: Arc<Gateway>,
+    /// Bound traffic listener addresses, in config order.
+    pub listeners: Vec<SocketAddr>,
+    /// Bound admin address.
+    pub admin: Option<SocketAddr>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Running {
+    /// Begins a graceful shutdown and waits until listeners and connections are done (bounded
+    /// by `limits.drain_timeout_secs`).
+    pub async fn shutdown(mut self) {
+        self.gateway.begin_shutdown();
+        let drain = std::time::Duration::from_secs(
+            self.gateway.runtime.load().limits.drain_timeout_secs + 1,
+        );
+        let _ = tokio::time::timeout(drain, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        self.tasks.abort_all();
+    }
+
+    /// Waits until the gateway stops (after a shutdown signal).
+    pub async fn wait(mut self) {
+        while self.tasks.join_next().await.is_some() {}
+    }
+}
+
+/// Binds every listener and starts serving `config` (already validated). Must run inside a
+/// tokio runtime. `config_path` is what reloads read.
+pub async fn start(
+    config: ConfigFile,
+    config_path: Option<PathBuf>,
+) -> Result<Running, ConfigError> {
+    let metrics = Arc::new(Metrics::default());
+    let runtime = Runtime::build(config, &metrics, None)?;
+    let config = runtime.config.clone();
+    let (shutdown_tx, _) = watch::channel(false);
+    let gateway = Arc::new(Gateway {
+        runtime: ArcSwap::from_pointee(runtime),
+        metrics,
+        config_path,
+        ready: AtomicBool::new(false),
+        shutdown_tx,
+        reload_lock: tokio::sync::Mutex::new(()),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut bound = Vec::new();
+    for (index, spec) in config.listener.iter().enumerate() {
+        let listener = TcpListener::bind(&spec.address).await.map_err(|e| {
+            ConfigError::Build(format!(
+                "listener[{index}]: cannot bind {}: {e}",
+                spec.address
+            ))
+        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ConfigError::Build(e.to_string()))?;
+        bound.push(addr);
+        let limit = Arc::new(Semaphore::new(spec.max_connections));
+        let listener_metrics = gateway.metrics.listener(&spec.name);
+        tasks.spawn(conn::accept_loop(
+            gateway.clone(),
+            index,
+            listener,
+            limit,
+            listener_metrics,
+        ));
+        tracing::info!(listener = %spec.name, %addr, tls = spec.tls.is_some(), "listening");
+    }
+    let admin = if config.admin.address.is_empty() {
+        None
+    } else {
+        let listener = TcpListener::bind(&config.admin.address)
+            .await
+            .map_err(|e| {
+                ConfigError::Build(format!("admin: cannot bind {}: {e}", config.admin.address))
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ConfigError::Build(e.to_string()))?;
+        tasks.spawn(crate::admin::serve(gateway.clone(), listener));
+        tracing::info!(%addr, "admin listening");
+        Some(addr)
+    };
+    gateway.ready.store(true, Ordering::SeqCst);
+    Ok(Running {
+        gateway,
+        listeners: bound,
+        admin,
+        tasks,
+    })
+}

@@ -1,4 +1,5 @@
 //! Penghubung: the regional Sistem Penghubung Layanan gateway.
 
 pub mod catalog;
+pub mod evidence;
 pub mod identity;

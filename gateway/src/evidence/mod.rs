@@ -84,6 +84,7 @@ struct Inner {
     thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
     stop_checkpoints: tokio::sync::watch::Sender<bool>,
     checkpoint_task: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
+    personal_data_secret: Option<Vec<u8>>,
 }
 
 /// Handle to the evidence log; cheap to clone.
@@ -114,6 +115,19 @@ impl EvidenceLog {
             return Err(EvidenceError::Config(format!("evidence.{path}: {msg}")));
         }
         let checkpointer = checkpoint::Checkpointer::load(settings, node_id).await?;
+        let personal_data_secret = match &settings.personal_data_secret_file {
+            Some(path) => Some(
+                tokio::fs::read(path)
+                    .await
+                    .map_err(|e| EvidenceError::io(format!("read {}", path.display()), e))?,
+            ),
+            None => None,
+        };
+        if personal_data_secret.as_ref().is_some_and(|s| s.len() < 16) {
+            return Err(EvidenceError::Config(
+                "evidence.personal_data_secret_file: the secret must be at least 16 bytes".into(),
+            ));
+        }
         let dir = settings.dir.clone();
         let recovered = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)
@@ -150,6 +164,7 @@ impl EvidenceLog {
             thread: parking_lot::Mutex::new(Some(thread)),
             stop_checkpoints,
             checkpoint_task: parking_lot::Mutex::new(None),
+            personal_data_secret,
         });
         let log = EvidenceLog {
             inner: Some(inner.clone()),
@@ -230,6 +245,13 @@ impl EvidenceLog {
             .checkpointer
             .checkpoint(self, &inner.shared, &inner.settings)
             .await
+    }
+
+    /// Root of the salted per-field commitment tree of a personal-data JSON body, for
+    /// `Request.body_commitment_root`; `None` without a configured secret or for non-JSON bodies.
+    pub fn commitment_root(&self, body: &[u8], exchange_id: &str) -> Option<[u8; 32]> {
+        let secret = self.inner.as_ref()?.personal_data_secret.as_deref()?;
+        commitment::commitment_root(body, exchange_id, secret)
     }
 
     /// Current state for health checks.

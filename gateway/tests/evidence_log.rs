@@ -473,3 +473,52 @@ async fn fail_closed_on_a_full_disk_then_recovers() {
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
+
+/// Prints write and verify throughput; in release builds the verifier must reach 200 000
+/// records/s (debug builds only check correctness at this size).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn throughput_of_group_commit_and_verification() {
+    let tmp = TempDir::new("throughput");
+    let log = EvidenceLog::open(&settings(&tmp.path().join("w"), None), "node-a")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let tasks: Vec<_> = (0..64)
+        .map(|t| {
+            let log = log.clone();
+            tokio::spawn(async move {
+                for i in 0..200 {
+                    log.append(request(&format!("ex-{t}-{i}"))).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let rate = 12_800.0 / started.elapsed().as_secs_f64();
+    eprintln!("group commit: {rate:.0} durable appends/s");
+    log.shutdown().await;
+
+    let dir = tmp.path().join("v").tap_mkdir();
+    let n = 200_000u64;
+    let mut buf = Vec::new();
+    let mut h = segment::GENESIS;
+    for seq in 1..=n {
+        let mut r = request(&format!("ex-{seq}"));
+        r.sequence = seq;
+        r.time_unix_nanos = seq as i64;
+        r.node_id = "node-a".into();
+        h = segment::encode_frame(&mut buf, &r.encode_to_vec(), &h);
+    }
+    std::fs::write(segment::segment_path(&dir, 1), buf).unwrap();
+    let started = std::time::Instant::now();
+    let report = verify(&dir, &VerifyOptions::default());
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    eprintln!("verify: {rate:.0} records/s");
+    assert!(report.problem.is_none(), "{report:?}");
+    assert_eq!(report.records, n);
+    if !cfg!(debug_assertions) {
+        assert!(rate >= 200_000.0, "verifier too slow: {rate:.0} records/s");
+    }
+}

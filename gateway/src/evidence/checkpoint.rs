@@ -6,14 +6,15 @@
 //! the TSA time-stamps `SHA-256(digest ‖ signature)`.
 
 use std::sync::atomic::Ordering;
+use std::sync::Weak;
 use std::time::Duration;
 
 use super::merkle::{sha256, Hash};
 use super::schema::{record::Kind, Checkpoint, Record};
-use super::signer::Signer;
+use super::signer::{not_after, Signer};
 use super::tsa::TsaClient;
 use super::writer::{now_nanos, Tail};
-use super::{EvidenceError, EvidenceLog, EvidenceSettings, Shared, TsaPolicy};
+use super::{EvidenceError, EvidenceLog, EvidenceSettings, Inner, Shared, TsaPolicy};
 
 /// Domain separation prefix of the checkpoint digest.
 pub const DOMAIN: &[u8] = b"penghubung.evidence.v1.checkpoint\n";
@@ -120,6 +121,13 @@ impl Checkpointer {
         let signed = match self.signer.sign(&digest).await {
             Ok(s) => {
                 shared.signer_ok.store(s.is_some(), Ordering::Relaxed);
+                if let Some(t) = s
+                    .as_ref()
+                    .and_then(|s| s.chain.first())
+                    .and_then(|c| not_after(c))
+                {
+                    shared.signer_not_after.store(t, Ordering::Relaxed);
+                }
                 s
             }
             Err(e) => {
@@ -194,14 +202,15 @@ impl Checkpointer {
     }
 }
 
-/// The periodic checkpoint loop; ends when `stop` turns true.
-pub(crate) async fn run_periodic(log: EvidenceLog, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let secs = log
-        .inner
-        .as_ref()
-        .map(|i| i.settings.checkpoint_interval_secs)
-        .unwrap_or(5)
-        .max(1);
+/// The periodic checkpoint loop; ends when `stop` turns true or every handle is dropped (it
+/// holds only a weak reference, so dropping the log stops the writer too).
+pub(crate) async fn run_periodic(inner: Weak<Inner>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let Some(secs) = inner
+        .upgrade()
+        .map(|i| i.settings.checkpoint_interval_secs.max(1))
+    else {
+        return;
+    };
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(secs)) => {}
@@ -210,6 +219,10 @@ pub(crate) async fn run_periodic(log: EvidenceLog, mut stop: tokio::sync::watch:
         if *stop.borrow() {
             return;
         }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let log = EvidenceLog { inner: Some(inner) };
         if let Err(error) = log.checkpoint_now().await {
             tracing::warn!(%error, "evidence checkpoint failed");
         }

@@ -47,13 +47,12 @@ pub fn verify(
     }
     match &report.problem {
         Some(p) => {
-            println!(
-                "FAILED at record #{} ({} byte {}): {}",
-                p.sequence,
-                p.segment.display(),
-                p.offset,
-                p.reason
-            );
+            let place = if p.segment.as_os_str().is_empty() {
+                "end of log".to_owned()
+            } else {
+                format!("{} byte {}", p.segment.display(), p.offset)
+            };
+            println!("FAILED at record #{} ({place}): {}", p.sequence, p.reason);
             println!("{} records verified before the failure", report.records);
             Ok(false)
         }

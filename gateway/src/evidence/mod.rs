@@ -24,6 +24,7 @@ pub use error::EvidenceError;
 pub use penghubung_proto::evidence::v1 as schema;
 pub use settings::{EvidenceSettings, OnFailure, SignerSettings, TsaPolicy, TsaSettings};
 
+use prost::Message as _;
 use schema::{record::Kind, Admin, Record};
 use writer::{Msg, Writer};
 
@@ -76,7 +77,7 @@ pub struct EvidenceHealth {
     pub dropped_records: u64,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     tx: mpsc::Sender<Msg>,
     shared: Arc<Shared>,
     settings: EvidenceSettings,
@@ -185,7 +186,7 @@ impl EvidenceLog {
             })
             .await?;
         }
-        let task = tokio::spawn(checkpoint::run_periodic(log.clone(), stop_rx));
+        let task = tokio::spawn(checkpoint::run_periodic(Arc::downgrade(&inner), stop_rx));
         *inner.checkpoint_task.lock() = Some(task);
         Ok(log)
     }
@@ -208,6 +209,10 @@ impl EvidenceLog {
         };
         if inner.shared.tsa_blocking.load(Ordering::Relaxed) {
             return Err(EvidenceError::TsaUnavailable);
+        }
+        // Leave room for the fields the writer fills in; a reader rejects larger frames.
+        if record.encoded_len() > segment::MAX_RECORD_LEN - 1024 {
+            return Err(EvidenceError::NotWritable("record too large".into()));
         }
         self.append_internal(record).await
     }

@@ -163,7 +163,7 @@ impl Signer {
     }
 }
 
-fn not_after(der: &[u8]) -> Option<i64> {
+pub(crate) fn not_after(der: &[u8]) -> Option<i64> {
     X509Certificate::from_der(der)
         .ok()
         .map(|(_, c)| c.validity().not_after.timestamp())

@@ -112,6 +112,7 @@ struct State<'o> {
     previous_digest: Hash,
     anchor_head: Option<(u64, Vec<u8>)>,
     warned_tsa: bool,
+    last_time: i64,
 }
 
 /// Verifies `dir`, calling `progress(records)` now and then.
@@ -139,6 +140,7 @@ pub fn verify_dir(
         previous_digest: [0; 32],
         anchor_head,
         warned_tsa: false,
+        last_time: i64::MIN,
     };
     for (_, path) in &segments {
         st.report.segments += 1;
@@ -189,6 +191,10 @@ impl State<'_> {
                 record.sequence, self.expected
             ));
         }
+        if record.time_unix_nanos < self.last_time {
+            return Err("record time goes backwards".into());
+        }
+        self.last_time = record.time_unix_nanos;
         self.chain = chain;
         self.pending.push_back(leaf_hash(bytes));
         if let Some(Kind::Checkpoint(cp)) = &record.kind {

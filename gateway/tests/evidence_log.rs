@@ -351,6 +351,7 @@ async fn signer_runs_apart_behind_a_unix_socket() {
     log.append(request("ex-1")).await.unwrap();
     assert_eq!(log.checkpoint_now().await.unwrap(), Some(2));
     assert!(log.health().signer_ok);
+    assert!(log.health().signer_cert_not_after.is_some());
     // Signer gone: the checkpoint fails and health says so.
     signer.abort();
     let _ = signer.await;

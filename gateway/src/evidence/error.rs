@@ -66,3 +66,33 @@ impl EvidenceError {
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_append_failure_is_a_503() {
+        let io = || std::io::Error::from(std::io::ErrorKind::StorageFull);
+        let table = [
+            (EvidenceError::io("write", io()), 503),
+            (EvidenceError::NotWritable("x".into()), 503),
+            (EvidenceError::TsaUnavailable, 503),
+            (EvidenceError::Stopped, 503),
+            (
+                EvidenceError::Corrupt {
+                    path: "p".into(),
+                    reason: "r".into(),
+                },
+                503,
+            ),
+            (EvidenceError::Signer("x".into()), 503),
+            (EvidenceError::Tsa("x".into()), 503),
+            (EvidenceError::Config("x".into()), 503),
+        ];
+        for (e, status) in table {
+            assert_eq!(e.http_status(), status, "{e}");
+        }
+    }
+}

@@ -10,6 +10,7 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod evidence;
 pub mod identity;
 pub mod pipeline;
 pub mod proxy;

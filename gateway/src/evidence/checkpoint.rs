@@ -1,0 +1,230 @@
+//! Checkpoints: a signed, time-stamped RFC 9162 tree head appended to the log every few seconds
+//! and on shutdown.
+//!
+//! The checkpoint digest is `SHA-256(DOMAIN ‖ u32 BE len(node_id) ‖ node_id ‖ u64 BE tree_size ‖
+//! root ‖ previous digest ‖ i64 BE signed_time_unix_nanos)`; the signer signs those 32 bytes and
+//! the TSA time-stamps `SHA-256(digest ‖ signature)`.
+
+use std::sync::atomic::Ordering;
+use std::sync::Weak;
+use std::time::Duration;
+
+use super::merkle::{sha256, Hash};
+use super::schema::{record::Kind, Checkpoint, Record};
+use super::signer::{not_after, Signer};
+use super::tsa::TsaClient;
+use super::writer::{now_nanos, Tail};
+use super::{EvidenceError, EvidenceLog, EvidenceSettings, Inner, Shared, TsaPolicy};
+
+/// Domain separation prefix of the checkpoint digest.
+pub const DOMAIN: &[u8] = b"penghubung.evidence.v1.checkpoint\n";
+
+/// The checkpoint digest over its fields (see the module doc).
+pub fn digest(
+    node_id: &str,
+    tree_size: u64,
+    root: &[u8],
+    previous: &[u8],
+    signed_time: i64,
+) -> Hash {
+    let mut buf = Vec::with_capacity(DOMAIN.len() + node_id.len() + 4 + 8 + 64 + 8);
+    buf.extend_from_slice(DOMAIN);
+    buf.extend_from_slice(&(node_id.len() as u32).to_be_bytes());
+    buf.extend_from_slice(node_id.as_bytes());
+    buf.extend_from_slice(&tree_size.to_be_bytes());
+    buf.extend_from_slice(root);
+    buf.extend_from_slice(previous);
+    buf.extend_from_slice(&signed_time.to_be_bytes());
+    sha256(&buf)
+}
+
+/// The checkpoint digest of a stored checkpoint.
+pub fn digest_of(node_id: &str, cp: &Checkpoint) -> Hash {
+    digest(
+        node_id,
+        cp.tree_size,
+        &cp.root_hash,
+        &cp.previous_checkpoint_sha256,
+        cp.signed_time_unix_nanos,
+    )
+}
+
+/// The message imprint sent to the TSA: `SHA-256(digest ‖ signature)`.
+pub fn tsa_imprint(digest: &Hash, signature: &[u8]) -> Hash {
+    let mut buf = digest.to_vec();
+    buf.extend_from_slice(signature);
+    sha256(&buf)
+}
+
+#[derive(Debug, Default)]
+struct State {
+    previous: Hash,
+    last_sequence: u64,
+}
+
+/// Builds checkpoints; one at a time.
+pub(crate) struct Checkpointer {
+    node_id: String,
+    signer: Signer,
+    tsa: Option<TsaClient>,
+    state: tokio::sync::Mutex<State>,
+}
+
+impl Checkpointer {
+    /// Loads the signer and the TSA trust anchors.
+    pub(crate) async fn load(
+        settings: &EvidenceSettings,
+        node_id: &str,
+    ) -> Result<Self, EvidenceError> {
+        let signer = Signer::from_settings(settings.signer.as_ref())?;
+        let tsa = settings.tsa.as_ref().map(TsaClient::new).transpose()?;
+        Ok(Self {
+            node_id: node_id.to_owned(),
+            signer,
+            tsa,
+            state: tokio::sync::Mutex::new(State::default()),
+        })
+    }
+
+    /// Continues the checkpoint chain found by the recovery scan.
+    pub(crate) fn resume(&self, tail: &Tail, shared: &Shared) {
+        if let Ok(mut st) = self.state.try_lock() {
+            st.previous = tail.last_checkpoint_digest;
+            st.last_sequence = tail.last_checkpoint_sequence;
+        }
+        shared
+            .signer_not_after
+            .store(self.signer.not_after().unwrap_or(0), Ordering::Relaxed);
+    }
+
+    /// Writes a checkpoint if anything but the last checkpoint was appended since.
+    pub(crate) async fn checkpoint(
+        &self,
+        log: &EvidenceLog,
+        shared: &Shared,
+        settings: &EvidenceSettings,
+    ) -> Result<Option<u64>, EvidenceError> {
+        let mut st = self.state.lock().await;
+        let head = log.snapshot().await?;
+        // While the TSA gate is closed, keep trying so the gate can reopen.
+        if head.tree_size <= st.last_sequence && !shared.tsa_blocking.load(Ordering::Relaxed) {
+            return Ok(None);
+        }
+        let signed_time = now_nanos();
+        let digest = digest(
+            &self.node_id,
+            head.tree_size,
+            &head.root,
+            &st.previous,
+            signed_time,
+        );
+        let signed = match self.signer.sign(&digest).await {
+            Ok(s) => {
+                shared.signer_ok.store(s.is_some(), Ordering::Relaxed);
+                if let Some(t) = s
+                    .as_ref()
+                    .and_then(|s| s.chain.first())
+                    .and_then(|c| not_after(c))
+                {
+                    shared.signer_not_after.store(t, Ordering::Relaxed);
+                }
+                s
+            }
+            Err(e) => {
+                shared.signer_ok.store(false, Ordering::Relaxed);
+                *shared.last_error.lock() = Some(e.to_string());
+                return Err(e);
+            }
+        };
+        let mut cp = Checkpoint {
+            tree_size: head.tree_size,
+            root_hash: head.root.to_vec().into(),
+            previous_checkpoint_sha256: st.previous.to_vec().into(),
+            signed_time_unix_nanos: signed_time,
+            tsa_status: "disabled".into(),
+            ..Checkpoint::default()
+        };
+        if let Some(s) = signed {
+            cp.signature = s.signature.into();
+            cp.signature_algorithm = s.algorithm;
+            cp.signer_certificate_chain = s.chain.into_iter().map(Into::into).collect();
+        }
+        if let (Some(tsa), false) = (&self.tsa, cp.signature.is_empty()) {
+            let imprint = tsa_imprint(&digest, &cp.signature);
+            match tsa.timestamp(&imprint).await {
+                Ok(token) => {
+                    cp.timestamp_token = token.into();
+                    cp.tsa_status = "granted".into();
+                    shared.tsa_ok.store(true, Ordering::Relaxed);
+                    shared.tsa_failing_since.store(0, Ordering::Relaxed);
+                    shared.tsa_blocking.store(false, Ordering::Relaxed);
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "time-stamp request failed");
+                    cp.tsa_status = format!("unavailable: {e}");
+                    self.note_tsa_failure(shared, settings);
+                }
+            }
+        }
+        let record = Record {
+            node_id: self.node_id.clone(),
+            kind: Some(Kind::Checkpoint(cp)),
+            ..Record::default()
+        };
+        let seq = log.append_internal(record).await?;
+        st.previous = digest;
+        st.last_sequence = seq;
+        shared.checkpoints.fetch_add(1, Ordering::Relaxed);
+        shared
+            .last_checkpoint_unix
+            .store(now_nanos() / 1_000_000_000, Ordering::Relaxed);
+        Ok(Some(seq))
+    }
+
+    fn note_tsa_failure(&self, shared: &Shared, settings: &EvidenceSettings) {
+        shared.tsa_ok.store(false, Ordering::Relaxed);
+        let now = now_nanos() / 1_000_000_000;
+        let since = match shared.tsa_failing_since.compare_exchange(
+            0,
+            now,
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        ) {
+            Ok(_) => now,
+            Err(since) => since,
+        };
+        if let Some(tsa) = &settings.tsa {
+            let past_window = now.saturating_sub(since) >= tsa.unreachable_window_secs as i64;
+            if past_window && tsa.policy == TsaPolicy::FailClosed {
+                shared.tsa_blocking.store(true, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// The periodic checkpoint loop; ends when `stop` turns true or every handle is dropped (it
+/// holds only a weak reference, so dropping the log stops the writer too).
+pub(crate) async fn run_periodic(inner: Weak<Inner>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let Some(secs) = inner
+        .upgrade()
+        .map(|i| i.settings.checkpoint_interval_secs.max(1))
+    else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(secs)) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let log = EvidenceLog { inner: Some(inner) };
+        if let Err(error) = log.checkpoint_now().await {
+            tracing::warn!(%error, "evidence checkpoint failed");
+        }
+    }
+}

@@ -1,4 +1,6 @@
 //! Penghubung: the regional Sistem Penghubung Layanan gateway.
 
+pub mod auth;
 pub mod catalog;
 pub mod identity;
+pub mod limits;

@@ -180,7 +180,9 @@ pub trait Adapter: Send + Sync + 'static {
 
 /// A body holding one buffer.
 pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into()).map_err(|never| match never {}).boxed_unsync()
+    Full::new(bytes.into())
+        .map_err(|never| match never {})
+        .boxed_unsync()
 }
 
 /// An empty body.
@@ -268,17 +270,27 @@ mod tests {
             (AdapterError::Connect("x".into()), S::BAD_GATEWAY, true),
             (AdapterError::Reset("x".into()), S::BAD_GATEWAY, true),
             (
-                AdapterError::Timeout { phase: "response head", after: Duration::from_secs(1) },
+                AdapterError::Timeout {
+                    phase: "response head",
+                    after: Duration::from_secs(1),
+                },
                 S::GATEWAY_TIMEOUT,
                 true,
             ),
             (
-                AdapterError::Timeout { phase: "response", after: Duration::from_secs(1) },
+                AdapterError::Timeout {
+                    phase: "response",
+                    after: Duration::from_secs(1),
+                },
                 S::GATEWAY_TIMEOUT,
                 false,
             ),
             (AdapterError::BadResponse("x".into()), S::BAD_GATEWAY, false),
-            (AdapterError::Request("x".into()), S::INTERNAL_SERVER_ERROR, false),
+            (
+                AdapterError::Request("x".into()),
+                S::INTERNAL_SERVER_ERROR,
+                false,
+            ),
         ];
         for (error, status, retry) in table {
             assert_eq!(error.status(), status, "{error}");

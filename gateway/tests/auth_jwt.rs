@@ -29,7 +29,8 @@ async fn fixture() -> Fixture {
 }
 
 async fn check(f: &Fixture, token: &str) -> Result<penghubung::auth::Principal, AuthError> {
-    f.rt.authenticate(&bearer(token), &uri(), None, &service()).await
+    f.rt.authenticate(&bearer(token), &uri(), None, &service())
+        .await
 }
 
 fn good(_: &Fixture) -> String {
@@ -71,7 +72,10 @@ async fn auth_jwt_hs256_keyed_with_the_rsa_public_key_is_refused() {
         let m = message(&h, &claims(&[]));
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, rsa.public_pem.as_bytes());
         let t = format!("{m}.{}", b64(ring::hmac::sign(&key, m.as_bytes()).as_ref()));
-        assert_eq!(check(&f, &t).await.unwrap_err(), AuthError::InvalidToken("jwt_alg_not_allowed"));
+        assert_eq!(
+            check(&f, &t).await.unwrap_err(),
+            AuthError::InvalidToken("jwt_alg_not_allowed")
+        );
     }
 }
 
@@ -80,7 +84,10 @@ async fn auth_jwt_wrong_key_and_broken_signatures_are_refused() {
     let f = fixture().await;
     let (_, other) = rsa_keys();
     let wrong = sign_rs256(other, H_RS, &claims(&[]));
-    assert_eq!(check(&f, &wrong).await.unwrap_err(), AuthError::InvalidToken("jwt_signature_invalid"));
+    assert_eq!(
+        check(&f, &wrong).await.unwrap_err(),
+        AuthError::InvalidToken("jwt_signature_invalid")
+    );
     let t = good(&f);
     let (m, sig) = t.rsplit_once('.').unwrap();
     let mut flipped = sig.as_bytes().to_vec();
@@ -94,11 +101,21 @@ async fn auth_jwt_wrong_key_and_broken_signatures_are_refused() {
         format!("{m}.{sig}.x"),
     ];
     for c in cases {
-        assert_eq!(check(&f, &c).await.unwrap_err().status(), StatusCode::UNAUTHORIZED, "{c}");
+        assert_eq!(
+            check(&f, &c).await.unwrap_err().status(),
+            StatusCode::UNAUTHORIZED,
+            "{c}"
+        );
     }
     // Tampered payload under the original signature.
-    let tampered = format!("{}.{sig}", message(H_RS, &claims(&[("sub", json!("svc-admin"))])));
-    assert_eq!(check(&f, &tampered).await.unwrap_err(), AuthError::InvalidToken("jwt_signature_invalid"));
+    let tampered = format!(
+        "{}.{sig}",
+        message(H_RS, &claims(&[("sub", json!("svc-admin"))]))
+    );
+    assert_eq!(
+        check(&f, &tampered).await.unwrap_err(),
+        AuthError::InvalidToken("jwt_signature_invalid")
+    );
 }
 
 #[tokio::test]
@@ -106,13 +123,22 @@ async fn auth_jwt_es256_zero_signature_cve_2022_21449_is_refused() {
     let f = fixture().await;
     let m = message(H_ES, &claims(&[]));
     let t = format!("{m}.{}", b64(&[0u8; 64]));
-    assert_eq!(check(&f, &t).await.unwrap_err(), AuthError::InvalidToken("jwt_signature_invalid"));
+    assert_eq!(
+        check(&f, &t).await.unwrap_err(),
+        AuthError::InvalidToken("jwt_signature_invalid")
+    );
 }
 
 #[tokio::test]
 async fn auth_jwt_kid_injection_is_refused() {
     let f = fixture().await;
-    for kid in ["../../etc/passwd", "' OR '1'='1", "rsa-1\u{0}", "/dev/null", ""] {
+    for kid in [
+        "../../etc/passwd",
+        "' OR '1'='1",
+        "rsa-1\u{0}",
+        "/dev/null",
+        "",
+    ] {
         let h = json!({"alg":"RS256","typ":"JWT","kid":kid}).to_string();
         let t = sign_rs256(&rsa_keys().0, &h, &claims(&[]));
         let e = check(&f, &t).await.unwrap_err();
@@ -120,7 +146,10 @@ async fn auth_jwt_kid_injection_is_refused() {
     }
     let h = r#"{"alg":"RS256","typ":"JWT","kid":7}"#;
     let t = sign_rs256(&rsa_keys().0, h, &claims(&[]));
-    assert_eq!(check(&f, &t).await.unwrap_err(), AuthError::InvalidToken("jwt_kid_invalid"));
+    assert_eq!(
+        check(&f, &t).await.unwrap_err(),
+        AuthError::InvalidToken("jwt_kid_invalid")
+    );
 }
 
 #[tokio::test]
@@ -142,11 +171,18 @@ async fn auth_jwt_embedded_key_headers_are_never_fetched_or_trusted() {
         // Signed with the trusted key: only the member itself may cause the refusal.
         for key in [rsa, attacker] {
             let t = sign_rs256(key, &h.to_string(), &claims(&[]));
-            assert_eq!(check(&f, &t).await.unwrap_err(), AuthError::InvalidToken("jwt_embedded_key_refused"), "{member}");
+            assert_eq!(
+                check(&f, &t).await.unwrap_err(),
+                AuthError::InvalidToken("jwt_embedded_key_refused"),
+                "{member}"
+            );
         }
     }
     let accepted = listener.accept();
-    assert!(matches!(accepted, Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock), "something connected: {accepted:?}");
+    assert!(
+        matches!(accepted, Err(ref e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "something connected: {accepted:?}"
+    );
 }
 
 #[tokio::test]
@@ -154,11 +190,18 @@ async fn auth_jwt_crit_and_typ_are_checked() {
     let f = fixture().await;
     let h = r#"{"alg":"RS256","typ":"JWT","kid":"rsa-1","crit":["exp"],"exp":1}"#;
     let t = sign_rs256(&rsa_keys().0, h, &claims(&[]));
-    assert_eq!(check(&f, &t).await.unwrap_err(), AuthError::InvalidToken("jwt_crit_unsupported"));
+    assert_eq!(
+        check(&f, &t).await.unwrap_err(),
+        AuthError::InvalidToken("jwt_crit_unsupported")
+    );
     for typ in ["dpop+jwt", "logout+jwt", "JWE"] {
         let h = json!({"alg":"RS256","typ":typ,"kid":"rsa-1"}).to_string();
         let t = sign_rs256(&rsa_keys().0, &h, &claims(&[]));
-        assert_eq!(check(&f, &t).await.unwrap_err(), AuthError::InvalidToken("jwt_typ_invalid"), "{typ}");
+        assert_eq!(
+            check(&f, &t).await.unwrap_err(),
+            AuthError::InvalidToken("jwt_typ_invalid"),
+            "{typ}"
+        );
     }
 }
 
@@ -192,15 +235,27 @@ async fn auth_jwt_each_claim_is_checked() {
     ];
     for (claim, value, reason) in cases {
         let t = sign_rs256(&rsa_keys().0, H_RS, &claims(&[(claim, value.clone())]));
-        assert_eq!(check(&f, &t).await.unwrap_err(), AuthError::InvalidToken(reason), "{claim}={value}");
+        assert_eq!(
+            check(&f, &t).await.unwrap_err(),
+            AuthError::InvalidToken(reason),
+            "{claim}={value}"
+        );
     }
     // Within leeway still passes; an array audience with one match passes.
-    let t = sign_rs256(&rsa_keys().0, H_RS, &claims(&[("exp", json!(n - 5)), ("iat", json!(n - 60))]));
+    let t = sign_rs256(
+        &rsa_keys().0,
+        H_RS,
+        &claims(&[("exp", json!(n - 5)), ("iat", json!(n - 60))]),
+    );
     check(&f, &t).await.unwrap();
     let t = sign_rs256(&rsa_keys().0, H_RS, &claims(&[("aud", json!(["x", AUD]))]));
     check(&f, &t).await.unwrap();
     // A valid token of an unmapped subject authenticates nobody.
-    let t = sign_rs256(&rsa_keys().0, H_RS, &claims(&[("sub", json!("svc-unknown"))]));
+    let t = sign_rs256(
+        &rsa_keys().0,
+        H_RS,
+        &claims(&[("sub", json!("svc-unknown"))]),
+    );
     assert_eq!(check(&f, &t).await.unwrap_err(), AuthError::UnknownSubject);
 }
 
@@ -210,32 +265,57 @@ async fn auth_jwt_duplicate_members_are_refused() {
     let n = now();
     let dup_header = r#"{"alg":"RS256","typ":"JWT","kid":"rsa-1","alg":"RS256"}"#;
     let t = sign_rs256(&rsa_keys().0, dup_header, &claims(&[]));
-    assert_eq!(check(&f, &t).await.unwrap_err(), AuthError::InvalidToken("jwt_header_invalid"));
+    assert_eq!(
+        check(&f, &t).await.unwrap_err(),
+        AuthError::InvalidToken("jwt_header_invalid")
+    );
     let dup_payload = format!(
         r#"{{"iss":"{ISS}","aud":"{AUD}","sub":"svc-other","sub":"svc-simpeg","iat":{n},"exp":{}}}"#,
         n + 300
     );
     let t = sign_rs256(&rsa_keys().0, H_RS, &dup_payload);
-    assert_eq!(check(&f, &t).await.unwrap_err(), AuthError::InvalidToken("jwt_payload_invalid"));
+    assert_eq!(
+        check(&f, &t).await.unwrap_err(),
+        AuthError::InvalidToken("jwt_payload_invalid")
+    );
     // The same member spelled with an escape is the same member.
-    let esc = format!(r#"{{"iss":"{ISS}","aud":"{AUD}","sub":"a","s\u0075b":"svc-simpeg","exp":{}}}"#, n + 300);
+    let esc = format!(
+        r#"{{"iss":"{ISS}","aud":"{AUD}","sub":"a","s\u0075b":"svc-simpeg","exp":{}}}"#,
+        n + 300
+    );
     let t = sign_rs256(&rsa_keys().0, H_RS, &esc);
-    assert_eq!(check(&f, &t).await.unwrap_err(), AuthError::InvalidToken("jwt_payload_invalid"));
+    assert_eq!(
+        check(&f, &t).await.unwrap_err(),
+        AuthError::InvalidToken("jwt_payload_invalid")
+    );
 }
 
 #[tokio::test]
 async fn auth_jwt_oversized_and_deeply_nested_tokens_are_refused() {
     let f = fixture().await;
-    let big = sign_rs256(&rsa_keys().0, H_RS, &claims(&[("pad", json!("x".repeat(9000)))]));
-    assert_eq!(check(&f, &big).await.unwrap_err(), AuthError::CredentialTooLarge);
-    assert_eq!(AuthError::CredentialTooLarge.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+    let big = sign_rs256(
+        &rsa_keys().0,
+        H_RS,
+        &claims(&[("pad", json!("x".repeat(9000)))]),
+    );
+    assert_eq!(
+        check(&f, &big).await.unwrap_err(),
+        AuthError::CredentialTooLarge
+    );
+    assert_eq!(
+        AuthError::CredentialTooLarge.status(),
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+    );
     let mut nested = String::from("1");
     for _ in 0..64 {
         nested = format!(r#"{{"a":{nested}}}"#);
     }
     let p = claims(&[]).replacen('{', &format!(r#"{{"deep":{nested},"#), 1);
     let t = sign_rs256(&rsa_keys().0, H_RS, &p);
-    assert_eq!(check(&f, &t).await.unwrap_err(), AuthError::InvalidToken("jwt_payload_invalid"));
+    assert_eq!(
+        check(&f, &t).await.unwrap_err(),
+        AuthError::InvalidToken("jwt_payload_invalid")
+    );
 }
 
 fn loads_ok(rt: &AuthRuntime) -> u64 {
@@ -243,7 +323,9 @@ fn loads_ok(rt: &AuthRuntime) -> u64 {
     rt.write_metrics(&mut m);
     let line = m
         .lines()
-        .find(|l| l.starts_with("penghubung_auth_jwks_loads_total") && l.contains(ISS) && l.contains("ok"))
+        .find(|l| {
+            l.starts_with("penghubung_auth_jwks_loads_total") && l.contains(ISS) && l.contains("ok")
+        })
         .unwrap()
         .to_owned();
     line.rsplit(' ').next().unwrap().parse().unwrap()
@@ -260,11 +342,21 @@ async fn auth_jwt_key_rotation_without_restart() {
     let h2 = r#"{"alg":"RS256","typ":"JWT","kid":"rsa-2"}"#;
     let new_token = sign_rs256(new, h2, &claims(&[]));
     check(&f, &new_token).await.unwrap();
-    assert_eq!(loads_ok(&f.rt), loads + 1, "one refresh for the unknown kid");
+    assert_eq!(
+        loads_ok(&f.rt),
+        loads + 1,
+        "one refresh for the unknown kid"
+    );
     // The removed key no longer verifies anything, cached or not.
-    assert_eq!(check(&f, &old_token).await.unwrap_err(), AuthError::InvalidToken("jwt_key_unknown"));
+    assert_eq!(
+        check(&f, &old_token).await.unwrap_err(),
+        AuthError::InvalidToken("jwt_key_unknown")
+    );
     let fresh_old = sign_rs256(old, H_RS, &claims(&[("jti", json!("j2"))]));
-    assert_eq!(check(&f, &fresh_old).await.unwrap_err(), AuthError::InvalidToken("jwt_key_unknown"));
+    assert_eq!(
+        check(&f, &fresh_old).await.unwrap_err(),
+        AuthError::InvalidToken("jwt_key_unknown")
+    );
     // Unknown kids cannot force further reloads within jwks_min_refresh_secs.
     for i in 0..5 {
         let h = format!(r#"{{"alg":"RS256","typ":"JWT","kid":"nope-{i}"}}"#);

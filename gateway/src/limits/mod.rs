@@ -17,6 +17,11 @@ pub(crate) use redis_store::RedisStore;
 
 /// Parses a rate like `100/s`, `600/min`, `1000/h`, `5000/day` into requests per second.
 pub fn parse_rate(s: &str) -> Result<f64, String> {
+    rate_parts(s).map(|(n, secs)| n as f64 / secs as f64)
+}
+
+/// A rate's count and its window in seconds.
+fn rate_parts(s: &str) -> Result<(u64, u64), String> {
     let (n, unit) = s
         .split_once('/')
         .ok_or_else(|| format!("rate {s:?}: expected N/unit"))?;
@@ -25,16 +30,16 @@ pub fn parse_rate(s: &str) -> Result<f64, String> {
         .parse()
         .map_err(|_| format!("rate {s:?}: bad count"))?;
     let secs = match unit.trim() {
-        "s" | "sec" | "second" => 1.0,
-        "m" | "min" | "minute" => 60.0,
-        "h" | "hour" => 3600.0,
-        "d" | "day" => 86_400.0,
+        "s" | "sec" | "second" => 1,
+        "m" | "min" | "minute" => 60,
+        "h" | "hour" => 3600,
+        "d" | "day" => 86_400,
         _ => return Err(format!("rate {s:?}: unit must be s, min, h or day")),
     };
     if n == 0 || n > 1_000_000_000 {
         return Err(format!("rate {s:?}: count out of range"));
     }
-    Ok(n as f64 / secs)
+    Ok((n, secs))
 }
 
 /// A compiled limit.
@@ -53,16 +58,17 @@ pub struct LimitPolicy {
 impl LimitPolicy {
     /// Compiles a validated spec.
     pub fn compile(key: &str, l: &LimitSpec) -> Result<Self, String> {
-        let per_second = match (&l.rate, l.per_second) {
-            (Some(r), _) => Some(parse_rate(r)?),
-            (None, p) => p,
+        // Default burst: the rate's whole count (`3/min` allows 3 at once), or one second's worth.
+        let (per_second, default_burst) = match (&l.rate, l.per_second) {
+            (Some(r), _) => {
+                let (n, secs) = rate_parts(r)?;
+                (Some(n as f64 / secs as f64), n)
+            }
+            (None, p) => (p, p.map(|p| p.ceil() as u64).unwrap_or(1)),
         };
         let (emission_ns, burst) = match per_second {
             Some(p) if p > 0.0 && p.is_finite() => {
-                let burst = l
-                    .burst
-                    .map(u64::from)
-                    .unwrap_or_else(|| (p.ceil() as u64).max(1));
+                let burst = l.burst.map(u64::from).unwrap_or(default_burst).max(1);
                 (((1e9 / p).round() as u64).max(1), burst)
             }
             _ => (0, 0),

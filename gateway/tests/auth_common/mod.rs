@@ -12,7 +12,9 @@ use http::{HeaderMap, HeaderValue};
 use penghubung::auth::{AuthRuntime, AuthSettings, ServiceAuthSettings};
 use penghubung::catalog::parties::{ApplicationSpec, GrantSpec, OpdSpec};
 use ring::rand::SystemRandom;
-use ring::signature::{EcdsaKeyPair, KeyPair as _, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256};
+use ring::signature::{
+    EcdsaKeyPair, KeyPair as _, RsaKeyPair, ECDSA_P256_SHA256_FIXED_SIGNING, RSA_PKCS1_SHA256,
+};
 use serde_json::{json, Value};
 
 pub const ISS: &str = "https://sso.pemda.example/realms/opd";
@@ -23,7 +25,10 @@ pub fn b64(b: &[u8]) -> String {
 }
 
 pub fn now() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 /// An RSA key: ring key pair for signing, JWK and public PEM.
@@ -39,7 +44,9 @@ pub fn rsa_key() -> Rsa {
     use rsa::traits::PublicKeyParts;
     let k = rsa::RsaPrivateKey::new(&mut rand::rngs::OsRng, 2048).unwrap();
     let der = k.to_pkcs8_der().unwrap();
-    let public_pem = rsa::RsaPublicKey::from(&k).to_public_key_pem(LineEnding::LF).unwrap();
+    let public_pem = rsa::RsaPublicKey::from(&k)
+        .to_public_key_pem(LineEnding::LF)
+        .unwrap();
     Rsa {
         pair: RsaKeyPair::from_pkcs8(der.as_bytes()).unwrap(),
         n: k.n().to_bytes_be(),
@@ -77,7 +84,14 @@ pub fn message(header: &str, payload: &str) -> String {
 pub fn sign_rs256(k: &Rsa, header: &str, payload: &str) -> String {
     let m = message(header, payload);
     let mut sig = vec![0; k.pair.public().modulus_len()];
-    k.pair.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), m.as_bytes(), &mut sig).unwrap();
+    k.pair
+        .sign(
+            &RSA_PKCS1_SHA256,
+            &SystemRandom::new(),
+            m.as_bytes(),
+            &mut sig,
+        )
+        .unwrap();
     format!("{m}.{}", b64(&sig))
 }
 
@@ -145,7 +159,10 @@ pub fn auth_settings(jwks: &Path, extra: &str) -> AuthSettings {
 
 /// Parties: OPD `bkd`, application `simpeg` (JWT subject, API key, client secret, certificate),
 /// grants as given in TOML.
-pub fn parties(cert_sha256: &str, grants_toml: &str) -> (Vec<OpdSpec>, Vec<ApplicationSpec>, Vec<GrantSpec>) {
+pub fn parties(
+    cert_sha256: &str,
+    grants_toml: &str,
+) -> (Vec<OpdSpec>, Vec<ApplicationSpec>, Vec<GrantSpec>) {
     #[derive(serde::Deserialize)]
     struct F {
         opd: Vec<OpdSpec>,
@@ -190,17 +207,25 @@ use sha2::Digest as _;
 pub fn secret_hash(secret: &str) -> String {
     use argon2::password_hash::{PasswordHasher, SaltString};
     let salt = SaltString::generate(&mut rand::rngs::OsRng);
-    argon2::Argon2::default().hash_password(secret.as_bytes(), &salt).unwrap().to_string()
+    argon2::Argon2::default()
+        .hash_password(secret.as_bytes(), &salt)
+        .unwrap()
+        .to_string()
 }
 
 pub async fn runtime(jwks: &Path, grants_toml: &str) -> AuthRuntime {
     let (o, a, g) = parties(&"ab".repeat(32), grants_toml);
-    AuthRuntime::build(&auth_settings(jwks, ""), &o, &a, &g, None, None).await.unwrap()
+    AuthRuntime::build(&auth_settings(jwks, ""), &o, &a, &g, None, None)
+        .await
+        .unwrap()
 }
 
 pub fn bearer(token: &str) -> HeaderMap {
     let mut h = HeaderMap::new();
-    h.insert(http::header::AUTHORIZATION, HeaderValue::from_str(&format!("Bearer {token}")).unwrap());
+    h.insert(
+        http::header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
     h
 }
 

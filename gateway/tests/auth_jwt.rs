@@ -46,6 +46,14 @@ async fn auth_jwt_valid_tokens_are_accepted() {
     assert_eq!(p.credential_fingerprint.len(), 64);
     let es = sign_es256(&f.ec, H_ES, &claims(&[]));
     check(&f, &es).await.unwrap();
+    // The second use of a token is served from the verified-token cache.
+    check(&f, &es).await.unwrap();
+    let mut m = String::new();
+    f.rt.write_metrics(&mut m);
+    assert!(
+        m.contains("penghubung_auth_token_cache_hits_total 1"),
+        "{m}"
+    );
 }
 
 #[tokio::test]

@@ -506,7 +506,10 @@ impl AuthRuntime {
         let invalid_client = (http::StatusCode::UNAUTHORIZED, "invalid_client", req.basic);
         let app_id = match self.by_client_id.get(&req.client_id) {
             Some(a) => a,
-            None => return fail(invalid_client),
+            None => {
+                token::dummy_verify(&req.client_secret).await;
+                return fail(invalid_client);
+            }
         };
         let Some(app) = self.apps.get(app_id) else {
             return fail(invalid_client);

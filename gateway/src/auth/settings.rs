@@ -400,3 +400,58 @@ impl ServiceAuthSettings {
         e
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn issuer(extra: &str) -> String {
+        format!("[[issuers]]\nissuer = \"https://sso\"\naudiences = [\"gw\"]\nalgorithms = [\"RS256\"]\n{extra}\n")
+    }
+
+    #[test]
+    fn auth_settings_validation_collects_all_errors() {
+        let s: AuthSettings = toml::from_str(&format!(
+            "{}{}",
+            issuer("jwks_url = \"http://sso/jwks\"\nleeway_secs = 61"),
+            issuer("jwks_file = \"/a\"\njwks_url = \"https://sso/jwks\"")
+        ))
+        .unwrap();
+        let paths: Vec<String> = s.validate().into_iter().map(|(p, _)| p).collect();
+        for want in [
+            "issuers[0].jwks_url",
+            "issuers[0].leeway_secs",
+            "issuers[1].issuer",
+            "issuers[1].jwks_file",
+        ] {
+            assert!(
+                paths.iter().any(|p| p == want),
+                "{want} missing in {paths:?}"
+            );
+        }
+        for alg in ["HS256", "none", "es256"] {
+            let r: Result<AuthSettings, _> = toml::from_str(
+                &issuer(&format!("jwks_file = \"/a\"\nalgorithms = [\"{alg}\"]"))
+                    .replace("algorithms = [\"RS256\"]\n", ""),
+            );
+            assert!(r.is_err(), "{alg} accepted");
+        }
+        let ok: AuthSettings = toml::from_str(&issuer("jwks_file = \"/a\"")).unwrap();
+        assert!(ok.validate().is_empty(), "{:?}", ok.validate());
+    }
+
+    #[test]
+    fn auth_redis_and_service_settings_validate() {
+        let r: RedisSettings = toml::from_str("url = \"nope://x\"\ntimeout_ms = 0").unwrap();
+        assert_eq!(r.validate().len(), 2);
+        let r: RedisSettings = toml::from_str("url = \"redis://127.0.0.1:6379/0\"").unwrap();
+        assert!(r.validate().is_empty());
+        assert_eq!(r.on_unavailable, OnUnavailable::Local);
+        let s: ServiceAuthSettings = toml::from_str("credentials = []").unwrap();
+        assert_eq!(s.validate().len(), 1);
+        let s: ServiceAuthSettings = toml::from_str("").unwrap();
+        assert!(!s.anonymous && !s.forward_credential && !s.assertion);
+        assert!(toml::from_str::<ServiceAuthSettings>("anonymus = true").is_err());
+    }
+}

@@ -200,6 +200,28 @@ pub(crate) async fn verify_secret(
     ok
 }
 
+/// Runs one argon2 verification that cannot succeed, so an unknown `client_id` costs the
+/// same time as a wrong secret and client ids cannot be enumerated by timing.
+pub(crate) async fn dummy_verify(secret: &str) {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let secret = secret.to_owned();
+    let _ = tokio::task::spawn_blocking(move || {
+        use argon2::password_hash::{PasswordHasher as _, SaltString};
+        use argon2::PasswordVerifier as _;
+        let phc = DUMMY.get_or_init(|| {
+            let salt = SaltString::generate(&mut rand::rngs::OsRng);
+            argon2::Argon2::default()
+                .hash_password(b"penghubung-dummy", &salt)
+                .map(|h| h.to_string())
+                .unwrap_or_default()
+        });
+        if let Ok(h) = argon2::PasswordHash::new(phc) {
+            let _ = argon2::Argon2::default().verify_password(secret.as_bytes(), &h);
+        }
+    })
+    .await;
+}
+
 fn pct_decode(s: &str) -> Option<String> {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());

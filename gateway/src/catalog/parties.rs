@@ -174,6 +174,20 @@ fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// An argon2 PHC string whose cost a token request can afford (a huge `m` or `t` would let
+/// each request pin a core and memory).
+fn check_phc(h: &str) -> Result<(), String> {
+    let hash = argon2::PasswordHash::new(h).map_err(|_| "not an argon2 PHC string".to_string())?;
+    if !h.starts_with("$argon2") {
+        return Err("not an argon2 PHC string".into());
+    }
+    let p = argon2::Params::try_from(&hash).map_err(|e| format!("argon2 parameters: {e}"))?;
+    if p.m_cost() > 262_144 || p.t_cost() > 16 || p.p_cost() > 8 {
+        return Err("argon2 cost above m=262144 KiB, t=16, p=8".into());
+    }
+    Ok(())
+}
+
 /// Normalises a certificate fingerprint: lower case, colons removed.
 pub fn normalize_fingerprint(s: &str) -> String {
     s.chars()
@@ -225,11 +239,8 @@ impl ApplicationSpec {
                         "must be 1-128 chars without ':'".into(),
                     ));
                 }
-                if argon2::PasswordHash::new(h).is_err() || !h.starts_with("$argon2") {
-                    e.push((
-                        "credentials.client_secret_hash".into(),
-                        "not an argon2 PHC string".into(),
-                    ));
+                if let Err(m) = check_phc(h) {
+                    e.push(("credentials.client_secret_hash".into(), m));
                 }
             }
             (None, None) => {}
@@ -507,7 +518,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn parties_cross_references_are_checked() {
+    fn auth_parties_cross_references_are_checked() {
         let toml = r#"
             [[opd]]
             id = "bkd"
@@ -553,7 +564,7 @@ mod tests {
     }
 
     #[test]
-    fn unknown_fields_are_rejected() {
+    fn auth_parties_unknown_fields_are_rejected() {
         let r: Result<GrantSpec, _> =
             toml::from_str("id='g'\napplication='a'\nservice='s'\ntujuan='t'\nscope='x'\n");
         assert!(r.is_err());

@@ -486,3 +486,111 @@ fn auth_error_status_table() {
         );
     }
 }
+
+/// The example given to the lead for the config file parses and validates.
+#[test]
+fn auth_config_example_parses_and_validates() {
+    use penghubung::auth::{AuthSettings, RedisSettings};
+    use penghubung::catalog::parties::{validate_parties, ApplicationSpec, GrantSpec, OpdSpec};
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Svc {
+        auth: ServiceAuthSettings,
+    }
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct File {
+        auth: AuthSettings,
+        redis: Option<RedisSettings>,
+        opd: Vec<OpdSpec>,
+        application: Vec<ApplicationSpec>,
+        grant: Vec<GrantSpec>,
+        service: Vec<Svc>,
+    }
+    let example = format!(
+        r#"
+[auth]
+token_cache_size = 10000
+quota_utc_offset_hours = 7
+[[auth.issuers]]
+issuer = "https://sso.pemda.go.id/realms/opd"
+audiences = ["penghubung"]
+jwks_url = "https://sso.pemda.go.id/realms/opd/protocol/openid-connect/certs"
+algorithms = ["RS256", "ES256"]
+max_lifetime_secs = 3600
+leeway_secs = 30
+typ = "JWT"
+[auth.token_endpoint]
+enabled = true
+issuer = "https://gw.pemda.go.id"
+audience = "penghubung"
+lifetime_secs = 3600
+signing_key_file = "/etc/penghubung/token-key.pem"
+
+[redis]
+url = "redis://10.0.0.5:6379/0"
+key_prefix = "penghubung:"
+timeout_ms = 50
+on_unavailable = "local"
+
+[[opd]]
+id = "bkd"
+name = "Badan Kepegawaian Daerah"
+
+[[application]]
+id = "simpeg"
+opd = "bkd"
+name = "SIMPEG"
+limits = {{ rate = "50/s" }}
+[application.credentials]
+client_id = "simpeg-client"
+client_secret_hash = "{}"
+api_key_sha256 = ["{}"]
+certificate_sha256 = ["{}"]
+jwt = [{{ issuer = "https://sso.pemda.go.id/realms/opd", sub = "service-account-simpeg" }}]
+
+[[grant]]
+id = "simpeg-dukcapil-nik"
+application = "simpeg"
+service = "dukcapil-nik"
+tujuan = "Verifikasi NIK pegawai baru"
+cakupan = [{{ methods = ["GET"], paths = ["/nik/{{nik}}", "/nik/{{nik}}/keluarga/*"] }}]
+valid_from = "2026-01-01T00:00:00+07:00"
+valid_until = "2027-01-01T00:00:00+07:00"
+limits = {{ rate = "100/s", burst = 200, quota = {{ count = 50000, period = "day" }} }}
+consent = {{ by = "Kepala Disdukcapil", at = "2025-12-15T09:00:00+07:00" }}
+
+[[service]]
+[service.auth]
+credentials = ["gateway_token", "apikey", "mtls"]
+anonymous = false
+forward_credential = false
+assertion = true
+fault_style = "wso2"
+"#,
+        secret_hash("s"),
+        "a".repeat(64),
+        "AB:".repeat(31) + "AB"
+    );
+    let f: File = toml::from_str(&example).unwrap();
+    assert!(f.auth.validate().is_empty(), "{:?}", f.auth.validate());
+    assert!(f.redis.unwrap().validate().is_empty());
+    assert!(f.service[0].auth.validate().is_empty());
+    let errs = validate_parties(&f.opd, &f.application, &f.grant, &["dukcapil-nik"]);
+    assert!(errs.is_empty(), "{errs:?}");
+}
+
+/// The runtime is shared across connections and its futures run on a multi-threaded runtime.
+#[tokio::test]
+async fn auth_runtime_and_its_futures_are_send() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let cert = client_cert("simpeg");
+    let rt = rt_with_cert(&cert).await;
+    send_sync(&rt);
+    let (h, u, s) = (HeaderMap::new(), uri(), service());
+    let fut = rt.authenticate(&h, &u, None, &s);
+    send(&fut);
+    let _ = fut.await;
+    send(&rt.token_endpoint(&h, b""));
+}

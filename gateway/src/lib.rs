@@ -6,12 +6,14 @@
 
 pub mod admin;
 pub mod admit;
+pub mod auth;
 pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;
 pub mod evidence;
 pub mod identity;
+pub mod limits;
 pub mod pipeline;
 pub mod proxy;
 pub mod routing;

@@ -3,6 +3,8 @@
 //! For now the catalogue is declared in the config file; a later issue moves it into the
 //! embedded registry, which is why these types live apart from the static settings.
 
+pub mod parties;
+
 use serde::Deserialize;
 
 /// Security classification of a service (*klasifikasi keamanan*).

@@ -1,0 +1,658 @@
+//! Stages 3 and 4, `authenticate` and `authorize`, and the runtime that also drives stage 5
+//! (`throttle`, in `crate::limits`). Built from the config on every load and swapped whole.
+
+mod error;
+mod extract;
+pub mod grants;
+mod jwks;
+mod jwt;
+pub mod settings;
+mod strict_json;
+mod token;
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+use serde_json::json;
+use sha2::{Digest, Sha256};
+
+pub use error::{AuthBuildError, AuthError};
+pub use grants::GrantRuntime;
+pub use settings::{
+    AuthSettings, CredentialSetting, FaultStyle, IssuerSettings, JwtAlgorithm, OnUnavailable,
+    RedisSettings, ServiceAuthSettings, TokenEndpointSettings,
+};
+
+use crate::catalog::parties::{normalize_fingerprint, ApplicationSpec, GrantSpec, OpdSpec};
+use crate::catalog::Classification;
+use crate::identity::PeerIdentity;
+use crate::limits::{LimitPolicy, Limiter, RateInfo};
+use extract::Presented;
+use jwks::{IssuerKeys, KeySet};
+use jwt::{Issuer, TokenCache, Verified};
+use token::{SecretCache, Signer};
+
+/// How the caller authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CredentialKind {
+    /// Bearer JWT of an external issuer.
+    Jwt,
+    /// `apikey` header.
+    ApiKey,
+    /// TLS client certificate.
+    Mtls,
+    /// Bearer token from the gateway's token endpoint.
+    GatewayToken,
+    /// No credential (anonymous service).
+    Anonymous,
+}
+
+impl CredentialKind {
+    /// Stable name for evidence and metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Jwt => "jwt",
+            Self::ApiKey => "apikey",
+            Self::Mtls => "mtls",
+            Self::GatewayToken => "gateway_token",
+            Self::Anonymous => "anonymous",
+        }
+    }
+}
+
+/// The authenticated caller (stage 3's output).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// Consumer OPD id.
+    pub opd: String,
+    /// Consumer application id.
+    pub application: String,
+    /// How it authenticated.
+    pub credential_kind: CredentialKind,
+    /// Non-secret fingerprint of the credential: JWT SHA-256 of `iss|sub|jti`, certificate
+    /// SHA-256, or the first 16 hex digits of the API key's SHA-256.
+    pub credential_fingerprint: String,
+    /// JWT issuer and subject, for token credentials.
+    pub token_subject: Option<(String, String)>,
+    /// Token expiry, for token credentials.
+    pub expires_at: Option<SystemTime>,
+    /// Whether the application is (also) authenticated by its TLS client certificate.
+    pub mtls_verified: bool,
+}
+
+/// Health of the auth subsystem for `/health` and the console.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuthHealth {
+    /// Redis reachability (`None`: not configured).
+    pub redis_reachable: Option<bool>,
+    /// Issuers whose last JWKS load failed (old keys still in use).
+    pub stale_jwks: Vec<String>,
+    /// Whether the token signing key was generated at start.
+    pub ephemeral_signing_key: bool,
+}
+
+impl AuthHealth {
+    /// Whether everything is as configured.
+    pub fn ok(&self) -> bool {
+        self.redis_reachable != Some(false) && self.stale_jwks.is_empty()
+    }
+}
+
+struct App {
+    opd: String,
+    client_id: Option<String>,
+    secret_hash: Option<String>,
+    limits: Option<LimitPolicy>,
+}
+
+#[derive(Default)]
+struct Counters {
+    cache_hits: AtomicU64,
+    tokens_issued: AtomicU64,
+    token_failures: AtomicU64,
+}
+
+/// Everything stages 3–5 need, compiled from one config load.
+pub struct AuthRuntime {
+    issuer_settings: Vec<IssuerSettings>,
+    issuers: HashMap<String, Issuer>,
+    token: TokenEndpointSettings,
+    signer: Arc<Signer>,
+    apps: HashMap<String, App>,
+    by_client_id: HashMap<String, String>,
+    api_keys: Vec<([u8; 32], String)>,
+    cert_fp: HashMap<String, String>,
+    cert_subject: HashMap<String, String>,
+    jwt_subject: HashMap<(String, String), String>,
+    grants: HashMap<(String, String), Vec<Arc<GrantRuntime>>>,
+    anonymous: Arc<GrantRuntime>,
+    cache: Arc<TokenCache>,
+    secrets: Arc<SecretCache>,
+    limiter: Limiter,
+    counters: Arc<Counters>,
+}
+
+fn hex_sha256(b: &[u8]) -> String {
+    hex::encode(Sha256::digest(b))
+}
+
+impl AuthRuntime {
+    /// Builds the runtime: loads JWKS and the signing key, compiles parties and grants, and
+    /// reuses the previous runtime's limiter state, caches, signing key and Redis connection.
+    pub async fn build(
+        settings: &AuthSettings,
+        opds: &[OpdSpec],
+        apps: &[ApplicationSpec],
+        grants: &[GrantSpec],
+        redis: Option<&RedisSettings>,
+        previous: Option<&AuthRuntime>,
+    ) -> Result<AuthRuntime, AuthBuildError> {
+        let _ = opds; // OPD ids are checked by `validate_parties`; principals carry the id.
+        let signer = match previous
+            .filter(|p| p.token.signing_key_file == settings.token_endpoint.signing_key_file)
+        {
+            Some(p) => p.signer.clone(),
+            None => {
+                let s = Signer::load(settings.token_endpoint.signing_key_file.as_deref())
+                    .map_err(AuthBuildError::SigningKey)?;
+                if s.ephemeral {
+                    tracing::warn!(kid = %s.kid, "token signing key is ephemeral (generated at start)");
+                }
+                Arc::new(s)
+            }
+        };
+        let mut issuers = HashMap::new();
+        for s in &settings.issuers {
+            let prev = previous
+                .and_then(|p| p.issuers.get(&s.issuer))
+                .map(|i| &i.keys);
+            let keys = IssuerKeys::load(s, prev)
+                .await
+                .map_err(|message| AuthBuildError::Jwks {
+                    issuer: s.issuer.clone(),
+                    message,
+                })?;
+            issuers.insert(
+                s.issuer.clone(),
+                Issuer {
+                    name: s.issuer.clone(),
+                    audiences: s.audiences.clone(),
+                    algorithms: s.algorithms.clone(),
+                    max_lifetime_secs: s.max_lifetime_secs,
+                    leeway_secs: s.leeway_secs.min(60),
+                    typ: s.typ.clone(),
+                    keys,
+                    gateway: false,
+                },
+            );
+        }
+        let t = &settings.token_endpoint;
+        let vk = signer.verify_key().map_err(AuthBuildError::SigningKey)?;
+        issuers.insert(
+            t.issuer.clone(),
+            Issuer {
+                name: t.issuer.clone(),
+                audiences: vec![t.audience.clone()],
+                algorithms: vec![signer.alg()],
+                max_lifetime_secs: t.lifetime_secs,
+                leeway_secs: 30,
+                typ: Some("at+jwt".into()),
+                keys: IssuerKeys::fixed(KeySet::from_keys(vec![(Some(signer.kid.clone()), vk)])),
+                gateway: true,
+            },
+        );
+        let cat = |path: String, message: String| AuthBuildError::Catalog { path, message };
+        let mut rt_apps = HashMap::new();
+        let (mut by_client_id, mut api_keys, mut cert_fp, mut cert_subject, mut jwt_subject) = (
+            HashMap::new(),
+            Vec::new(),
+            HashMap::new(),
+            HashMap::new(),
+            HashMap::new(),
+        );
+        for (i, a) in apps.iter().enumerate() {
+            let c = &a.credentials;
+            if let Some(id) = &c.client_id {
+                by_client_id.insert(id.clone(), a.id.clone());
+            }
+            for (j, h) in c.api_key_sha256.iter().enumerate() {
+                let mut d = [0u8; 32];
+                hex::decode_to_slice(h, &mut d).map_err(|e| {
+                    cat(
+                        format!("application[{i}].credentials.api_key_sha256[{j}]"),
+                        e.to_string(),
+                    )
+                })?;
+                api_keys.push((d, a.id.clone()));
+            }
+            for f in &c.certificate_sha256 {
+                cert_fp.insert(normalize_fingerprint(f), a.id.clone());
+            }
+            for s in &c.certificate_subjects {
+                cert_subject.insert(s.clone(), a.id.clone());
+            }
+            for s in &c.jwt {
+                jwt_subject.insert((s.issuer.clone(), s.sub.clone()), a.id.clone());
+            }
+            let limits = a
+                .limits
+                .as_ref()
+                .map(|l| LimitPolicy::compile(&format!("app:{}", a.id), l))
+                .transpose()
+                .map_err(|m| cat(format!("application[{i}].limits"), m))?;
+            rt_apps.insert(
+                a.id.clone(),
+                App {
+                    opd: a.opd.clone(),
+                    client_id: c.client_id.clone(),
+                    secret_hash: c.client_secret_hash.clone(),
+                    limits,
+                },
+            );
+        }
+        let mut rt_grants: HashMap<(String, String), Vec<Arc<GrantRuntime>>> = HashMap::new();
+        for (i, g) in grants.iter().enumerate() {
+            let gr = GrantRuntime::compile(g).map_err(|m| cat(format!("grant[{i}]"), m))?;
+            rt_grants
+                .entry((g.application.clone(), g.service.clone()))
+                .or_default()
+                .push(Arc::new(gr));
+        }
+        let cache =
+            match previous.filter(|p| p.issuer_settings == settings.issuers && p.token == *t) {
+                Some(p) => p.cache.clone(),
+                None => Arc::new(TokenCache::new(settings.token_cache_size)),
+            };
+        let limiter = Limiter::new(
+            redis,
+            settings.quota_utc_offset_hours,
+            previous.map(|p| &p.limiter),
+        )
+        .map_err(AuthBuildError::Redis)?;
+        Ok(AuthRuntime {
+            issuer_settings: settings.issuers.clone(),
+            issuers,
+            token: t.clone(),
+            signer,
+            apps: rt_apps,
+            by_client_id,
+            api_keys,
+            cert_fp,
+            cert_subject,
+            jwt_subject,
+            grants: rt_grants,
+            anonymous: Arc::new(GrantRuntime::anonymous()),
+            cache,
+            secrets: previous.map(|p| p.secrets.clone()).unwrap_or_default(),
+            limiter,
+            counters: previous.map(|p| p.counters.clone()).unwrap_or_default(),
+        })
+    }
+
+    async fn verify_token(&self, token: &str) -> Result<Arc<Verified>, AuthError> {
+        let now = token::unix_now();
+        let key = TokenCache::key(token);
+        if let Some(v) = self.cache.get(&key, now) {
+            // A cached token stays valid only while its issuer and key are still trusted.
+            if let Some(iss) = self.issuers.get(&v.issuer) {
+                if iss.keys.current().contains(v.kid.as_deref()) {
+                    self.counters.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    return Ok(v);
+                }
+            }
+        }
+        let v = jwt::verify(token, &self.issuers, now)
+            .await
+            .map_err(AuthError::InvalidToken)?;
+        let leeway = self
+            .issuers
+            .get(&v.issuer)
+            .map(|i| i.leeway_secs)
+            .unwrap_or(0);
+        let v = Arc::new(v);
+        self.cache
+            .put(key, v.clone(), v.exp.saturating_add(leeway), now);
+        Ok(v)
+    }
+
+    fn principal(
+        &self,
+        app_id: &str,
+        kind: CredentialKind,
+        fingerprint: String,
+        tls: Option<&PeerIdentity>,
+    ) -> Result<Principal, AuthError> {
+        let app = self.apps.get(app_id).ok_or(AuthError::UnknownSubject)?;
+        let cert_app = tls.and_then(|t| self.cert_app(t));
+        Ok(Principal {
+            opd: app.opd.clone(),
+            application: app_id.to_owned(),
+            credential_kind: kind,
+            credential_fingerprint: fingerprint,
+            token_subject: None,
+            expires_at: None,
+            mtls_verified: cert_app == Some(app_id),
+        })
+    }
+
+    fn cert_app(&self, t: &PeerIdentity) -> Option<&str> {
+        self.cert_fp
+            .get(&normalize_fingerprint(&t.sha256))
+            .or_else(|| self.cert_subject.get(&t.subject))
+            .map(String::as_str)
+    }
+
+    /// Stage 3: establishes the caller from exactly one credential.
+    pub async fn authenticate(
+        &self,
+        headers: &http::HeaderMap,
+        uri: &http::Uri,
+        tls: Option<&PeerIdentity>,
+        service: &ServiceAuthSettings,
+    ) -> Result<Principal, AuthError> {
+        let allows = |k: CredentialSetting| service.credentials.contains(&k);
+        match extract::presented(headers, uri)? {
+            Presented::Bearer(tok) => {
+                let v = self.verify_token(tok).await?;
+                let (kind, setting) = if v.gateway {
+                    (
+                        CredentialKind::GatewayToken,
+                        CredentialSetting::GatewayToken,
+                    )
+                } else {
+                    (CredentialKind::Jwt, CredentialSetting::Jwt)
+                };
+                if !allows(setting) {
+                    return Err(AuthError::CredentialNotAccepted);
+                }
+                let app = if v.gateway {
+                    Some(v.sub.as_str())
+                } else {
+                    self.jwt_subject
+                        .get(&(v.issuer.clone(), v.sub.clone()))
+                        .map(String::as_str)
+                };
+                let fp = hex_sha256(
+                    format!("{}|{}|{}", v.issuer, v.sub, v.jti.as_deref().unwrap_or("")).as_bytes(),
+                );
+                let mut p = self.principal(app.ok_or(AuthError::UnknownSubject)?, kind, fp, tls)?;
+                p.token_subject = Some((v.issuer.clone(), v.sub.clone()));
+                p.expires_at = Some(UNIX_EPOCH + Duration::from_secs(v.exp));
+                Ok(p)
+            }
+            Presented::ApiKey(k) => {
+                if !allows(CredentialSetting::Apikey) {
+                    return Err(AuthError::CredentialNotAccepted);
+                }
+                let d: [u8; 32] = Sha256::digest(k.as_bytes()).into();
+                // Every stored digest is compared, in constant time, so timing says nothing.
+                let mut found = None;
+                for (h, app) in &self.api_keys {
+                    if extract::ct_eq(h, &d) {
+                        found = Some(app.as_str());
+                    }
+                }
+                let app = found.ok_or(AuthError::UnknownApiKey)?;
+                self.principal(
+                    app,
+                    CredentialKind::ApiKey,
+                    hex::encode(d).chars().take(16).collect(),
+                    tls,
+                )
+            }
+            Presented::Nothing => match tls {
+                Some(t) if allows(CredentialSetting::Mtls) => {
+                    let app = self.cert_app(t).ok_or(AuthError::UnknownCertificate)?;
+                    self.principal(
+                        app,
+                        CredentialKind::Mtls,
+                        normalize_fingerprint(&t.sha256),
+                        tls,
+                    )
+                }
+                _ if service.anonymous => Ok(Principal {
+                    opd: String::new(),
+                    application: "anonymous".into(),
+                    credential_kind: CredentialKind::Anonymous,
+                    credential_fingerprint: String::new(),
+                    token_subject: None,
+                    expires_at: None,
+                    mtls_verified: false,
+                }),
+                _ => Err(AuthError::MissingCredentials),
+            },
+        }
+    }
+
+    /// Stage 4: finds a usable grant (consented, valid at `now`, covering method and path).
+    pub fn authorize(
+        &self,
+        principal: &Principal,
+        service_id: &str,
+        classification: Classification,
+        method: &http::Method,
+        canonical_path: &str,
+        now: SystemTime,
+    ) -> Result<Arc<GrantRuntime>, AuthError> {
+        if classification == Classification::Rahasia && !principal.mtls_verified {
+            return Err(AuthError::MtlsRequired);
+        }
+        if principal.credential_kind == CredentialKind::Anonymous {
+            return Ok(self.anonymous.clone());
+        }
+        let list = self
+            .grants
+            .get(&(principal.application.clone(), service_id.to_owned()))
+            .ok_or(AuthError::NoGrant)?;
+        // Report the refusal closest to success: no consent < outside validity < outside scope.
+        let mut best = (0, AuthError::NoGrant);
+        for g in list {
+            let (rank, err) = if !g.consented {
+                (1, AuthError::NoConsent)
+            } else if let Err(e) = g.validity(now) {
+                (2, e)
+            } else if !g.covers(method, canonical_path) {
+                (3, AuthError::OutsideCakupan)
+            } else {
+                return Ok(g.clone());
+            };
+            if rank > best.0 {
+                best = (rank, err);
+            }
+        }
+        Err(best.1)
+    }
+
+    /// Stage 5: applies the grant's and the application's limits.
+    pub async fn throttle(
+        &self,
+        principal: &Principal,
+        grant: &GrantRuntime,
+    ) -> Result<RateInfo, AuthError> {
+        let now = SystemTime::now();
+        let mut info = None;
+        let app_limit = self
+            .apps
+            .get(&principal.application)
+            .and_then(|a| a.limits.as_ref());
+        for p in grant.limits.iter().chain(app_limit) {
+            let i = self.limiter.check(p, now).await?;
+            info.get_or_insert(i);
+        }
+        Ok(info.unwrap_or_default())
+    }
+
+    /// `POST /oauth2/token`: client credentials (HTTP Basic or form), WSO2-shaped JSON.
+    pub async fn token_endpoint(
+        &self,
+        headers: &http::HeaderMap,
+        body: &[u8],
+    ) -> http::Response<Bytes> {
+        let fail = |(status, error, basic): token::OAuthError| {
+            self.counters.token_failures.fetch_add(1, Ordering::Relaxed);
+            token::json_response(status, &json!({ "error": error }), basic)
+        };
+        if !self.token.enabled {
+            return fail((http::StatusCode::NOT_FOUND, "not_found", false));
+        }
+        let req = match token::parse_request(headers, body) {
+            Ok(r) => r,
+            Err(e) => return fail(e),
+        };
+        let invalid_client = (http::StatusCode::UNAUTHORIZED, "invalid_client", req.basic);
+        let app_id = match self.by_client_id.get(&req.client_id) {
+            Some(a) => a,
+            None => {
+                token::dummy_verify(&req.client_secret).await;
+                return fail(invalid_client);
+            }
+        };
+        let Some(app) = self.apps.get(app_id) else {
+            return fail(invalid_client);
+        };
+        let (Some(cid), Some(phc)) = (&app.client_id, &app.secret_hash) else {
+            return fail(invalid_client);
+        };
+        if !token::verify_secret(&self.secrets, cid, &req.client_secret, phc).await {
+            tracing::info!(application = %app_id, "token request with a wrong client secret");
+            return fail(invalid_client);
+        }
+        if req.grant_type.as_deref() != Some("client_credentials") {
+            let e = if req.grant_type.is_none() {
+                "invalid_request"
+            } else {
+                "unsupported_grant_type"
+            };
+            return fail((http::StatusCode::BAD_REQUEST, e, false));
+        }
+        let now = token::unix_now();
+        let claims = json!({
+            "iss": self.token.issuer, "aud": self.token.audience, "sub": app_id,
+            "client_id": cid, "opd": app.opd, "iat": now, "nbf": now,
+            "exp": now + self.token.lifetime_secs, "jti": uuid::Uuid::new_v4().to_string(),
+            "scope": "default",
+        });
+        match self.signer.sign("at+jwt", &claims) {
+            Ok(t) => {
+                self.counters.tokens_issued.fetch_add(1, Ordering::Relaxed);
+                let scope = req.scope.unwrap_or_else(|| "default".into());
+                token::json_response(
+                    http::StatusCode::OK,
+                    &json!({"access_token": t, "token_type": "Bearer", "expires_in": self.token.lifetime_secs, "scope": scope}),
+                    false,
+                )
+            }
+            Err(_) => fail((
+                http::StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                false,
+            )),
+        }
+    }
+
+    /// The gateway's public keys, for `/.well-known/jwks.json`.
+    pub fn jwks_json(&self) -> Bytes {
+        Bytes::from(json!({ "keys": [self.signer.jwk] }).to_string())
+    }
+
+    /// A short gateway-signed JWT telling the backend who calls under which grant.
+    pub fn assertion(
+        &self,
+        principal: &Principal,
+        grant: &GrantRuntime,
+        service_id: &str,
+        exchange_id: &str,
+    ) -> Result<String, AuthError> {
+        let now = token::unix_now();
+        let claims = json!({
+            "iss": self.token.issuer, "aud": service_id, "sub": principal.application,
+            "opd": principal.opd, "grant": grant.id, "tujuan": grant.tujuan,
+            "cred": principal.credential_kind.as_str(), "jti": exchange_id,
+            "iat": now, "exp": now + 60,
+        });
+        self.signer
+            .sign("JWT", &claims)
+            .map_err(AuthError::Internal)
+    }
+
+    /// Health of Redis and JWKS.
+    pub fn health(&self) -> AuthHealth {
+        let mut stale_jwks: Vec<String> = self
+            .issuers
+            .values()
+            .filter(|i| i.keys.stale.load(Ordering::Relaxed))
+            .map(|i| i.name.clone())
+            .collect();
+        stale_jwks.sort();
+        AuthHealth {
+            redis_reachable: self.limiter.redis_reachable(),
+            stale_jwks,
+            ephemeral_signing_key: self.signer.ephemeral,
+        }
+    }
+
+    /// Prometheus text for the auth and rate-limit metrics.
+    pub fn write_metrics(&self, out: &mut String) {
+        let mut names: Vec<&String> = self.issuers.keys().collect();
+        names.sort();
+        let _ = writeln!(out, "# TYPE penghubung_auth_jwks_loads_total counter");
+        for n in &names {
+            if let Some(i) = self.issuers.get(*n) {
+                let iss = n.replace(['\\', '"', '\n'], "_");
+                let _ = writeln!(
+                    out,
+                    "penghubung_auth_jwks_loads_total{{issuer=\"{iss}\",result=\"ok\"}} {}",
+                    i.keys.loads_ok.load(Ordering::Relaxed)
+                );
+                let _ = writeln!(
+                    out,
+                    "penghubung_auth_jwks_loads_total{{issuer=\"{iss}\",result=\"error\"}} {}",
+                    i.keys.loads_failed.load(Ordering::Relaxed)
+                );
+                let _ = writeln!(
+                    out,
+                    "penghubung_auth_jwks_stale{{issuer=\"{iss}\"}} {}",
+                    u8::from(i.keys.stale.load(Ordering::Relaxed))
+                );
+            }
+        }
+        let c = &self.counters;
+        let _ = writeln!(
+            out,
+            "penghubung_auth_token_cache_entries {}",
+            self.cache.len()
+        );
+        let _ = writeln!(
+            out,
+            "penghubung_auth_token_cache_hits_total {}",
+            c.cache_hits.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "penghubung_auth_tokens_issued_total {}",
+            c.tokens_issued.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "penghubung_auth_token_requests_failed_total {}",
+            c.token_failures.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "penghubung_auth_signing_key_ephemeral {}",
+            u8::from(self.signer.ephemeral)
+        );
+        if let Some(up) = self.limiter.redis_reachable() {
+            let _ = writeln!(out, "penghubung_ratelimit_redis_up {}", u8::from(up));
+            let _ = writeln!(
+                out,
+                "penghubung_ratelimit_redis_errors_total {}",
+                self.limiter.redis_errors()
+            );
+        }
+    }
+}

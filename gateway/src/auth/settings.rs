@@ -1,0 +1,457 @@
+//! Operator-written settings of stages 3–5: `[auth]`, `[redis]` and a service's `auth` table.
+
+use std::path::PathBuf;
+
+use serde::Deserialize;
+
+/// The `[auth]` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthSettings {
+    /// External JWT issuers whose tokens are accepted (credential kind `jwt`).
+    #[serde(default)]
+    pub issuers: Vec<IssuerSettings>,
+    /// The gateway's own OAuth2 token endpoint (credential kind `gateway_token`).
+    #[serde(default)]
+    pub token_endpoint: TokenEndpointSettings,
+    /// Maximum number of verified tokens kept so signatures are not checked again.
+    #[serde(default = "default_cache_size")]
+    pub token_cache_size: usize,
+    /// UTC offset in hours of the calendar used for quota periods (7 = WIB).
+    #[serde(default = "default_quota_offset")]
+    pub quota_utc_offset_hours: i8,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            issuers: Vec::new(),
+            token_endpoint: TokenEndpointSettings::default(),
+            token_cache_size: default_cache_size(),
+            quota_utc_offset_hours: default_quota_offset(),
+        }
+    }
+}
+
+fn default_cache_size() -> usize {
+    10_000
+}
+fn default_quota_offset() -> i8 {
+    7
+}
+
+/// JWS algorithms that may be allowed for an issuer. Shared-secret (`HS*`) and `none` are not
+/// representable, so an issuer's public key can never be used as an HMAC secret.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+pub enum JwtAlgorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    RS384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    RS512,
+    /// RSASSA-PSS with SHA-256.
+    PS256,
+    /// RSASSA-PSS with SHA-384.
+    PS384,
+    /// RSASSA-PSS with SHA-512.
+    PS512,
+    /// ECDSA P-256 with SHA-256.
+    ES256,
+    /// ECDSA P-384 with SHA-384.
+    ES384,
+    /// Ed25519.
+    EdDSA,
+}
+
+impl JwtAlgorithm {
+    /// The `alg` header value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::RS256 => "RS256",
+            Self::RS384 => "RS384",
+            Self::RS512 => "RS512",
+            Self::PS256 => "PS256",
+            Self::PS384 => "PS384",
+            Self::PS512 => "PS512",
+            Self::ES256 => "ES256",
+            Self::ES384 => "ES384",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+
+    /// Parses an `alg` header value, case-sensitively (RFC 7515 §4.1.1).
+    pub fn from_name(s: &str) -> Option<Self> {
+        [
+            Self::RS256,
+            Self::RS384,
+            Self::RS512,
+            Self::PS256,
+            Self::PS384,
+            Self::PS512,
+            Self::ES256,
+            Self::ES384,
+            Self::EdDSA,
+        ]
+        .into_iter()
+        .find(|a| a.name() == s)
+    }
+}
+
+/// One trusted JWT issuer.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IssuerSettings {
+    /// Exact `iss` value.
+    pub issuer: String,
+    /// Accepted `aud` values (a token must carry one of them).
+    pub audiences: Vec<String>,
+    /// JWKS file (exclusive with `jwks_url`).
+    #[serde(default)]
+    pub jwks_file: Option<PathBuf>,
+    /// JWKS HTTPS URL (exclusive with `jwks_file`).
+    #[serde(default)]
+    pub jwks_url: Option<String>,
+    /// PEM CA bundle for `jwks_url`; absent means the system roots.
+    #[serde(default)]
+    pub jwks_ca_file: Option<PathBuf>,
+    /// Algorithm allow-list.
+    pub algorithms: Vec<JwtAlgorithm>,
+    /// Longest accepted lifetime (`exp` − `iat`, or `exp` − now without `iat`).
+    #[serde(default = "default_max_lifetime")]
+    pub max_lifetime_secs: u64,
+    /// Clock skew tolerance, at most 60.
+    #[serde(default = "default_leeway")]
+    pub leeway_secs: u64,
+    /// Required `typ` header (compared case-insensitively, `application/` prefix optional).
+    /// Absent: `typ` may be absent, `JWT` or `at+jwt`.
+    #[serde(default)]
+    pub typ: Option<String>,
+    /// Seconds between periodic JWKS reloads.
+    #[serde(default = "default_refresh")]
+    pub jwks_refresh_secs: u64,
+    /// Minimum seconds between reloads forced by an unknown `kid`.
+    #[serde(default = "default_min_refresh")]
+    pub jwks_min_refresh_secs: u64,
+}
+
+fn default_max_lifetime() -> u64 {
+    86_400
+}
+fn default_leeway() -> u64 {
+    30
+}
+fn default_refresh() -> u64 {
+    300
+}
+fn default_min_refresh() -> u64 {
+    30
+}
+
+/// The gateway's OAuth2 client-credentials token endpoint.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenEndpointSettings {
+    /// Whether `POST /oauth2/token` is served.
+    #[serde(default)]
+    pub enabled: bool,
+    /// `iss` of issued tokens (and of backend assertions).
+    #[serde(default = "default_gw_issuer")]
+    pub issuer: String,
+    /// `aud` of issued tokens.
+    #[serde(default = "default_gw_audience")]
+    pub audience: String,
+    /// Lifetime of issued tokens.
+    #[serde(default = "default_token_lifetime")]
+    pub lifetime_secs: u64,
+    /// PKCS#8 PEM private key, EC P-256 (ES256) or Ed25519 (EdDSA). Absent: an ephemeral key
+    /// is generated at start (tokens then do not survive a restart).
+    #[serde(default)]
+    pub signing_key_file: Option<PathBuf>,
+}
+
+impl Default for TokenEndpointSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            issuer: default_gw_issuer(),
+            audience: default_gw_audience(),
+            lifetime_secs: default_token_lifetime(),
+            signing_key_file: None,
+        }
+    }
+}
+
+fn default_gw_issuer() -> String {
+    "penghubung".into()
+}
+fn default_gw_audience() -> String {
+    "penghubung".into()
+}
+fn default_token_lifetime() -> u64 {
+    3600
+}
+
+/// The `[redis]` table: a shared store for rate limits across gateway nodes.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedisSettings {
+    /// `redis://host:port/db`, `rediss://…` or `redis+unix:///path`.
+    pub url: String,
+    /// Prefix of every key the gateway writes.
+    #[serde(default = "default_prefix")]
+    pub key_prefix: String,
+    /// Deadline of one limiter call.
+    #[serde(default = "default_redis_timeout")]
+    pub timeout_ms: u64,
+    /// What to do while Redis is unreachable.
+    #[serde(default)]
+    pub on_unavailable: OnUnavailable,
+}
+
+fn default_prefix() -> String {
+    "penghubung:".into()
+}
+fn default_redis_timeout() -> u64 {
+    50
+}
+
+/// Behaviour of the limiter while Redis is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnUnavailable {
+    /// Apply the limits with this node's local store.
+    #[default]
+    Local,
+    /// Refuse requests with 503.
+    Deny,
+}
+
+/// Kinds of credential a service may accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialSetting {
+    /// Bearer JWT from a configured external issuer.
+    Jwt,
+    /// WSO2-style `apikey` header.
+    Apikey,
+    /// TLS client certificate.
+    Mtls,
+    /// Bearer token issued by this gateway's token endpoint.
+    GatewayToken,
+}
+
+/// Shape of error bodies for a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultStyle {
+    /// RFC 9457 problem+json.
+    #[default]
+    Problem,
+    /// WSO2 API Manager fault JSON (`{"code":"900901",…}`) for existing SPLP clients.
+    Wso2,
+}
+
+/// A service's `auth` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAuthSettings {
+    /// Credential kinds accepted.
+    #[serde(default = "default_credentials")]
+    pub credentials: Vec<CredentialSetting>,
+    /// Whether callers without any credential are let through (deny by default).
+    #[serde(default)]
+    pub anonymous: bool,
+    /// Whether the client's credential header is forwarded to the backend.
+    #[serde(default)]
+    pub forward_credential: bool,
+    /// Whether a short gateway-signed JWT describing the caller is sent to the backend.
+    #[serde(default)]
+    pub assertion: bool,
+    /// Error body style.
+    #[serde(default)]
+    pub fault_style: FaultStyle,
+}
+
+fn default_credentials() -> Vec<CredentialSetting> {
+    vec![
+        CredentialSetting::Jwt,
+        CredentialSetting::Apikey,
+        CredentialSetting::Mtls,
+        CredentialSetting::GatewayToken,
+    ]
+}
+
+impl Default for ServiceAuthSettings {
+    fn default() -> Self {
+        Self {
+            credentials: default_credentials(),
+            anonymous: false,
+            forward_credential: false,
+            assertion: false,
+            fault_style: FaultStyle::Problem,
+        }
+    }
+}
+
+impl AuthSettings {
+    /// Validates the table; returns `(field path, message)` pairs.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut e = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (i, s) in self.issuers.iter().enumerate() {
+            let p = format!("issuers[{i}]");
+            if s.issuer.is_empty() {
+                e.push((format!("{p}.issuer"), "must not be empty".into()));
+            }
+            if !seen.insert(s.issuer.as_str())
+                || (self.token_endpoint.enabled && s.issuer == self.token_endpoint.issuer)
+            {
+                e.push((
+                    format!("{p}.issuer"),
+                    format!("duplicate issuer {:?}", s.issuer),
+                ));
+            }
+            if s.audiences.is_empty() || s.audiences.iter().any(String::is_empty) {
+                e.push((
+                    format!("{p}.audiences"),
+                    "at least one non-empty audience".into(),
+                ));
+            }
+            if s.algorithms.is_empty() {
+                e.push((format!("{p}.algorithms"), "at least one algorithm".into()));
+            }
+            match (&s.jwks_file, &s.jwks_url) {
+                (Some(_), Some(_)) | (None, None) => e.push((
+                    format!("{p}.jwks_file"),
+                    "exactly one of jwks_file and jwks_url".into(),
+                )),
+                (None, Some(u)) if !u.starts_with("https://") => {
+                    e.push((format!("{p}.jwks_url"), "must be an https:// URL".into()));
+                }
+                _ => {}
+            }
+            if s.jwks_ca_file.is_some() && s.jwks_url.is_none() {
+                e.push((format!("{p}.jwks_ca_file"), "only with jwks_url".into()));
+            }
+            if s.leeway_secs > 60 {
+                e.push((format!("{p}.leeway_secs"), "at most 60".into()));
+            }
+            if s.max_lifetime_secs == 0 {
+                e.push((format!("{p}.max_lifetime_secs"), "must be positive".into()));
+            }
+            if s.jwks_min_refresh_secs == 0 || s.jwks_refresh_secs < s.jwks_min_refresh_secs {
+                e.push((
+                    format!("{p}.jwks_min_refresh_secs"),
+                    "must be ≥ 1 and ≤ jwks_refresh_secs".into(),
+                ));
+            }
+        }
+        let t = &self.token_endpoint;
+        if t.issuer.is_empty() {
+            e.push(("token_endpoint.issuer".into(), "must not be empty".into()));
+        }
+        if t.audience.is_empty() {
+            e.push(("token_endpoint.audience".into(), "must not be empty".into()));
+        }
+        if !(60..=86_400).contains(&t.lifetime_secs) {
+            e.push((
+                "token_endpoint.lifetime_secs".into(),
+                "must be in 60..=86400".into(),
+            ));
+        }
+        if self.token_cache_size > 10_000_000 {
+            e.push(("token_cache_size".into(), "at most 10000000".into()));
+        }
+        if !(-12..=14).contains(&self.quota_utc_offset_hours) {
+            e.push((
+                "quota_utc_offset_hours".into(),
+                "must be in -12..=14".into(),
+            ));
+        }
+        e
+    }
+}
+
+impl RedisSettings {
+    /// Validates the table; returns `(field path, message)` pairs.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut e = Vec::new();
+        if redis::Client::open(self.url.as_str()).is_err() {
+            e.push(("url".into(), "not a valid redis URL".into()));
+        }
+        if !(1..=10_000).contains(&self.timeout_ms) {
+            e.push(("timeout_ms".into(), "must be in 1..=10000".into()));
+        }
+        e
+    }
+}
+
+impl ServiceAuthSettings {
+    /// Validates the table; returns `(field path, message)` pairs.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut e = Vec::new();
+        if self.credentials.is_empty() && !self.anonymous {
+            e.push((
+                "credentials".into(),
+                "no credential kind accepted and anonymous is false: nobody can call".into(),
+            ));
+        }
+        e
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn issuer(extra: &str) -> String {
+        format!("[[issuers]]\nissuer = \"https://sso\"\naudiences = [\"gw\"]\nalgorithms = [\"RS256\"]\n{extra}\n")
+    }
+
+    #[test]
+    fn auth_settings_validation_collects_all_errors() {
+        let s: AuthSettings = toml::from_str(&format!(
+            "{}{}",
+            issuer("jwks_url = \"http://sso/jwks\"\nleeway_secs = 61"),
+            issuer("jwks_file = \"/a\"\njwks_url = \"https://sso/jwks\"")
+        ))
+        .unwrap();
+        let paths: Vec<String> = s.validate().into_iter().map(|(p, _)| p).collect();
+        for want in [
+            "issuers[0].jwks_url",
+            "issuers[0].leeway_secs",
+            "issuers[1].issuer",
+            "issuers[1].jwks_file",
+        ] {
+            assert!(
+                paths.iter().any(|p| p == want),
+                "{want} missing in {paths:?}"
+            );
+        }
+        for alg in ["HS256", "none", "es256"] {
+            let r: Result<AuthSettings, _> = toml::from_str(
+                &issuer(&format!("jwks_file = \"/a\"\nalgorithms = [\"{alg}\"]"))
+                    .replace("algorithms = [\"RS256\"]\n", ""),
+            );
+            assert!(r.is_err(), "{alg} accepted");
+        }
+        let ok: AuthSettings = toml::from_str(&issuer("jwks_file = \"/a\"")).unwrap();
+        assert!(ok.validate().is_empty(), "{:?}", ok.validate());
+    }
+
+    #[test]
+    fn auth_redis_and_service_settings_validate() {
+        let r: RedisSettings = toml::from_str("url = \"nope://x\"\ntimeout_ms = 0").unwrap();
+        assert_eq!(r.validate().len(), 2);
+        let r: RedisSettings = toml::from_str("url = \"redis://127.0.0.1:6379/0\"").unwrap();
+        assert!(r.validate().is_empty());
+        assert_eq!(r.on_unavailable, OnUnavailable::Local);
+        let s: ServiceAuthSettings = toml::from_str("credentials = []").unwrap();
+        assert_eq!(s.validate().len(), 1);
+        let s: ServiceAuthSettings = toml::from_str("").unwrap();
+        assert!(!s.anonymous && !s.forward_credential && !s.assertion);
+        assert!(toml::from_str::<ServiceAuthSettings>("anonymus = true").is_err());
+    }
+}

@@ -9,6 +9,8 @@ use http::{header, HeaderValue, Response, StatusCode};
 use penghubung_adapter::AdapterError;
 
 use crate::admit::canonical::PathError;
+pub use crate::auth::settings::FaultStyle;
+use crate::auth::AuthError;
 
 /// A pipeline stage name (DESIGN.md §3), used for spans, metrics and evidence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -128,6 +130,9 @@ pub enum GatewayError {
     /// A deny route matched.
     #[error("route denied")]
     RouteDenied,
+    /// Stages 3–5 refused: credentials, grant, or limits.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
     /// The evidence log could not make the record durable: nothing is forwarded.
     #[error("evidence log unavailable: {0}")]
     EvidenceUnavailable(String),
@@ -156,6 +161,7 @@ impl GatewayError {
             GatewayError::NoRoute => StatusCode::NOT_FOUND,
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::RouteDenied => StatusCode::FORBIDDEN,
+            GatewayError::Auth(e) => e.status(),
             GatewayError::EvidenceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Upstream(e) => e.status(),
             GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -178,6 +184,10 @@ impl GatewayError {
             | GatewayError::NoRoute
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::RouteDenied => Blame::Client,
+            GatewayError::Auth(e) => match e {
+                AuthError::LimiterUnavailable | AuthError::Internal(_) => Blame::Internal,
+                _ => Blame::Client,
+            },
             GatewayError::Upstream(_) => Blame::Upstream,
             GatewayError::EvidenceUnavailable(_) | GatewayError::Unavailable(_) => Blame::Internal,
         }
@@ -200,6 +210,11 @@ impl GatewayError {
             GatewayError::NoRoute
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::RouteDenied => Stage::Route,
+            GatewayError::Auth(e) => match e.status() {
+                StatusCode::FORBIDDEN => Stage::Authorize,
+                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => Stage::Throttle,
+                _ => Stage::Authenticate,
+            },
             GatewayError::EvidenceUnavailable(_) => Stage::RecordRequest,
             GatewayError::Upstream(_) => Stage::Dispatch,
         }
@@ -222,6 +237,7 @@ impl GatewayError {
             GatewayError::NoRoute => "no_route",
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
             GatewayError::RouteDenied => "route_denied",
+            GatewayError::Auth(e) => e.reason(),
             GatewayError::EvidenceUnavailable(_) => "evidence_unavailable",
             GatewayError::Upstream(e) => e.class(),
             GatewayError::Unavailable(reason) => reason,
@@ -240,17 +256,6 @@ impl GatewayError {
                 | GatewayError::TransferCodingNotImplemented
         )
     }
-}
-
-/// How error bodies are written for a route.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum FaultStyle {
-    /// RFC 9457 `application/problem+json`.
-    #[default]
-    Problem,
-    /// WSO2 API Manager style (`{"code":"900901","message":"Invalid Credentials",…}`), for
-    /// routes that serve existing SPLP clients.
-    Wso2,
 }
 
 /// Turns an error into the response the client sees: a generic title, the status, the exchange

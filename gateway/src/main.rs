@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use penghubung::cli::{Cli, Command};
+use penghubung::cli::{Cli, Command, EvidenceCommand};
 use penghubung::config;
 
 fn main() -> ExitCode {
@@ -18,6 +18,59 @@ fn main() -> ExitCode {
             }
         },
         Command::Demo { listen, admin } => demo(listen, admin),
+        Command::Evidence { command } => evidence(command),
+        Command::Signer { key, chain, socket } => {
+            penghubung::telemetry::init_logging(false);
+            let result = tokio_runtime(1).map_err(|e| e.to_string()).and_then(|rt| {
+                rt.block_on(penghubung::evidence::signer::run_signer(
+                    &key, &chain, &socket,
+                ))
+                .map_err(|e| e.to_string())
+            });
+            match result {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("penghubung signer: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn evidence(command: EvidenceCommand) -> ExitCode {
+    use penghubung::evidence::cli;
+    let result = match command {
+        EvidenceCommand::Verify {
+            dir,
+            trust,
+            anchor,
+            tsa_ca,
+        } => cli::verify(&dir, trust.as_deref(), anchor.as_deref(), tsa_ca.as_deref()),
+        EvidenceCommand::Show {
+            dir,
+            exchange,
+            since,
+            until,
+            service,
+        } => cli::show(&dir, exchange.as_deref(), since, until, service.as_deref()).map(|()| true),
+        EvidenceCommand::Export { dir, exchange, out } => {
+            cli::export(&dir, &exchange, &out).map(|()| true)
+        }
+        EvidenceCommand::CheckBundle {
+            file,
+            trust,
+            tsa_ca,
+        } => cli::check_bundle(&file, trust.as_deref(), tsa_ca.as_deref()),
+        EvidenceCommand::Anchor { dir, out } => cli::anchor(&dir, &out).map(|()| true),
+    };
+    match result {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(error) => {
+            eprintln!("penghubung evidence: {error:#}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -31,7 +84,9 @@ fn validate(path: &std::path::Path) -> ExitCode {
                 .map_err(|e| e.to_string())
                 .and_then(|rt| {
                     rt.block_on(async {
-                        penghubung::runtime::Runtime::build(file, &Default::default(), None)
+                        let digest = penghubung::config::digest_of(&file);
+                        penghubung::runtime::Runtime::build(file, digest, &Default::default(), None)
+                            .await
                             .map(|_| ())
                             .map_err(|e| e.to_string())
                     })
@@ -103,7 +158,9 @@ fn demo(listen: String, admin: String) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let text = penghubung::cli::demo::config_text(&listen, &admin, upstream);
+        let evidence =
+            std::env::temp_dir().join(format!("penghubung-demo-evidence-{}", std::process::id()));
+        let text = penghubung::cli::demo::config_text(&listen, &admin, upstream, &evidence);
         let file = match config::parse(&text, "embedded demo config") {
             Ok(f) => f,
             Err(error) => {
@@ -113,7 +170,10 @@ fn demo(listen: String, admin: String) -> ExitCode {
         };
         match penghubung::server::start(file, None).await {
             Ok(running) => {
-                println!("{}", penghubung::cli::demo::curl_lines(&listen, &admin));
+                println!(
+                    "{}",
+                    penghubung::cli::demo::curl_lines(&listen, &admin, &evidence)
+                );
                 penghubung::server::signals::install(running.gateway.clone());
                 running.wait().await;
                 ExitCode::SUCCESS

@@ -12,6 +12,8 @@ use std::time::Duration;
 use penghubung_adapter::Adapter;
 use penghubung_adapter_http::{Balance, HealthCheck, HostHeader, HttpUpstream, UpstreamSettings};
 
+use crate::auth::settings::ServiceAuthSettings;
+use crate::auth::AuthRuntime;
 use crate::catalog::services::{self, UpstreamSpec};
 use crate::catalog::{Classification, Exposure};
 use crate::config::file::{ConfigFile, Limits};
@@ -38,6 +40,8 @@ pub struct Service {
     pub adapter: Option<Arc<dyn Adapter>>,
     /// The upstream speaks HTTP/2 (`TE: trailers` may pass).
     pub upstream_http2: bool,
+    /// Who may call it.
+    pub auth: ServiceAuthSettings,
     /// Counters.
     pub metrics: Arc<ServiceMetrics>,
 }
@@ -64,6 +68,10 @@ pub struct Runtime {
     pub tls: Vec<Option<Arc<rustls::ServerConfig>>>,
     /// Counters for requests that matched no service.
     pub unrouted: Arc<ServiceMetrics>,
+    /// Stages 3–5: credentials, grants, limits.
+    pub auth: AuthRuntime,
+    /// SHA-256 of the config text this runtime was built from (for `admin` evidence records).
+    pub source_sha256: [u8; 32],
     service_metrics: HashMap<String, Arc<ServiceMetrics>>,
 }
 
@@ -132,8 +140,9 @@ pub fn node_id(config: &ConfigFile) -> String {
 impl Runtime {
     /// Builds a runtime from a validated config. Must run inside the tokio runtime (upstream
     /// health checks are spawned here).
-    pub fn build(
+    pub async fn build(
         config: ConfigFile,
+        source_sha256: [u8; 32],
         metrics: &Metrics,
         previous: Option<&Runtime>,
     ) -> Result<Runtime, ConfigError> {
@@ -186,6 +195,7 @@ impl Runtime {
                 classification: spec.classification,
                 exposure: spec.exposure,
                 personal_data: spec.personal_data,
+                auth: spec.auth.clone(),
                 adapter,
                 upstream_http2,
                 metrics: metrics.service(&spec.id),
@@ -200,7 +210,19 @@ impl Runtime {
         if !errors.is_empty() {
             return Err(ConfigError::Build(errors.join("; ")));
         }
+        let auth = AuthRuntime::build(
+            &config.auth,
+            &config.opd,
+            &config.application,
+            &config.grant,
+            config.redis.as_ref(),
+            previous.map(|p| &p.auth),
+        )
+        .await
+        .map_err(|e| ConfigError::Build(format!("auth: {e}")))?;
         Ok(Runtime {
+            auth,
+            source_sha256,
             node_id: node_id(&config),
             limits: config.limits.clone(),
             router: Router::new(routes),

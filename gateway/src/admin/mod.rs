@@ -66,7 +66,10 @@ async fn route(gateway: &Arc<Gateway>, request: Request<Incoming>) -> Response<F
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/live") => text(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/ready") => {
-            if gateway.ready.load(Ordering::SeqCst) {
+            // Under fail-closed evidence, an unwritable log means every request gets 503.
+            let evidence = gateway.evidence.health();
+            let evidence_ok = !evidence.enabled || evidence.writable || evidence.fail_open;
+            if gateway.ready.load(Ordering::SeqCst) && evidence_ok {
                 text(StatusCode::OK, "text/plain", "ready\n")
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n")
@@ -79,7 +82,10 @@ async fn route(gateway: &Arc<Gateway>, request: Request<Incoming>) -> Response<F
         (&Method::GET, "/metrics") => {
             let mut out = String::with_capacity(8 * 1024);
             gateway.metrics.render(&mut out);
-            gateway.runtime.load().write_upstream_metrics(&mut out);
+            let runtime = gateway.runtime.load();
+            runtime.write_upstream_metrics(&mut out);
+            runtime.auth.write_metrics(&mut out);
+            gateway.evidence.write_metrics(&mut out);
             text(StatusCode::OK, "text/plain; version=0.0.4", out)
         }
         (&Method::POST, "/reload") => match gateway.reload(None).await {
@@ -119,6 +125,15 @@ pub fn health(gateway: &Gateway) -> (StatusCode, serde_json::Value) {
         degraded |= !healthy;
         upstreams.push(serde_json::json!({"name": name, "healthy": healthy, "targets": targets}));
     }
+    let evidence = gateway.evidence.health();
+    degraded |= evidence.enabled && (!evidence.writable || !evidence.tsa_ok || !evidence.signer_ok);
+    let auth = runtime.auth.health();
+    degraded |= !auth.ok();
+    let evidence = gateway.evidence.health();
+    degraded |= evidence.enabled
+        && (!evidence.writable || !evidence.tsa_ok || (!evidence.signer_ok && has_signer(gateway)));
+    let auth = runtime.auth.health();
+    degraded |= !auth.ok();
     let ready = gateway.ready.load(Ordering::SeqCst);
     let status = if !ready {
         "down"
@@ -134,6 +149,16 @@ pub fn health(gateway: &Gateway) -> (StatusCode, serde_json::Value) {
     };
     (
         code,
-        serde_json::json!({"status": status, "node": runtime.node_id, "upstreams": upstreams}),
+        serde_json::json!({
+            "status": status,
+            "node": runtime.node_id,
+            "upstreams": upstreams,
+            "evidence": serde_json::to_value(&evidence).unwrap_or_default(),
+            "auth": serde_json::to_value(&auth).unwrap_or_default(),
+        }),
     )
+}
+
+fn has_signer(gateway: &Gateway) -> bool {
+    gateway.runtime.load().config.evidence.signer.is_some()
 }

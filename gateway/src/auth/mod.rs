@@ -85,7 +85,7 @@ pub struct Principal {
 }
 
 /// Health of the auth subsystem for `/health` and the console.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct AuthHealth {
     /// Redis reachability (`None`: not configured).
     pub redis_reachable: Option<bool>,

@@ -4,6 +4,7 @@ use serde::Deserialize;
 use std::path::PathBuf;
 
 use super::{Classification, Exposure};
+use crate::auth::settings::ServiceAuthSettings;
 
 /// An upstream group: one or more targets serving the same backend.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -176,6 +177,10 @@ pub struct ServiceSpec {
     /// The service carries personal data (NIK, NIP…): JSON bodies get field commitments.
     #[serde(default)]
     pub personal_data: bool,
+    /// Who may call: accepted credentials, anonymous access, what reaches the backend.
+    /// Deny by default: without `anonymous = true`, a caller needs a credential and a grant.
+    #[serde(default)]
+    pub auth: ServiceAuthSettings,
     /// Routes of this service.
     #[serde(default)]
     pub route: Vec<RouteSpec>,

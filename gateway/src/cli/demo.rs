@@ -12,15 +12,24 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
-/// The embedded config; `@LISTEN@`, `@ADMIN@` and `@UPSTREAM@` are filled in at start.
+/// The embedded config; `@LISTEN@`, `@ADMIN@`, `@UPSTREAM@` and `@EVIDENCE@` are filled in.
 pub const DEMO_CONFIG: &str = include_str!("demo.toml");
 
 /// Renders the demo config for the given addresses.
-pub fn config_text(listen: &str, admin: &str, upstream: SocketAddr) -> String {
+pub fn config_text(
+    listen: &str,
+    admin: &str,
+    upstream: SocketAddr,
+    evidence: &std::path::Path,
+) -> String {
     DEMO_CONFIG
         .replace("@LISTEN@", listen)
         .replace("@ADMIN@", admin)
         .replace("@UPSTREAM@", &upstream.to_string())
+        .replace(
+            "@EVIDENCE@",
+            &evidence.display().to_string().replace('\\', "/"),
+        )
 }
 
 /// Starts the demo upstream on a free loopback port: `/hello` greets, `/echo` returns what it
@@ -57,7 +66,9 @@ async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
         );
         r
     };
-    let stripped = path.trim_start_matches("/demo");
+    let stripped = path
+        .trim_start_matches("/demo")
+        .trim_start_matches("/penduduk");
     let response = if stripped == "/hello" {
         reply(
             StatusCode::OK,
@@ -104,17 +115,21 @@ async fn answer(request: Request<Incoming>) -> Result<Response<Full<Bytes>>, Inf
 }
 
 /// The curl lines printed when the demo starts.
-pub fn curl_lines(listen: &str, admin: &str) -> String {
+pub fn curl_lines(listen: &str, admin: &str, evidence: &std::path::Path) -> String {
+    let evidence = evidence.display();
     format!(
-        "Penghubung demo is running.\n\
+        "Penghubung demo is running (evidence log in {evidence}).\n\
          Try:\n  \
          curl -i http://{listen}/demo/hello\n  \
          curl -i -X POST -d '{{\"nik\":\"3201xxxxxxxxxxxx\"}}' http://{listen}/demo/echo\n  \
          curl -i http://{listen}/demo/admin/secret        # denied route: 403\n  \
          curl -i http://{listen}/demo/%2e%2e/admin        # ambiguous path: 400\n  \
          curl -i -H 'Host: unknown.example' http://{listen}/demo/hello   # unknown host: 421\n  \
+         curl -i http://{listen}/penduduk/3201010101010001   # no credential: 401\n  \
+         curl -i -H 'apikey: kunci-demo-opd-bkd' http://{listen}/penduduk/3201010101010001   # granted: 200\n  \
+         curl -i -X POST -H 'apikey: kunci-demo-opd-bkd' http://{listen}/penduduk/x   # outside cakupan: 403\n  \
          curl -s http://{admin}/metrics | head\n  \
          curl -s http://{admin}/health\n\
-         Stop with Ctrl-C.\n"
+         After Ctrl-C (final checkpoint): penghubung evidence verify {evidence}\n"
     )
 }

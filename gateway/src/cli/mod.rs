@@ -30,6 +30,25 @@ pub enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
+    /// Evidence log tools for operators and auditors (work offline on a copy of the log).
+    Evidence {
+        /// What to do with the log.
+        #[command(subcommand)]
+        command: EvidenceCommand,
+    },
+    /// Run the checkpoint signer: a separate process holding the signing key, serving the
+    /// gateway over a Unix socket (mode 0600).
+    Signer {
+        /// PEM private key (Ed25519 or ECDSA P-256).
+        #[arg(long)]
+        key: PathBuf,
+        /// PEM certificate chain of the key (leaf first).
+        #[arg(long)]
+        chain: PathBuf,
+        /// Unix socket path to serve.
+        #[arg(long)]
+        socket: PathBuf,
+    },
     /// Run the gateway on an embedded default config with a built-in demo upstream.
     Demo {
         /// Traffic listener address.
@@ -38,5 +57,73 @@ pub enum Command {
         /// Admin listener address.
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin: String,
+    },
+}
+
+/// `penghubung evidence …`
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Verify framing, chain, sequence, Merkle roots, signatures, certificates and time-stamps;
+    /// reports the first bad record and why. Exit code 1 when the log does not verify.
+    Verify {
+        /// The evidence directory.
+        dir: PathBuf,
+        /// PEM trust anchors for the checkpoint signer's certificate chain.
+        #[arg(long)]
+        trust: Option<PathBuf>,
+        /// A checkpoint exported earlier with `evidence anchor`: detects truncation and rollback.
+        #[arg(long)]
+        anchor: Option<PathBuf>,
+        /// PEM trust anchors of the time-stamping authority.
+        #[arg(long)]
+        tsa_ca: Option<PathBuf>,
+    },
+    /// Print records readably, optionally filtered.
+    Show {
+        /// The evidence directory.
+        dir: PathBuf,
+        /// Only this exchange.
+        #[arg(long)]
+        exchange: Option<String>,
+        /// Only records at or after this time (Unix nanoseconds).
+        #[arg(long)]
+        since: Option<i64>,
+        /// Only records before this time (Unix nanoseconds).
+        #[arg(long)]
+        until: Option<i64>,
+        /// Only this service.
+        #[arg(long)]
+        service: Option<String>,
+    },
+    /// Write a self-contained bundle for one exchange (records, inclusion proof, checkpoint,
+    /// time-stamp token, certificates).
+    Export {
+        /// The evidence directory.
+        dir: PathBuf,
+        /// The exchange id.
+        #[arg(long)]
+        exchange: String,
+        /// Output file.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Verify a bundle offline.
+    CheckBundle {
+        /// The bundle file.
+        file: PathBuf,
+        /// PEM trust anchors for the signer.
+        #[arg(long)]
+        trust: Option<PathBuf>,
+        /// PEM trust anchors of the TSA.
+        #[arg(long)]
+        tsa_ca: Option<PathBuf>,
+    },
+    /// Export the latest checkpoint as an anchor file (keep it somewhere else).
+    Anchor {
+        /// The evidence directory.
+        dir: PathBuf,
+        /// Output file.
+        #[arg(long, short)]
+        out: PathBuf,
     },
 }

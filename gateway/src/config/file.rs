@@ -6,7 +6,10 @@
 use serde::Deserialize;
 use std::path::PathBuf;
 
+use crate::auth::settings::{AuthSettings, RedisSettings};
+use crate::catalog::parties::{ApplicationSpec, GrantSpec, OpdSpec};
 use crate::catalog::services::{ServiceSpec, UpstreamSpec};
+use crate::evidence::EvidenceSettings;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -36,6 +39,24 @@ pub struct ConfigFile {
     /// Services (Layanan) with their routes.
     #[serde(default)]
     pub service: Vec<ServiceSpec>,
+    /// The evidence log (needs a restart to change).
+    #[serde(default)]
+    pub evidence: EvidenceSettings,
+    /// JWT issuers and the gateway's token endpoint.
+    #[serde(default)]
+    pub auth: AuthSettings,
+    /// Shared rate-limit store for several gateway nodes; absent means in-memory limits.
+    #[serde(default)]
+    pub redis: Option<RedisSettings>,
+    /// OPDs (tenants).
+    #[serde(default)]
+    pub opd: Vec<OpdSpec>,
+    /// Consumer applications and their credentials.
+    #[serde(default)]
+    pub application: Vec<ApplicationSpec>,
+    /// Grants: which application may call which service, for what purpose, within what scope.
+    #[serde(default)]
+    pub grant: Vec<GrantSpec>,
 }
 
 /// Process-wide settings; changing them needs a restart.

@@ -64,6 +64,12 @@ pub fn parse(text: &str, origin: &str) -> Result<ConfigFile, ConfigError> {
 
 /// Reads, parses and validates a config file.
 pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
+    load_with_digest(path).map(|(config, _)| config)
+}
+
+/// Like [`load`], also returning the SHA-256 of the file's bytes (recorded in `admin` evidence).
+pub fn load_with_digest(path: &Path) -> Result<(ConfigFile, [u8; 32]), ConfigError> {
+    use sha2::Digest as _;
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.display().to_string(),
         source,
@@ -71,8 +77,14 @@ pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
     let config = parse(&text, &path.display().to_string())?;
     let issues = validate::validate(&config);
     if issues.is_empty() {
-        Ok(config)
+        Ok((config, sha2::Sha256::digest(text.as_bytes()).into()))
     } else {
         Err(ConfigError::Invalid(issues))
     }
+}
+
+/// SHA-256 of a config given as a value rather than a file (tests, the demo).
+pub fn digest_of(config: &ConfigFile) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(format!("{config:?}").as_bytes()).into()
 }

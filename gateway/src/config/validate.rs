@@ -37,6 +37,32 @@ pub fn validate(config: &ConfigFile) -> Vec<ConfigIssue> {
     validate_limits(config, &mut issues);
     let upstreams = validate_upstreams(config, &mut issues);
     validate_services(config, &upstreams, &mut issues);
+    let sections = [
+        ("evidence", config.evidence.validate()),
+        ("auth", config.auth.validate()),
+        (
+            "redis",
+            config
+                .redis
+                .as_ref()
+                .map(|r| r.validate())
+                .unwrap_or_default(),
+        ),
+    ];
+    for (table, found) in sections {
+        for (path, message) in found {
+            issues.add(format!("{table}.{path}"), message);
+        }
+    }
+    let service_ids: Vec<&str> = config.service.iter().map(|s| s.id.as_str()).collect();
+    for (path, message) in crate::catalog::parties::validate_parties(
+        &config.opd,
+        &config.application,
+        &config.grant,
+        &service_ids,
+    ) {
+        issues.add(path, message);
+    }
     issues.0
 }
 
@@ -261,6 +287,9 @@ fn validate_services(config: &ConfigFile, upstreams: &HashSet<&str>, issues: &mu
                 "required: the service has forward routes",
             ),
             _ => {}
+        }
+        for (path, message) in s.auth.validate() {
+            issues.add(format!("{at}.auth.{path}"), message);
         }
         if s.route.is_empty() {
             issues.add(

@@ -1,26 +1,34 @@
 //! The request pipeline, top to bottom (DESIGN.md §3). This is the one screen where the flow of
 //! an exchange can be read: each stage is a plain function called in order, and each ordering
-//! constraint says why at the call site.
+//! constraint says why at the call site. Evidence records are built in [`record`].
+
+pub mod record;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
+use bytes::Bytes;
+use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response};
 use hyper::body::Incoming;
 use penghubung_adapter::{Body, RequestBody};
 
 use crate::admit::{self, Admitted};
+use crate::auth::{GrantRuntime, Principal};
 use crate::error::{self, FaultStyle, GatewayError, Stage};
-use crate::identity::ConnInfo;
+use crate::evidence::EvidenceLog;
+use crate::identity::{ConnInfo, PeerIdentity};
 use crate::proxy::{self, Forwarding, ResponseBody};
 use crate::routing::Matched;
 use crate::runtime::Runtime;
 use crate::server::io::{Activity, InFlight};
 use crate::server::Gateway;
+use crate::telemetry::ServiceMetrics;
+use record::{OutcomeFacts, RecordingBody, RefusalFacts, RequestFacts};
 
 /// What the pipeline knows about an exchange so far (for logs, metrics and evidence).
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Exchange {
     /// UUIDv7 exchange id, returned to the client and sent upstream.
     pub id: String,
@@ -36,6 +44,12 @@ pub struct Exchange {
     pub service: Option<String>,
     /// How refusals are written for this route.
     pub fault_style: FaultStyle,
+    /// The caller, once authenticated.
+    pub principal: Option<Principal>,
+    /// The grant, once authorised.
+    pub grant: Option<Arc<GrantRuntime>>,
+    /// Sequence of the request record, once durable: later failures are outcomes, not refusals.
+    pub request_sequence: Option<u64>,
 }
 
 /// Handles one request: runs the stages and turns any error into a response in one place.
@@ -52,12 +66,21 @@ pub async fn handle(
     let mut exchange = Exchange {
         id: uuid::Uuid::now_v7().to_string(),
         method: request.method().as_str().to_owned(),
-        path: request.uri().path().to_owned(),
+        path: request.uri().path().chars().take(1024).collect(),
         ..Exchange::default()
     };
-    match run(&runtime, conn, &mut exchange, request).await {
-        Ok((response, service_metrics)) => {
-            service_metrics.observe(
+    match run(
+        &runtime,
+        &gateway.evidence,
+        conn,
+        &mut exchange,
+        started,
+        request,
+    )
+    .await
+    {
+        Ok((response, metrics)) => {
+            metrics.observe(
                 Stage::Dispatch,
                 response.status().as_u16(),
                 started.elapsed(),
@@ -73,7 +96,15 @@ pub async fn handle(
             Response::from_parts(parts, Body::new(ResponseBody::new(body, in_flight)))
         }
         Err(error) => {
-            let response = refuse(&runtime, conn, &exchange, &error, started.elapsed());
+            let response = refuse(
+                &runtime,
+                &gateway.evidence,
+                conn,
+                &exchange,
+                &error,
+                started,
+            )
+            .await;
             let (parts, body) = response.into_parts();
             Response::from_parts(
                 parts,
@@ -83,12 +114,14 @@ pub async fn handle(
     }
 }
 
-type Answered = (Response<Body>, Arc<crate::telemetry::ServiceMetrics>);
+type Answered = (Response<Body>, Arc<ServiceMetrics>);
 
 async fn run(
     runtime: &Runtime,
+    evidence: &EvidenceLog,
     conn: &ConnInfo,
     exchange: &mut Exchange,
+    started: Instant,
     request: Request<Incoming>,
 ) -> Result<Answered, GatewayError> {
     let (mut head, body) = request.into_parts();
@@ -101,6 +134,11 @@ async fn run(
     exchange.trace_id = admitted.trace.trace_id_hex();
     if let Ok(path) = &admitted.canonical {
         exchange.path = path.clone();
+        // The gateway's own OAuth2 endpoints answer on every virtual host, before routing.
+        if is_gateway_endpoint(runtime, path) {
+            let answer = gateway_endpoint(runtime, path, &head, &admitted, body).await?;
+            return Ok((answer, runtime.unrouted.clone()));
+        }
     }
 
     // 2 route: deny routes win over forward routes, under every reading of the path.
@@ -110,32 +148,117 @@ async fn run(
             .route(&admitted.host, &head.method, &raw_path, &admitted.canonical)?;
     let service = matched.route.service.clone();
     exchange.service = Some(service.id.clone());
+    exchange.fault_style = service.auth.fault_style;
     exchange.path = matched.path.clone();
     let adapter = service.adapter.clone().ok_or(GatewayError::RouteDenied)?;
 
-    // 3–5 authenticate, authorize, throttle: before the body is read, so `100 Continue` is only
-    //   sent to a request that may proceed (hyper sends it when the body is first polled).
+    // 3 authenticate, 4 authorize, 5 throttle: before the body is read, so `100 Continue` is
+    //   only sent to a request that may proceed (hyper sends it when the body is first polled).
+    let principal = runtime
+        .auth
+        .authenticate(
+            &head.headers,
+            &head.uri,
+            conn.client.as_ref(),
+            &service.auth,
+        )
+        .await?;
+    exchange.principal = Some(principal.clone());
+    let grant = runtime.auth.authorize(
+        &principal,
+        &service.id,
+        service.classification,
+        &head.method,
+        &matched.path,
+        SystemTime::now(),
+    )?;
+    exchange.grant = Some(grant.clone());
+    let rate = runtime.auth.throttle(&principal, &grant).await?;
 
-    // The body is read (and checked) in full before anything goes upstream, unless the route
-    // opted into streaming.
+    // The body is read and checked in full before anything goes upstream (unless the route
+    // opted into streaming), so its digest is in the request record.
     let body = read_request_body(runtime, &matched, &admitted, body).await?;
 
-    // 6 record(request) happens here, once the body digest is known.
+    // 6 record(request): durable before any byte goes upstream ("no evidence, no forward").
+    if evidence.is_enabled() {
+        let facts = RequestFacts {
+            exchange_id: &exchange.id,
+            trace_id: &exchange.trace_id,
+            head: &head,
+            host: &admitted.host,
+            path: &matched.path,
+            query: admitted.query.as_deref(),
+            body: match &body {
+                RequestBody::Buffered(b) => Some(b),
+                RequestBody::Streaming(_) => None,
+            },
+            conn,
+            principal: &principal,
+            grant: &grant,
+            service: &service,
+        };
+        let sequence = evidence
+            .append(record::request_record(evidence, &facts))
+            .await
+            .map_err(|e| GatewayError::EvidenceUnavailable(e.to_string()))?;
+        exchange.request_sequence = Some(sequence);
+    }
 
-    // 7 dispatch.
+    // 7 dispatch: the upstream learns who calls only from the gateway's own headers.
+    let identity = identity_headers(
+        runtime,
+        &service.auth,
+        &principal,
+        &grant,
+        &service.id,
+        &exchange.id,
+    )?;
+    if !service.auth.forward_credential {
+        head.headers.remove(header::AUTHORIZATION);
+        head.headers.remove("apikey");
+    }
     let forwarding = Forwarding {
         exchange_id: &exchange.id,
         conn,
         admitted: &admitted,
-        identity: Vec::new(),
+        identity,
     };
     let upstream_request = proxy::upstream_request(head, &matched, forwarding, body)?;
     let answered = adapter.call(upstream_request).await?;
+    let head_nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
 
     // 8 respond: sanitise the upstream head; the body streams through.
     let mut response = answered.response;
     proxy::clean_response(&mut response, &exchange.id);
-    Ok((response, service.metrics.clone()))
+    rate.headers(response.headers_mut());
+
+    // 9 record(outcome): durable before the response completes at the client.
+    if !evidence.is_enabled() {
+        return Ok((response, service.metrics.clone()));
+    }
+    let facts = OutcomeFacts {
+        exchange_id: exchange.id.clone(),
+        trace_id: exchange.trace_id.clone(),
+        request_sequence: exchange.request_sequence.unwrap_or(0),
+        upstream: answered.target,
+        status: response.status().as_u16(),
+        attempts: answered.attempts,
+        started,
+        head_nanos,
+        class: "ok",
+        reason: String::new(),
+    };
+    let (parts, body) = response.into_parts();
+    if http_body::Body::is_end_stream(&body) {
+        // An empty body completes with the head, so the outcome is recorded first.
+        evidence
+            .append(record::outcome_record(&facts, record::sha256(b""), 0))
+            .await
+            .map_err(|e| GatewayError::EvidenceUnavailable(e.to_string()))?;
+        return Ok((Response::from_parts(parts, body), service.metrics.clone()));
+    }
+    let body = Body::new(RecordingBody::new(body, evidence.clone(), facts));
+    Ok((Response::from_parts(parts, body), service.metrics.clone()))
 }
 
 async fn read_request_body(
@@ -155,54 +278,219 @@ async fn read_request_body(
         .map(RequestBody::Buffered)
 }
 
-/// Answers a refusal: counts it, logs it, and writes the problem response.
-fn refuse(
+/// Identity headers for the upstream, in the gateway's namespace (clients' copies were removed
+/// by admission), plus a gateway-signed assertion when the service asks for one.
+fn identity_headers(
     runtime: &Runtime,
+    settings: &crate::auth::settings::ServiceAuthSettings,
+    principal: &Principal,
+    grant: &GrantRuntime,
+    service_id: &str,
+    exchange_id: &str,
+) -> Result<Vec<(HeaderName, HeaderValue)>, GatewayError> {
+    let mut out = Vec::with_capacity(5);
+    let mut push = |name: &'static str, value: &str| {
+        if value.is_empty() {
+            return;
+        }
+        if let Ok(v) = HeaderValue::from_str(value) {
+            out.push((HeaderName::from_static(name), v));
+        }
+    };
+    push("x-penghubung-consumer-opd", &principal.opd);
+    push("x-penghubung-consumer-application", &principal.application);
+    push(
+        "x-penghubung-credential-kind",
+        principal.credential_kind.as_str(),
+    );
+    push("x-penghubung-grant-id", &grant.id);
+    if settings.assertion {
+        let jwt = runtime
+            .auth
+            .assertion(principal, grant, service_id, exchange_id)?;
+        push("x-penghubung-assertion", &jwt);
+    }
+    Ok(out)
+}
+
+fn is_gateway_endpoint(runtime: &Runtime, path: &str) -> bool {
+    runtime.config.auth.token_endpoint.enabled
+        && matches!(path, "/oauth2/token" | "/.well-known/jwks.json")
+}
+
+/// `POST /oauth2/token` and `GET /.well-known/jwks.json`, served by the gateway itself.
+async fn gateway_endpoint(
+    runtime: &Runtime,
+    path: &str,
+    head: &http::request::Parts,
+    admitted: &Admitted,
+    body: Incoming,
+) -> Result<Response<Body>, GatewayError> {
+    let bytes_response = |r: Response<Bytes>| {
+        let (parts, body) = r.into_parts();
+        Response::from_parts(parts, penghubung_adapter::full(body))
+    };
+    match path {
+        "/oauth2/token" => {
+            if head.method != http::Method::POST {
+                return Err(GatewayError::MethodNotAllowed {
+                    allow: "POST".into(),
+                });
+            }
+            let body = proxy::read_body(
+                body,
+                admitted.content_length,
+                64 * 1024,
+                Duration::from_secs(runtime.limits.body_timeout_secs),
+            )
+            .await?;
+            Ok(bytes_response(
+                runtime.auth.token_endpoint(&head.headers, &body).await,
+            ))
+        }
+        _ => {
+            let mut r = Response::new(runtime.auth.jwks_json());
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/jwk-set+json"),
+            );
+            r.headers_mut().insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_static("max-age=300"),
+            );
+            Ok(bytes_response(r))
+        }
+    }
+}
+
+/// Answers a refusal: records it (a `refused` record, or an `outcome` when the request record
+/// was already written), counts it, logs it, and writes the problem response.
+async fn refuse(
+    runtime: &Runtime,
+    evidence: &EvidenceLog,
     conn: &ConnInfo,
     exchange: &Exchange,
     error: &GatewayError,
-    elapsed: Duration,
-) -> Response<bytes::Bytes> {
+    started: Instant,
+) -> Response<Bytes> {
     let status = error.status();
     let metrics = match &exchange.service {
         Some(id) => runtime.router_service_metrics(id),
         None => runtime.unrouted.clone(),
     };
-    metrics.observe(error.stage(), status.as_u16(), elapsed);
-    tracing::debug!(
-        exchange = %exchange.id,
-        peer = %conn.peer,
-        stage = error.stage().as_str(),
-        reason = error.reason(),
-        %error,
-        "request refused"
-    );
-    access_log(runtime, conn, exchange, status.as_u16(), elapsed);
-    let mut response = error::rescue(status, &exchange.id, None, exchange.fault_style);
-    if let GatewayError::MethodNotAllowed { allow } = error {
-        if let Ok(v) = http::HeaderValue::from_str(allow) {
-            response.headers_mut().insert(http::header::ALLOW, v);
+    metrics.observe(error.stage(), status.as_u16(), started.elapsed());
+    tracing::debug!(exchange = %exchange.id, peer = %conn.peer, stage = error.stage().as_str(), reason = error.reason(), %error, "request refused");
+    if evidence.is_enabled() {
+        let record = match exchange.request_sequence {
+            Some(sequence) => record::outcome_record(
+                &OutcomeFacts {
+                    exchange_id: exchange.id.clone(),
+                    trace_id: exchange.trace_id.clone(),
+                    request_sequence: sequence,
+                    upstream: String::new(),
+                    status: status.as_u16(),
+                    attempts: 0,
+                    started,
+                    head_nanos: 0,
+                    class: "failed",
+                    reason: error.reason().to_owned(),
+                },
+                Bytes::new(),
+                0,
+            ),
+            None => record::refused_record(RefusalFacts {
+                exchange_id: &exchange.id,
+                trace_id: &exchange.trace_id,
+                stage: error.stage().as_str(),
+                reason: error.reason(),
+                status: status.as_u16(),
+                peer: conn.peer.to_string(),
+                consumer: record::consumer(exchange.principal.as_ref(), conn),
+                method: &exchange.method,
+                host: &exchange.host,
+                path: &exchange.path,
+                service_id: exchange.service.as_deref().unwrap_or_default(),
+                grant: exchange.grant.as_deref(),
+            }),
+        };
+        if let Err(e) = evidence.append(record).await {
+            tracing::error!(exchange = %exchange.id, error = %e, "refusal could not be recorded");
         }
     }
+    access_log(runtime, conn, exchange, status.as_u16(), started.elapsed());
+    let wso2 = match error {
+        GatewayError::Auth(e) => e.wso2_code(),
+        _ => None,
+    };
+    let mut response = error::rescue(status, &exchange.id, wso2, exchange.fault_style);
+    let headers = response.headers_mut();
+    match error {
+        GatewayError::MethodNotAllowed { allow } => {
+            if let Ok(v) = HeaderValue::from_str(allow) {
+                headers.insert(header::ALLOW, v);
+            }
+        }
+        GatewayError::Auth(e) => {
+            if let Some(challenge) = e.www_authenticate() {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+            }
+            if let Some(info) = e.rate_info() {
+                info.headers(headers);
+            }
+        }
+        _ => {}
+    }
     if error.close_connection() {
-        response.headers_mut().insert(
-            http::header::CONNECTION,
-            http::HeaderValue::from_static("close"),
-        );
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }
 
 /// Records a refusal that happened below HTTP (TLS handshake failure, or a parse error hyper
-/// answered itself).
+/// answered itself). The record is written in the background: the connection is already gone.
 pub fn connection_refused(
     gateway: &Gateway,
     peer: SocketAddr,
     reason: &'static str,
-    client: Option<&crate::identity::PeerIdentity>,
+    client: Option<&PeerIdentity>,
 ) {
-    let _ = gateway;
-    tracing::info!(%peer, reason, client = client.map(|c| c.subject.as_str()), "connection refused");
+    tracing::debug!(%peer, reason, "connection refused");
+    if !gateway.evidence.is_enabled() {
+        return;
+    }
+    let mut consumer = crate::evidence::schema::Consumer::default();
+    if let Some(c) = client {
+        consumer.tls_subject = c.subject.clone();
+        consumer.tls_sha256 = hex::decode(&c.sha256).map(Bytes::from).unwrap_or_default();
+    }
+    let status = match reason {
+        "http_parse" => 400,
+        "header_too_large" => 431,
+        _ => 0,
+    };
+    let record = record::refused_record(RefusalFacts {
+        exchange_id: "",
+        trace_id: "",
+        stage: Stage::Accept.as_str(),
+        reason,
+        status,
+        peer: peer.to_string(),
+        consumer,
+        method: "",
+        host: "",
+        path: "",
+        service_id: "",
+        grant: None,
+    });
+    let evidence = gateway.evidence.clone();
+    tokio::spawn(async move {
+        if let Err(error) = evidence.append(record).await {
+            tracing::error!(%error, "connection refusal could not be recorded");
+        }
+    });
 }
 
 fn access_log(
@@ -221,6 +509,8 @@ fn access_log(
             host = %exchange.host,
             path = %exchange.path,
             service = exchange.service.as_deref().unwrap_or("-"),
+            consumer = exchange.principal.as_ref().map_or("-", |p| p.application.as_str()),
+            grant = exchange.grant.as_ref().map_or("-", |g| g.id.as_str()),
             status,
             micros = elapsed.as_micros() as u64,
             trace = %exchange.trace_id,

@@ -16,6 +16,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::{self, ConfigError, ConfigFile};
+use crate::evidence::{schema, EvidenceLog};
 use crate::runtime::Runtime;
 use crate::telemetry::Metrics;
 
@@ -25,6 +26,8 @@ pub struct Gateway {
     pub runtime: ArcSwap<Runtime>,
     /// Counters (survive reloads).
     pub metrics: Arc<Metrics>,
+    /// The evidence log (process-wide; its settings need a restart).
+    pub evidence: EvidenceLog,
     /// The config file reloads read, when there is one.
     pub config_path: Option<PathBuf>,
     /// Set once listeners are up; cleared when shutdown starts.
@@ -62,6 +65,9 @@ fn restart_only_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<String> {
     if old.node_id != new.node_id {
         changes.push("node_id changed (restart needed)".to_owned());
     }
+    if old.evidence != new.evidence {
+        changes.push("evidence settings changed (restart needed)".to_owned());
+    }
     changes
 }
 
@@ -78,38 +84,66 @@ impl Gateway {
     }
 
     /// Reloads the config file (or uses `replacement`): validate, build, swap. On any error the
-    /// current runtime keeps serving and the reason is returned (and logged).
+    /// current runtime keeps serving and the reason is returned (and logged). Both outcomes are
+    /// `admin` evidence records.
     pub async fn reload(&self, replacement: Option<ConfigFile>) -> Result<(), ConfigError> {
         let _guard = self.reload_lock.lock().await;
-        let result = self.reload_locked(replacement);
-        match &result {
-            Ok(()) => {
+        let before = self.runtime.load().source_sha256;
+        let result = self.reload_locked(replacement).await;
+        let (action, after, detail) = match &result {
+            Ok(after) => {
                 self.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
                 tracing::info!("configuration reloaded");
+                ("config.reload", Some(*after), String::new())
             }
             Err(error) => {
                 self.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(%error, "configuration reload refused; the previous configuration keeps serving");
+                ("config.reload_refused", None, error.to_string())
             }
+        };
+        let record = schema::Record {
+            kind: Some(schema::record::Kind::Admin(schema::Admin {
+                actor: "operator".into(),
+                role: "admin_platform".into(),
+                action: action.into(),
+                before_sha256: before.to_vec().into(),
+                after_sha256: after.map(|a| a.to_vec()).unwrap_or_default().into(),
+                detail,
+                target: self
+                    .config_path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        if let Err(error) = self.evidence.append(record).await {
+            tracing::error!(%error, "could not record the reload in the evidence log");
         }
-        result
+        result.map(|_| ())
     }
 
-    fn reload_locked(&self, replacement: Option<ConfigFile>) -> Result<(), ConfigError> {
-        let new = match replacement {
+    async fn reload_locked(
+        &self,
+        replacement: Option<ConfigFile>,
+    ) -> Result<[u8; 32], ConfigError> {
+        let (new, digest) = match replacement {
             Some(c) => {
                 let issues = config::validate::validate(&c);
                 if !issues.is_empty() {
                     return Err(ConfigError::Invalid(issues));
                 }
-                c
+                let digest = config::digest_of(&c);
+                (c, digest)
             }
             None => {
                 let path = self
                     .config_path
                     .as_ref()
                     .ok_or(ConfigError::Build("no config file to reload".into()))?;
-                config::load(path)?
+                config::load_with_digest(path)?
             }
         };
         let current = self.runtime.load_full();
@@ -117,9 +151,9 @@ impl Gateway {
         if !changes.is_empty() {
             return Err(ConfigError::Build(changes.join("; ")));
         }
-        let runtime = Runtime::build(new, &self.metrics, Some(&current))?;
+        let runtime = Runtime::build(new, digest, &self.metrics, Some(&current)).await?;
         self.runtime.store(Arc::new(runtime));
-        Ok(())
+        Ok(digest)
     }
 }
 
@@ -162,13 +196,23 @@ pub async fn start(
     config: ConfigFile,
     config_path: Option<PathBuf>,
 ) -> Result<Running, ConfigError> {
+    let digest = match &config_path {
+        Some(path) => std::fs::read(path)
+            .map(|b| <sha2::Sha256 as sha2::Digest>::digest(&b).into())
+            .unwrap_or_else(|_| config::digest_of(&config)),
+        None => config::digest_of(&config),
+    };
     let metrics = Arc::new(Metrics::default());
-    let runtime = Runtime::build(config, &metrics, None)?;
+    let evidence = EvidenceLog::open(&config.evidence, &crate::runtime::node_id(&config))
+        .await
+        .map_err(|e| ConfigError::Build(format!("evidence: {e}")))?;
+    let runtime = Runtime::build(config, digest, &metrics, None).await?;
     let config = runtime.config.clone();
     let (shutdown_tx, _) = watch::channel(false);
     let gateway = Arc::new(Gateway {
         runtime: ArcSwap::from_pointee(runtime),
         metrics,
+        evidence,
         config_path,
         ready: AtomicBool::new(false),
         shutdown_tx,

@@ -9,7 +9,7 @@ use penghubung::config;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate { config: path } => validate(&path),
+        Command::Validate { config: path, offline } => validate(&path, offline),
         Command::Run { config: path } => match config::load(&path) {
             Ok(file) => run(file, Some(path)),
             Err(error) => {
@@ -74,8 +74,12 @@ fn evidence(command: EvidenceCommand) -> ExitCode {
     }
 }
 
-fn validate(path: &std::path::Path) -> ExitCode {
+fn validate(path: &std::path::Path, offline: bool) -> ExitCode {
     match config::load(path) {
+        Ok(_) if offline => {
+            println!("{}: ok (offline checks)", path.display());
+            ExitCode::SUCCESS
+        }
         Ok(file) => {
             // The build step without binding sockets: certificates, keys, CAs, upstream TLS.
             let built = tokio::runtime::Builder::new_current_thread()

@@ -24,11 +24,16 @@ pub enum Command {
         #[arg(short, long)]
         config: PathBuf,
     },
-    /// Check a config file offline: prints every problem with its path; exit code 1 if any.
+    /// Check a config file without starting anything: prints every problem with its path and
+    /// exits with code 1 if there is any. Also reads the files it names (certificates, keys, CA
+    /// bundles, JWKS) unless `--offline` is given.
     Validate {
         /// The TOML config file.
         #[arg(short, long)]
         config: PathBuf,
+        /// Only the pure checks: do not read the files the config names.
+        #[arg(long)]
+        offline: bool,
     },
     /// Evidence log tools for operators and auditors (work offline on a copy of the log).
     Evidence {

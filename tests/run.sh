@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh machine: installs what the tests need (redis-server, the
+# openssl CLI for the RFC 3161 test TSA), then formatting, lints, every test, doc tests, the
+# example configs, and a replay of the fuzz corpus. Used by README's quick start and by .ci/run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need=()
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+command -v openssl >/dev/null 2>&1 || need+=(openssl)
+if [ ${#need[@]} -gt 0 ]; then
+  echo "== installing: ${need[*]}"
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+
+echo "== rustfmt"
+cargo fmt --all -- --check
+
+echo "== clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+echo "== build"
+cargo build --workspace --all-targets --locked
+
+echo "== tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+
+echo "== doc tests"
+cargo test --workspace --doc --locked
+
+echo "== example configs"
+bin=target/debug/penghubung
+for f in deploy/examples/*.toml; do
+  [ -e "$f" ] || continue
+  case "$f" in
+    # References files under /etc that only exist on a real server: pure validation only.
+    *production.toml) "$bin" validate --offline -c "$f" ;;
+    *) "$bin" validate -c "$f" ;;
+  esac
+done
+for tmpl in deploy/bench/*.toml.tmpl; do
+  [ -e "$tmpl" ] || continue
+  rendered=$(mktemp --suffix=.toml)
+  sed -e 's/@LISTEN@/127.0.0.1:18185/; s/@LISTEN_H2@/127.0.0.1:18285/; s/@UPSTREAM@/127.0.0.1:18080/' \
+      -e 's/@THREADS@/1/; s#@RUN_DIR@#/tmp/penghubung-bench#' "$tmpl" > "$rendered"
+  "$bin" validate --offline -c "$rendered"
+  rm -f "$rendered"
+done
+
+if [ -x tests/fuzz/replay.sh ]; then
+  echo "== fuzz corpus replay"
+  tests/fuzz/replay.sh
+fi
+echo "== all green"

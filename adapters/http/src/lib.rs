@@ -100,6 +100,10 @@ pub struct UpstreamSettings {
 pub struct Target {
     /// `host:port`.
     pub authority: String,
+    /// The same, parsed once (used for every request URI).
+    parsed_authority: Option<http::uri::Authority>,
+    /// The same as a `Host` header value.
+    host_value: Option<HeaderValue>,
     healthy: AtomicBool,
     outstanding: AtomicUsize,
     consecutive_failures: AtomicU32,
@@ -111,6 +115,8 @@ pub struct Target {
 impl Target {
     fn new(authority: String) -> Target {
         Target {
+            parsed_authority: authority.parse().ok(),
+            host_value: HeaderValue::from_str(&authority).ok(),
             authority,
             healthy: AtomicBool::new(true),
             outstanding: AtomicUsize::new(0),
@@ -308,32 +314,46 @@ impl Inner {
         index: usize,
         path_and_query: Option<&http::uri::PathAndQuery>,
     ) -> Result<Uri, AdapterError> {
-        Uri::builder()
-            .scheme(self.scheme.clone())
-            .authority(self.targets[index].authority.as_str())
-            .path_and_query(path_and_query.map_or("/", |p| p.as_str()))
-            .build()
-            .map_err(|e| AdapterError::Request(e.to_string()))
+        let target = &self.targets[index];
+        let authority = target.parsed_authority.clone().ok_or_else(|| {
+            AdapterError::Request(format!("invalid target {:?}", target.authority))
+        })?;
+        let mut parts = http::uri::Parts::default();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(authority);
+        parts.path_and_query = Some(
+            path_and_query
+                .cloned()
+                .unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")),
+        );
+        Uri::from_parts(parts).map_err(|e| AdapterError::Request(e.to_string()))
     }
 
+    /// One attempt. The headers are moved on the last attempt and cloned before it.
     async fn attempt(
         self: &Arc<Self>,
         index: usize,
-        head: &http::request::Parts,
+        head: &mut http::request::Parts,
+        last: bool,
         body: Body,
     ) -> Result<Response<Body>, AdapterError> {
         let mut request = Request::new(body);
         *request.method_mut() = head.method.clone();
         *request.uri_mut() = self.uri_for(index, head.uri.path_and_query())?;
-        *request.headers_mut() = head.headers.clone();
+        *request.headers_mut() = if last {
+            std::mem::take(&mut head.headers)
+        } else {
+            head.headers.clone()
+        };
         if self.settings.http2 {
             *request.version_mut() = http::Version::HTTP_2;
             request.headers_mut().remove(header::HOST);
         } else {
             match &self.settings.host_header {
                 HostHeader::Target => {
-                    let value = HeaderValue::from_str(&self.targets[index].authority)
-                        .map_err(|e| AdapterError::Request(e.to_string()))?;
+                    let value = self.targets[index].host_value.clone().ok_or_else(|| {
+                        AdapterError::Request("target is not a valid host".into())
+                    })?;
                     request.headers_mut().insert(header::HOST, value);
                 }
                 HostHeader::Fixed(value) => {
@@ -522,7 +542,8 @@ impl Adapter for HttpUpstream {
                 let Some(body) = request.body.for_attempt() else {
                     break;
                 };
-                match inner.attempt(index, &request.head, body).await {
+                let last = attempt == max_attempts;
+                match inner.attempt(index, &mut request.head, last, body).await {
                     Ok(response) => {
                         if response.status().is_server_error() {
                             inner.record_result(index, false);

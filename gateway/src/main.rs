@@ -22,6 +22,28 @@ fn main() -> ExitCode {
         },
         Command::Demo { listen, admin } => demo(listen, admin),
         Command::Evidence { command } => evidence(command),
+        Command::Secret { command } => {
+            let mut line = String::new();
+            if let Err(error) = std::io::stdin().read_line(&mut line) {
+                eprintln!("penghubung secret: cannot read standard input: {error}");
+                return ExitCode::FAILURE;
+            }
+            let secret = line.trim_end_matches(['\r', '\n']);
+            if secret.is_empty() {
+                eprintln!("penghubung secret: the secret on standard input is empty");
+                return ExitCode::FAILURE;
+            }
+            match penghubung::cli::secret_form(&command, secret) {
+                Ok(form) => {
+                    println!("{form}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("penghubung secret: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Signer { key, chain, socket } => {
             penghubung::telemetry::init_logging(false);
             let result = tokio_runtime(1).map_err(|e| e.to_string()).and_then(|rt| {

@@ -54,6 +54,13 @@ pub enum Command {
         #[arg(long)]
         socket: PathBuf,
     },
+    /// Produce the stored forms of credentials for the config: secrets are read from standard
+    /// input (one line) and never appear in the config or the shell history.
+    Secret {
+        /// Which form.
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
     /// Run the gateway on an embedded default config with a built-in demo upstream.
     Demo {
         /// Traffic listener address.
@@ -131,4 +138,53 @@ pub enum EvidenceCommand {
         #[arg(long, short)]
         out: PathBuf,
     },
+}
+
+/// `penghubung secret …`
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Argon2id PHC string of an OAuth2 client secret (`client_secret_hash`).
+    ClientSecret,
+    /// Lower-case hex SHA-256 of an API key (`api_key_sha256`).
+    ApiKey,
+}
+
+/// Computes the stored form of a secret.
+pub fn secret_form(command: &SecretCommand, secret: &str) -> Result<String, String> {
+    use sha2::Digest as _;
+    match command {
+        SecretCommand::ApiKey => Ok(hex::encode(sha2::Sha256::digest(secret.as_bytes()))),
+        SecretCommand::ClientSecret => {
+            use argon2::password_hash::{PasswordHasher as _, SaltString};
+            let salt = SaltString::generate(&mut rand::rngs::OsRng);
+            argon2::Argon2::default()
+                .hash_password(secret.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| e.to_string())
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secret_forms() {
+        let key = secret_form(&SecretCommand::ApiKey, "kunci-demo-opd-bkd").unwrap();
+        assert_eq!(
+            key,
+            "4e511560cc8d76db85aeae738021ab2d4f36a97e35039078df217ed81203dae2"
+        );
+        let phc = secret_form(&SecretCommand::ClientSecret, "rahasia").unwrap();
+        assert!(phc.starts_with("$argon2id$"));
+        use argon2::PasswordVerifier as _;
+        let parsed = argon2::PasswordHash::new(&phc).unwrap();
+        assert!(argon2::Argon2::default()
+            .verify_password(b"rahasia", &parsed)
+            .is_ok());
+        assert!(argon2::Argon2::default()
+            .verify_password(b"salah", &parsed)
+            .is_err());
+    }
 }

@@ -85,7 +85,14 @@ impl std::fmt::Debug for Runtime {
 
 fn upstream_settings(spec: &UpstreamSpec) -> Result<UpstreamSettings, String> {
     let tls = match &spec.tls {
-        Some(t) => Some((tls::client_config(&t.ca)?, t.server_name.clone())),
+        Some(t) => {
+            if let Some(name) = &t.server_name {
+                rustls_pki_types::ServerName::try_from(name.as_str()).map_err(|_| {
+                    format!("tls.server_name {name:?} is not a DNS name or IP address")
+                })?;
+            }
+            Some((tls::client_config(&t.ca)?, t.server_name.clone()))
+        }
         None => None,
     };
     let host_header = match spec.host_header.as_deref() {

@@ -192,38 +192,34 @@ impl HttpUpstream {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(settings.connect_timeout));
+        // hyper-rustls sets ALPN itself from the enabled protocols; a preset list is refused.
         let (tls_config, scheme) = match &settings.tls {
             Some((config, _)) => {
                 let mut config = (**config).clone();
-                config.alpn_protocols = if settings.http2 {
-                    vec![b"h2".to_vec()]
-                } else {
-                    vec![b"http/1.1".to_vec()]
-                };
-                (Arc::new(config), http::uri::Scheme::HTTPS)
+                config.alpn_protocols.clear();
+                (config, http::uri::Scheme::HTTPS)
             }
-            None => (plain_tls_config(), http::uri::Scheme::HTTP),
+            None => ((*plain_tls_config()).clone(), http::uri::Scheme::HTTP),
         };
         let builder = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config((*tls_config).clone())
+            .with_tls_config(tls_config)
             .https_or_http();
-        let builder = match settings.tls.as_ref().and_then(|(_, name)| name.clone()) {
+        let server_name = settings
+            .tls
+            .as_ref()
+            .and_then(|(_, name)| name.clone())
+            .and_then(|name| rustls_pki_types::ServerName::try_from(name).ok());
+        let builder = match server_name {
             Some(name) => {
-                builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(
-                    match rustls_pki_types::ServerName::try_from(name) {
-                        Ok(n) => n,
-                        Err(_) => rustls_pki_types::ServerName::try_from("invalid.invalid")
-                            .unwrap_or_else(|_| {
-                                rustls_pki_types::ServerName::IpAddress(
-                                    std::net::Ipv4Addr::LOCALHOST.into(),
-                                )
-                            }),
-                    },
-                ))
+                builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
             }
             None => builder,
         };
-        let connector = builder.enable_http1().enable_http2().wrap_connector(http);
+        let connector = if settings.http2 {
+            builder.enable_http2().wrap_connector(http)
+        } else {
+            builder.enable_http1().wrap_connector(http)
+        };
         let client = Client::builder(TokioExecutor::new())
             .timer(TokioTimer::new())
             .pool_timer(TokioTimer::new())

@@ -129,6 +129,11 @@ pub fn canonicalize(raw: &str, allow_raw: bool) -> Result<String, PathError> {
         match segment {
             b"" => {}
             b"." => last_was_dot = true,
+            // `...` and longer: some servers (Windows, some Java containers) treat them as
+            // parent references.
+            s if s.len() > 2 && s.iter().all(|&c| c == b'.') => {
+                return Err(PathError::Ambiguous("dot segment"));
+            }
             b".." => {
                 if out.pop().is_none() {
                     return Err(PathError::AboveRoot);
@@ -255,6 +260,8 @@ mod tests {
             "/%g1",
             "/..",
             "/a/../../b",
+            "/admin/x/.../.../../y",
+            "/a/..../b",
         ];
         for raw in bad {
             assert!(canonicalize(raw, false).is_err(), "{raw} must be refused");

@@ -265,7 +265,9 @@ impl Router {
             for route in &vhost.deny {
                 let hit = route.loose.matches(&loose)
                     || canonical.as_ref().is_ok_and(|c| {
-                        route.pattern.matches(c) || route.loose.matches(&c.to_ascii_lowercase())
+                        // The backend re-reads the path it is sent: its loosest reading must
+                        // not land on a denied route either.
+                        route.pattern.matches(c) || route.loose.matches(&canonical::loosest(c))
                     });
                 if hit && route.allows(method) {
                     return Err(GatewayError::RouteDenied);
@@ -355,5 +357,92 @@ mod tests {
             let p = Pattern::Exact(a.clone());
             prop_assert_eq!(p.matches(&b), a == b);
         }
+    }
+}
+
+#[cfg(test)]
+mod router_tests {
+    use super::*;
+    use crate::catalog::services::RouteSpec;
+    use crate::runtime::Service;
+
+    fn service() -> Arc<Service> {
+        Arc::new(Service {
+            id: "s".into(),
+            version: String::new(),
+            owner_opd: String::new(),
+            classification: Default::default(),
+            exposure: Default::default(),
+            personal_data: false,
+            adapter: None,
+            upstream_http2: false,
+            auth: Default::default(),
+            metrics: Default::default(),
+        })
+    }
+
+    fn route(path: &str, action: RouteAction, methods: &[&str]) -> (Vec<String>, Route) {
+        let spec = RouteSpec {
+            path: path.into(),
+            methods: methods.iter().map(|m| m.to_string()).collect(),
+            action,
+            strip_prefix: None,
+            allow_raw_path: false,
+            stream_body: false,
+            body_bytes: None,
+        };
+        (
+            vec!["api.example".into()],
+            Route::compile(service(), 0, &spec, 1024).expect("route"),
+        )
+    }
+
+    fn router() -> Router {
+        Router::new(vec![
+            route("/admin/*", RouteAction::Deny, &[]),
+            route("/*", RouteAction::Forward, &["GET"]),
+            route("/data/{id}", RouteAction::Forward, &["GET", "PUT"]),
+        ])
+    }
+
+    fn outcome(path: &str, method: Method) -> Result<String, &'static str> {
+        let canonical = canonical::canonicalize(path, false);
+        router()
+            .route("api.example", &method, path, &canonical)
+            .map(|m| m.path)
+            .map_err(|e| e.reason())
+    }
+
+    #[test]
+    fn denied_under_every_reading() {
+        for path in [
+            "/admin",
+            "/admin/x",
+            "/ADMIN/x",
+            "/x/../admin/y",
+            "//admin",
+            "/./admin",
+            "/admin./y",
+            "/%61dmin/y",
+        ] {
+            assert_eq!(outcome(path, Method::GET), Err("route_denied"), "{path}");
+        }
+        // Refused before routing can be fooled.
+        for path in ["/admin;x/y", "/x/..%2fadmin", "/admin/x/.../.../../y"] {
+            assert!(outcome(path, Method::GET).is_err(), "{path}");
+        }
+    }
+
+    #[test]
+    fn specific_routes_win_and_methods_are_checked() {
+        assert_eq!(outcome("/data/7", Method::PUT), Ok("/data/7".into()));
+        assert_eq!(outcome("/other", Method::GET), Ok("/other".into()));
+        assert_eq!(outcome("/other", Method::POST), Err("method_not_allowed"));
+        let canonical = canonical::canonicalize("/x", false);
+        let unknown = router().route("other.example", &Method::GET, "/x", &canonical);
+        assert_eq!(
+            unknown.map(|_| ()).map_err(|e| e.status()),
+            Err(http::StatusCode::MISDIRECTED_REQUEST)
+        );
     }
 }

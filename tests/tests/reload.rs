@@ -57,7 +57,7 @@ async fn listener_address_change_is_refused_with_a_message() {
     let moved = Cfg::new(&[a.addr])
         .tail(NEW_ROUTE)
         .render()
-        .replace("address = \"127.0.0.1:0\"\n\n\n[admin]", "address = \"127.0.0.2:0\"\n\n\n[admin]");
+        .replacen("address = \"127.0.0.1:0\"", "address = \"127.0.0.2:0\"", 1);
     assert!(moved.contains("127.0.0.2:0"), "template changed: {moved}");
     gw.write_config(&moved);
     let (code, body) = gw.reload().await;

@@ -786,6 +786,19 @@ impl RawConn {
         std::mem::take(&mut self.buf)
     }
 
+    /// Reads for up to `limit`: everything unread, and whether the peer closed.
+    pub async fn read_for(&mut self, limit: Duration) -> (Vec<u8>, bool) {
+        let deadline = tokio::time::Instant::now() + limit;
+        let closed = loop {
+            match self.more(deadline).await {
+                Some(true) => continue,
+                Some(false) => break true,
+                None => break false,
+            }
+        };
+        (std::mem::take(&mut self.buf), closed)
+    }
+
     /// Bytes read but not consumed yet.
     pub fn pending(&self) -> &[u8] {
         &self.buf
@@ -1129,6 +1142,11 @@ pub mod pki {
         /// Writes server cert, key, CA and CRL into `dir`; returns the `[listener.tls]` table
         /// for `client_auth` (`none`, `optional`, `required`).
         pub fn listener_tls(&self, dir: &Path, client_auth: &str) -> String {
+            self.listener_tls_with(dir, client_auth, true)
+        }
+
+        /// Like [`Pki::listener_tls`], optionally without the CRL.
+        pub fn listener_tls_with(&self, dir: &Path, client_auth: &str, with_crl: bool) -> String {
             let cert = write_file(dir, "server.pem", &self.server.cert_pem);
             let key = write_file(dir, "server.key", &self.server.key_pem);
             let ca = write_file(dir, "ca.pem", &self.ca_pem);
@@ -1139,11 +1157,10 @@ pub mod pki {
                 key.display().to_string()
             );
             if client_auth != "none" {
-                table.push_str(&format!(
-                    "client_ca = {:?}\ncrls = [{:?}]\n",
-                    ca.display().to_string(),
-                    crl.display().to_string()
-                ));
+                table.push_str(&format!("client_ca = {:?}\n", ca.display().to_string()));
+                if with_crl {
+                    table.push_str(&format!("crls = [{:?}]\n", crl.display().to_string()));
+                }
             }
             table
         }

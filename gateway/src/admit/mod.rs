@@ -405,7 +405,9 @@ mod tests {
             .header("host", "a")
             .header("host", "b"));
         assert_eq!(dup.unwrap_err().reason(), "duplicate_host");
-        for bad in ["a@b", "a b", "a/b", "[::1", "", "a:abc", "a:", "a:99999", "a:+1"] {
+        for bad in [
+            "a@b", "a b", "a/b", "[::1", "", "a:abc", "a:", "a:99999", "a:+1",
+        ] {
             assert!(
                 run(http::Request::get("/a").header("host", bad)).is_err(),
                 "{bad}"

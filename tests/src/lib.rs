@@ -132,8 +132,8 @@ impl Upstream {
                         name.clone(),
                     );
                     tokio::spawn(async move {
-                        let _ = serve_upstream(stream, conn, &behaviour, &healthy, &state, &name)
-                            .await;
+                        let _ =
+                            serve_upstream(stream, conn, &behaviour, &healthy, &state, &name).await;
                     });
                 }
             })
@@ -434,7 +434,8 @@ impl Cfg {
             .map(|t| format!("{t:?}"))
             .collect::<Vec<_>>()
             .join(", ");
-        let has = |lines: &[String], key: &str| lines.iter().any(|l| l.trim_start().starts_with(key));
+        let has =
+            |lines: &[String], key: &str| lines.iter().any(|l| l.trim_start().starts_with(key));
         let mut limits = self.limits.clone();
         if !has(&limits, "drain_timeout_secs") {
             limits.push("drain_timeout_secs = 1".into());
@@ -907,13 +908,7 @@ pub mod h2raw {
     /// One frame.
     pub fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
         let len = payload.len();
-        let mut out = vec![
-            (len >> 16) as u8,
-            (len >> 8) as u8,
-            len as u8,
-            kind,
-            flags,
-        ];
+        let mut out = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
         out.extend_from_slice(&(stream & 0x7fff_ffff).to_be_bytes());
         out.extend_from_slice(payload);
         out
@@ -945,7 +940,12 @@ pub mod h2raw {
     }
 
     /// A header block for a simple request.
-    pub fn request_block(method: &str, path: &str, authority: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    pub fn request_block(
+        method: &str,
+        path: &str,
+        authority: &str,
+        extra: &[(&str, &str)],
+    ) -> Vec<u8> {
         let mut out = Vec::new();
         literal(":method", method, &mut out);
         literal(":scheme", "http", &mut out);
@@ -961,7 +961,8 @@ pub mod h2raw {
     pub fn parse(mut buf: &[u8]) -> Vec<(u8, u8, u32, Vec<u8>)> {
         let mut out = Vec::new();
         while buf.len() >= 9 {
-            let len = (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
+            let len =
+                (usize::from(buf[0]) << 16) | (usize::from(buf[1]) << 8) | usize::from(buf[2]);
             if buf.len() < 9 + len {
                 break;
             }
@@ -1185,11 +1186,10 @@ pub mod pki {
             let mut config = match identity {
                 Some(id) => {
                     use rustls_pki_types::pem::PemObject;
-                    let certs = rustls_pki_types::CertificateDer::pem_slice_iter(
-                        id.cert_pem.as_bytes(),
-                    )
-                    .collect::<Result<Vec<_>, _>>()
-                    .unwrap();
+                    let certs =
+                        rustls_pki_types::CertificateDer::pem_slice_iter(id.cert_pem.as_bytes())
+                            .collect::<Result<Vec<_>, _>>()
+                            .unwrap();
                     let key =
                         rustls_pki_types::PrivateKeyDer::from_pem_slice(id.key_pem.as_bytes())
                             .unwrap();

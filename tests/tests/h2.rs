@@ -44,7 +44,9 @@ impl Raw {
         let deadline = tokio::time::Instant::now() + IO_TIMEOUT;
         loop {
             let frames = h2raw::parse(&raw.buf);
-            if let Some((_, _, _, payload)) = frames.iter().find(|f| f.0 == SETTINGS && f.1 & ACK == 0) {
+            if let Some((_, _, _, payload)) =
+                frames.iter().find(|f| f.0 == SETTINGS && f.1 & ACK == 0)
+            {
                 raw.settings = payload.clone();
                 break;
             }
@@ -63,7 +65,8 @@ impl Raw {
 
     fn setting(&self, id: u16) -> Option<u32> {
         self.settings.chunks(6).find_map(|c| {
-            (u16::from_be_bytes([c[0], c[1]]) == id).then(|| u32::from_be_bytes([c[2], c[3], c[4], c[5]]))
+            (u16::from_be_bytes([c[0], c[1]]) == id)
+                .then(|| u32::from_be_bytes([c[2], c[3], c[4], c[5]]))
         })
     }
 
@@ -147,7 +150,10 @@ fn answered_non_200(frames: &[Frame], stream: u32) -> bool {
 fn assert_refused(name: &str, frames: &[Frame], closed: bool, stream: u32) {
     assert!(!answered_200(frames, stream), "{name}: answered 200");
     assert!(
-        rst(frames, stream).is_some() || goaway(frames).is_some() || answered_non_200(frames, stream) || closed,
+        rst(frames, stream).is_some()
+            || goaway(frames).is_some()
+            || answered_non_200(frames, stream)
+            || closed,
         "{name}: no refusal seen: {:?}",
         frames.iter().map(|f| (f.0, f.2)).collect::<Vec<_>>()
     );
@@ -188,7 +194,11 @@ async fn h2c_prior_knowledge_works() {
     .unwrap();
     assert_eq!(r.status(), 200);
     let got = up.wait_for(2).await;
-    assert!(got[0].head.starts_with("GET /demo/x?q=1 HTTP/1.1\r\n"), "{}", got[0].head);
+    assert!(
+        got[0].head.starts_with("GET /demo/x?q=1 HTTP/1.1\r\n"),
+        "{}",
+        got[0].head
+    );
     assert_eq!(got[0].header("x-forwarded-host"), Some("localhost"));
     assert!(got[1].head.starts_with("POST /demo/y HTTP/1.1\r\n"));
     assert_eq!(got[1].body, b"payload");
@@ -208,10 +218,19 @@ async fn streams_beyond_the_limit_are_refused() {
     )
     .await;
     let mut h2 = Raw::open(gw.addr).await;
-    assert_eq!(h2.setting(0x3), Some(4), "MAX_CONCURRENT_STREAMS advertised");
+    assert_eq!(
+        h2.setting(0x3),
+        Some(4),
+        "MAX_CONCURRENT_STREAMS advertised"
+    );
     let mut burst = Vec::new();
     for i in 0..10u32 {
-        burst.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1 + 2 * i, &get_block("/demo/x", &[])));
+        burst.extend(frame(
+            HEADERS,
+            END_STREAM | END_HEADERS,
+            1 + 2 * i,
+            &get_block("/demo/x", &[]),
+        ));
     }
     h2.send(&burst).await;
     up.wait_for(4).await;
@@ -226,10 +245,17 @@ async fn streams_beyond_the_limit_are_refused() {
     );
     for i in 0..10u32 {
         if let Some(code) = rst(&frames, 1 + 2 * i) {
-            assert!(code == REFUSED_STREAM || code == PROTOCOL_ERROR, "code {code}");
+            assert!(
+                code == REFUSED_STREAM || code == PROTOCOL_ERROR,
+                "code {code}"
+            );
         }
     }
-    assert_eq!(up.count(), 4, "more streams than allowed reached the upstream");
+    assert_eq!(
+        up.count(),
+        4,
+        "more streams than allowed reached the upstream"
+    );
 }
 
 #[tokio::test]
@@ -239,7 +265,12 @@ async fn rapid_reset_gets_goaway() {
     let mut burst = Vec::new();
     for i in 0..1000u32 {
         let id = 1 + 2 * i;
-        burst.extend(frame(HEADERS, END_STREAM | END_HEADERS, id, &get_block("/demo/x", &[])));
+        burst.extend(frame(
+            HEADERS,
+            END_STREAM | END_HEADERS,
+            id,
+            &get_block("/demo/x", &[]),
+        ));
         burst.extend(frame(RST_STREAM, 0, id, &CANCEL.to_be_bytes()));
     }
     let _writer = h2.flood(burst);
@@ -304,7 +335,8 @@ async fn huge_header_lists_are_refused() {
     hpack_int(4000, 7, 0, &mut block);
     block.extend_from_slice(&[b'a'; 4000]);
     block.extend(std::iter::repeat_n(0x80 | 62, 1000)); // indexed: dynamic entry 62
-    h2.send(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &block)).await;
+    h2.send(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &block))
+        .await;
     let (frames, closed) = h2.frames(Duration::from_secs(3)).await;
     assert_refused("hpack bomb", &frames, closed, 1);
     assert_eq!(up.count(), 0);
@@ -320,7 +352,11 @@ async fn ping_flood_from_a_client_that_does_not_read_is_cut() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let (frames, closed) = h2.frames(Duration::from_secs(20)).await;
     writer.abort();
-    assert!(goaway(&frames).is_some() || closed, "ping flood tolerated ({} frames)", frames.len());
+    assert!(
+        goaway(&frames).is_some() || closed,
+        "ping flood tolerated ({} frames)",
+        frames.len()
+    );
 }
 
 #[tokio::test]
@@ -331,7 +367,11 @@ async fn settings_flood_from_a_client_that_does_not_read_is_cut() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let (frames, closed) = h2.frames(Duration::from_secs(20)).await;
     writer.abort();
-    assert!(goaway(&frames).is_some() || closed, "settings flood tolerated ({} frames)", frames.len());
+    assert!(
+        goaway(&frames).is_some() || closed,
+        "settings flood tolerated ({} frames)",
+        frames.len()
+    );
 }
 
 /// A client that floods PINGs *and* reads every PONG is served forever.
@@ -346,7 +386,11 @@ async fn control_frame_flood_gets_goaway() {
         let mut h2 = Raw::open(gw.addr).await;
         h2.send(&unit.repeat(100_000)).await;
         let (frames, closed) = h2.frames(Duration::from_secs(10)).await;
-        assert!(goaway(&frames).is_some() || closed, "flood tolerated ({} frames)", frames.len());
+        assert!(
+            goaway(&frames).is_some() || closed,
+            "flood tolerated ({} frames)",
+            frames.len()
+        );
     }
 }
 
@@ -355,7 +399,12 @@ async fn content_length_disagreeing_with_data_is_refused() {
     let (up, gw) = setup(|c| c, Behaviour::Ok).await;
     for (name, declared, data) in [("short", "10", &b"abc"[..]), ("long", "2", &b"abcdef"[..])] {
         let mut h2 = Raw::open(gw.addr).await;
-        let block = request_block("POST", "/demo/x", "localhost", &[("content-length", declared)]);
+        let block = request_block(
+            "POST",
+            "/demo/x",
+            "localhost",
+            &[("content-length", declared)],
+        );
         let mut bytes = frame(HEADERS, END_HEADERS, 1, &block);
         bytes.extend(frame(DATA, END_STREAM, 1, data));
         h2.send(&bytes).await;
@@ -380,16 +429,26 @@ async fn connection_specific_headers_are_refused() {
     ];
     for (name, value) in cases {
         let mut h2 = Raw::open(gw.addr).await;
-        h2.send(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &get_block("/demo/x", &[(name, value)])))
-            .await;
+        h2.send(&frame(
+            HEADERS,
+            END_STREAM | END_HEADERS,
+            1,
+            &get_block("/demo/x", &[(name, value)]),
+        ))
+        .await;
         let (frames, closed) = h2.frames(Duration::from_secs(2)).await;
         assert_refused(name, &frames, closed, 1);
     }
     assert_eq!(up.count(), 0, "{:#?}", up.requests());
     // Control: `te: trailers` is the one allowed value.
     let mut h2 = Raw::open(gw.addr).await;
-    h2.send(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &get_block("/demo/x", &[("te", "trailers")])))
-        .await;
+    h2.send(&frame(
+        HEADERS,
+        END_STREAM | END_HEADERS,
+        1,
+        &get_block("/demo/x", &[("te", "trailers")]),
+    ))
+    .await;
     let (frames, _) = h2.frames(Duration::from_secs(2)).await;
     assert!(answered_200(&frames, 1));
 }

@@ -14,9 +14,13 @@ async fn setup() -> (Upstream, Gateway) {
 
 fn is_uuid(s: &str) -> bool {
     s.len() == 36
-        && s.bytes()
-            .enumerate()
-            .all(|(i, b)| if [8, 13, 18, 23].contains(&i) { b == b'-' } else { b.is_ascii_hexdigit() })
+        && s.bytes().enumerate().all(|(i, b)| {
+            if [8, 13, 18, 23].contains(&i) {
+                b == b'-'
+            } else {
+                b.is_ascii_hexdigit()
+            }
+        })
 }
 
 #[tokio::test]
@@ -145,7 +149,10 @@ async fn exchange_id_is_returned_forwarded_and_unique() {
         )
         .await
         .unwrap();
-        let id = response.header("x-penghubung-exchange-id").unwrap().to_owned();
+        let id = response
+            .header("x-penghubung-exchange-id")
+            .unwrap()
+            .to_owned();
         assert!(is_uuid(&id), "{id}");
         ids.push(id);
     }
@@ -194,7 +201,8 @@ async fn traceparent_is_continued_or_created() {
     .iter()
     .enumerate()
     {
-        let mut raw = String::from("GET /demo/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+        let mut raw =
+            String::from("GET /demo/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
         if let Some(tp) = tp {
             raw.push_str(&format!("traceparent: {tp}\r\n"));
         }
@@ -240,12 +248,18 @@ async fn expect_100_continue_only_after_routing() {
     let mut conn = RawConn::connect(gw.addr).await;
     conn.send(b"POST /demo/x HTTP/1.1\r\nHost: nowhere.example\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
         .await;
-    assert_eq!(conn.read_response(IO_TIMEOUT).await.expect("421").status, 421);
+    assert_eq!(
+        conn.read_response(IO_TIMEOUT).await.expect("421").status,
+        421
+    );
     // Body over the route limit: 413, no 100.
     let mut conn = RawConn::connect(gw.addr).await;
     conn.send(b"POST /small/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n")
         .await;
-    assert_eq!(conn.read_response(IO_TIMEOUT).await.expect("413").status, 413);
+    assert_eq!(
+        conn.read_response(IO_TIMEOUT).await.expect("413").status,
+        413
+    );
     assert_eq!(up.count(), 1);
 }
 
@@ -293,7 +307,11 @@ async fn response_hop_by_hop_and_gateway_headers_are_removed() {
         "upgrade",
         "x-penghubung-consumer",
     ] {
-        assert!(response.header(name).is_none(), "{name}: {:?}", response.headers);
+        assert!(
+            response.header(name).is_none(),
+            "{name}: {:?}",
+            response.headers
+        );
     }
     assert_eq!(response.header("x-fine"), Some("1"));
     let ids: Vec<_> = response

@@ -31,32 +31,47 @@ async fn oversized_heads_are_refused() {
         many.push_str(&format!("X-H{i}: {}\r\n", "b".repeat(4000)));
     }
     many.push_str("\r\n");
-    assert_eq!(exchange(gw.addr, many.as_bytes()).await.map(|r| r.status), Some(431));
+    assert_eq!(
+        exchange(gw.addr, many.as_bytes()).await.map(|r| r.status),
+        Some(431)
+    );
     // Too many header fields.
     let mut count = String::from("GET /demo/x HTTP/1.1\r\nHost: localhost\r\n");
     for i in 0..150 {
         count.push_str(&format!("X-H{i}: 1\r\n"));
     }
     count.push_str("\r\n");
-    assert_eq!(exchange(gw.addr, count.as_bytes()).await.map(|r| r.status), Some(431));
+    assert_eq!(
+        exchange(gw.addr, count.as_bytes()).await.map(|r| r.status),
+        Some(431)
+    );
     // Just over the configured count (100), under hyper's own ceiling.
     let mut count = String::from("GET /demo/x HTTP/1.1\r\nHost: localhost\r\n");
     for i in 0..100 {
         count.push_str(&format!("X-H{i}: 1\r\n"));
     }
     count.push_str("\r\n");
-    assert_eq!(exchange(gw.addr, count.as_bytes()).await.map(|r| r.status), Some(431));
+    assert_eq!(
+        exchange(gw.addr, count.as_bytes()).await.map(|r| r.status),
+        Some(431)
+    );
     // URI over 8 KiB.
     let uri = format!(
         "GET /demo/{} HTTP/1.1\r\nHost: localhost\r\n\r\n",
         "u".repeat(8 * 1024)
     );
-    assert_eq!(exchange(gw.addr, uri.as_bytes()).await.map(|r| r.status), Some(414));
+    assert_eq!(
+        exchange(gw.addr, uri.as_bytes()).await.map(|r| r.status),
+        Some(414)
+    );
     let query = format!(
         "GET /demo/x?q={} HTTP/1.1\r\nHost: localhost\r\n\r\n",
         "u".repeat(8 * 1024)
     );
-    assert_eq!(exchange(gw.addr, query.as_bytes()).await.map(|r| r.status), Some(414));
+    assert_eq!(
+        exchange(gw.addr, query.as_bytes()).await.map(|r| r.status),
+        Some(414)
+    );
     assert_eq!(up.count(), 0);
     // Just under the limits is fine.
     let ok = format!(
@@ -64,7 +79,10 @@ async fn oversized_heads_are_refused() {
         "u".repeat(7 * 1024),
         "a".repeat(50 * 1024)
     );
-    assert_eq!(exchange(gw.addr, ok.as_bytes()).await.map(|r| r.status), Some(200));
+    assert_eq!(
+        exchange(gw.addr, ok.as_bytes()).await.map(|r| r.status),
+        Some(200)
+    );
 }
 
 #[tokio::test]
@@ -103,7 +121,10 @@ async fn chunked_body_over_limit_is_refused() {
     raw.extend_from_slice(b"0\r\n\r\n");
     let mut conn = RawConn::connect(gw.addr).await;
     conn.send(&raw).await;
-    assert_eq!(conn.read_response(IO_TIMEOUT).await.map(|r| r.status), Some(413));
+    assert_eq!(
+        conn.read_response(IO_TIMEOUT).await.map(|r| r.status),
+        Some(413)
+    );
     assert!(conn.closed_within(Duration::from_secs(3)).await);
     // Exactly at the limit is fine.
     let mut raw =
@@ -122,7 +143,8 @@ async fn chunked_body_over_limit_is_refused() {
 async fn slowloris_head_is_cut_at_the_header_deadline() {
     let (up, gw) = setup(|c| c.limit("header_read_timeout_secs = 1")).await;
     let mut conn = RawConn::connect(gw.addr).await;
-    conn.send(b"GET /demo/x HTTP/1.1\r\nHost: localhost\r\n").await;
+    conn.send(b"GET /demo/x HTTP/1.1\r\nHost: localhost\r\n")
+        .await;
     let started = Instant::now();
     // Trickle one header byte every 100 ms; the gateway must close well before we are done.
     let mut cut = false;
@@ -160,8 +182,12 @@ async fn slow_body_gets_408() {
 async fn idle_keep_alive_connections_are_closed() {
     let (up, gw) = setup(|c| c.limit("idle_timeout_secs = 1")).await;
     let mut conn = RawConn::connect(gw.addr).await;
-    conn.send(b"GET /demo/x HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
-    assert_eq!(conn.read_response(IO_TIMEOUT).await.map(|r| r.status), Some(200));
+    conn.send(b"GET /demo/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
+    assert_eq!(
+        conn.read_response(IO_TIMEOUT).await.map(|r| r.status),
+        Some(200)
+    );
     let started = Instant::now();
     assert!(conn.closed_within(Duration::from_secs(4)).await);
     assert!(started.elapsed() >= Duration::from_millis(800));
@@ -177,7 +203,8 @@ async fn control_request_is_prompt_while_200_slow_clients_hold_connections() {
     let mut slow = Vec::new();
     for _ in 0..200 {
         let mut conn = RawConn::connect(gw.addr).await;
-        conn.send(b"GET /demo/x HTTP/1.1\r\nHost: localhost\r\nX-Slow: ").await;
+        conn.send(b"GET /demo/x HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+            .await;
         slow.push(conn);
     }
     for _ in 0..5 {
@@ -186,13 +213,20 @@ async fn control_request_is_prompt_while_200_slow_clients_hold_connections() {
             .await
             .expect("control request stalled");
         assert_eq!(status, 200);
-        assert!(started.elapsed() < Duration::from_secs(1), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
     }
     assert_eq!(up.count(), 5);
     // The slow clients are still connected (not collateral damage) and can finish.
     let conn = &mut slow[0];
     conn.send(b"1\r\nConnection: close\r\n\r\n").await;
-    assert_eq!(conn.read_response(IO_TIMEOUT).await.map(|r| r.status), Some(200));
+    assert_eq!(
+        conn.read_response(IO_TIMEOUT).await.map(|r| r.status),
+        Some(200)
+    );
 }
 
 #[tokio::test]
@@ -201,12 +235,18 @@ async fn max_connections_per_listener() {
     let mut held = Vec::new();
     for _ in 0..3 {
         let mut conn = RawConn::connect(gw.addr).await;
-        conn.send(b"GET /demo/x HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
-        assert_eq!(conn.read_response(IO_TIMEOUT).await.map(|r| r.status), Some(200));
+        conn.send(b"GET /demo/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+            .await;
+        assert_eq!(
+            conn.read_response(IO_TIMEOUT).await.map(|r| r.status),
+            Some(200)
+        );
         held.push(conn);
     }
     let mut extra = RawConn::connect(gw.addr).await;
-    extra.send(b"GET /demo/x HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    extra
+        .send(b"GET /demo/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
     assert!(extra.read_response(Duration::from_secs(2)).await.is_none());
     assert!(extra.closed_within(Duration::from_secs(2)).await);
     // Free one slot: a new connection is served again (the slot frees once the gateway sees
@@ -217,7 +257,12 @@ async fn max_connections_per_listener() {
         let mut conn = RawConn::connect(gw.addr).await;
         conn.send(b"GET /demo/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
             .await;
-        if conn.read_response(Duration::from_secs(1)).await.map(|r| r.status) == Some(200) {
+        if conn
+            .read_response(Duration::from_secs(1))
+            .await
+            .map(|r| r.status)
+            == Some(200)
+        {
             break;
         }
         assert!(Instant::now() < deadline, "slot never freed");
@@ -237,7 +282,8 @@ async fn client_that_stops_reading_is_cut_off() {
     .await;
     let mut conn = RawConn::connect(gw.addr).await;
     conn.stream.set_nodelay(true).unwrap();
-    conn.send(b"GET /demo/big HTTP/1.1\r\nHost: localhost\r\n\r\n").await;
+    conn.send(b"GET /demo/big HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
     up.wait_for(1).await;
     // Do not read for a while: the gateway's writes block and the send deadline fires.
     tokio::time::sleep(Duration::from_secs(4)).await;

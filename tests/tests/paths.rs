@@ -15,7 +15,9 @@ async fn setup() -> (Upstream, Gateway) {
 fn get_raw(path: &[u8], host: &str) -> Vec<u8> {
     let mut out = b"GET ".to_vec();
     out.extend_from_slice(path);
-    out.extend_from_slice(format!(" HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes());
+    out.extend_from_slice(
+        format!(" HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+    );
     out
 }
 
@@ -136,7 +138,10 @@ async fn unknown_host_is_misdirected() {
         Some(421)
     );
     let absolute = b"GET http://unknown.example/demo/x HTTP/1.1\r\nHost: unknown.example\r\nConnection: close\r\n\r\n";
-    assert_eq!(exchange(gw.addr, absolute).await.map(|r| r.status), Some(421));
+    assert_eq!(
+        exchange(gw.addr, absolute).await.map(|r| r.status),
+        Some(421)
+    );
     let absolute_no_host =
         b"GET http://unknown.example/demo/x HTTP/1.1\r\nConnection: close\r\n\r\n";
     let s = exchange(gw.addr, absolute_no_host).await.map(|r| r.status);

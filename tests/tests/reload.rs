@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use http_body_util::BodyExt;
 use hyper_util::rt::TokioIo;
-use penghubung_e2e::{empty, exchange, get, Behaviour, Cfg, Gateway, RawConn, Upstream, IO_TIMEOUT};
+use penghubung_e2e::{
+    empty, exchange, get, Behaviour, Cfg, Gateway, RawConn, Upstream, IO_TIMEOUT,
+};
 
 const NEW_ROUTE: &str = "\n[[service.route]]\npath = \"/new/*\"\n";
 
@@ -36,9 +38,13 @@ async fn invalid_config_is_refused_and_the_old_one_keeps_serving() {
     let broken = [
         "this is = not [ toml".to_owned(),
         Cfg::new(&[]).render(),
-        Cfg::new(&[a.addr]).tail("\n[[service.route]]\npath = \"no-slash\"\n").render(),
+        Cfg::new(&[a.addr])
+            .tail("\n[[service.route]]\npath = \"no-slash\"\n")
+            .render(),
         Cfg::new(&[a.addr]).limit("header_bytes = 1").render(),
-        Cfg::new(&[a.addr]).render().replace("[limits]", "[limits]\nunknown_key = 1"),
+        Cfg::new(&[a.addr])
+            .render()
+            .replace("[limits]", "[limits]\nunknown_key = 1"),
     ];
     for text in &broken {
         gw.write_config(text);
@@ -54,10 +60,11 @@ async fn invalid_config_is_refused_and_the_old_one_keeps_serving() {
 async fn listener_address_change_is_refused_with_a_message() {
     let a = Upstream::start("a", Behaviour::Ok).await;
     let gw = Gateway::start(&Cfg::new(&[a.addr]).render()).await;
-    let moved = Cfg::new(&[a.addr])
-        .tail(NEW_ROUTE)
-        .render()
-        .replacen("address = \"127.0.0.1:0\"", "address = \"127.0.0.2:0\"", 1);
+    let moved = Cfg::new(&[a.addr]).tail(NEW_ROUTE).render().replacen(
+        "address = \"127.0.0.1:0\"",
+        "address = \"127.0.0.2:0\"",
+        1,
+    );
     assert!(moved.contains("127.0.0.2:0"), "template changed: {moved}");
     gw.write_config(&moved);
     let (code, body) = gw.reload().await;
@@ -137,8 +144,17 @@ async fn reload_under_load_loses_no_request() {
         failures.extend(c.await.unwrap());
     }
     assert!(reloads >= 5, "{reloads}");
-    assert!(failures.is_empty(), "{} failed: {:?}", failures.len(), &failures[..failures.len().min(5)]);
-    assert!(ok.load(Ordering::Relaxed) > 100, "{}", ok.load(Ordering::Relaxed));
+    assert!(
+        failures.is_empty(),
+        "{} failed: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
+    assert!(
+        ok.load(Ordering::Relaxed) > 100,
+        "{}",
+        ok.load(Ordering::Relaxed)
+    );
     assert!(a.count() > 0 && b.count() > 0);
 }
 
@@ -169,7 +185,10 @@ async fn streamed_response_in_flight_completes_across_reload() {
     .unwrap();
     assert_eq!(fresh.body, b"other");
     // …while the old exchange streams to its end.
-    let r = conn.read_response(IO_TIMEOUT).await.expect("complete response");
+    let r = conn
+        .read_response(IO_TIMEOUT)
+        .await
+        .expect("complete response");
     assert_eq!(r.status, 200);
     assert_eq!(r.body, vec![b'x'; 15]);
 }

@@ -89,7 +89,10 @@ async fn content_length_with_transfer_encoding_is_never_desynchronised() {
             text.starts_with("HTTP/1.1 400") || text.starts_with("HTTP/1.1 200"),
             "{text}"
         );
-        assert!(text.to_ascii_lowercase().contains("connection: close"), "{text}");
+        assert!(
+            text.to_ascii_lowercase().contains("connection: close"),
+            "{text}"
+        );
         let got = up.requests();
         assert!(got.len() <= i + 1, "smuggled request forwarded: {got:#?}");
         for r in &got {
@@ -105,14 +108,34 @@ async fn content_length_with_transfer_encoding_is_never_desynchronised() {
 async fn transfer_encoding_variants_are_refused() {
     let (up, gw) = setup().await;
     let cases: &[(&str, &str, &[u16])] = &[
-        ("chunked, identity", "Transfer-Encoding: chunked, identity\r\n", &[400, 501]),
-        ("identity, chunked", "Transfer-Encoding: identity, chunked\r\n", &[400, 501]),
-        ("gzip, chunked", "Transfer-Encoding: gzip, chunked\r\n", &[400, 501]),
+        (
+            "chunked, identity",
+            "Transfer-Encoding: chunked, identity\r\n",
+            &[400, 501],
+        ),
+        (
+            "identity, chunked",
+            "Transfer-Encoding: identity, chunked\r\n",
+            &[400, 501],
+        ),
+        (
+            "gzip, chunked",
+            "Transfer-Encoding: gzip, chunked\r\n",
+            &[400, 501],
+        ),
         ("xchunked", "Transfer-Encoding: xchunked\r\n", &[400, 501]),
         ("chunkedx", "Transfer-Encoding: chunkedx\r\n", &[400, 501]),
-        ("space before colon", "Transfer-Encoding : chunked\r\n", &[400]),
+        (
+            "space before colon",
+            "Transfer-Encoding : chunked\r\n",
+            &[400],
+        ),
         ("obs-fold", "Transfer-Encoding:\r\n chunked\r\n", &[400]),
-        ("obs-fold other header", "X-A: 1\r\n chunked\r\nTransfer-Encoding: chunked\r\n", &[400]),
+        (
+            "obs-fold other header",
+            "X-A: 1\r\n chunked\r\nTransfer-Encoding: chunked\r\n",
+            &[400],
+        ),
         (
             "duplicate TE",
             "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n",
@@ -120,7 +143,11 @@ async fn transfer_encoding_variants_are_refused() {
         ),
         ("underscore TE", "Transfer_Encoding: chunked\r\n", &[400]),
         ("underscore CL", "Content_Length: 60\r\n", &[400]),
-        ("vertical tab", "Transfer-Encoding: \x0bchunked\r\n", &[400, 501]),
+        (
+            "vertical tab",
+            "Transfer-Encoding: \x0bchunked\r\n",
+            &[400, 501],
+        ),
     ];
     for (name, headers, statuses) in cases {
         assert_refused(&gw, &up, name, &post(headers, SMUGGLED), statuses).await;
@@ -148,9 +175,15 @@ async fn chunked_with_whitespace_around_is_accepted_and_reframed() {
         let r = &received[i];
         assert_eq!(r.body, b"hello world", "{te:?}");
         assert_eq!(r.header("content-length"), Some("11"), "{te:?}");
-        assert!(r.header("transfer-encoding").is_none(), "{te:?}: {}", r.head);
         assert!(
-            !String::from_utf8_lossy(&r.raw).to_ascii_lowercase().contains("chunked"),
+            r.header("transfer-encoding").is_none(),
+            "{te:?}: {}",
+            r.head
+        );
+        assert!(
+            !String::from_utf8_lossy(&r.raw)
+                .to_ascii_lowercase()
+                .contains("chunked"),
             "{te:?}: {:?}",
             String::from_utf8_lossy(&r.raw)
         );
@@ -293,7 +326,8 @@ async fn pipelined_request_after_refusal_is_dropped() {
 async fn truncated_body_is_not_forwarded() {
     let (up, gw) = setup().await;
     let mut conn = RawConn::connect(gw.addr).await;
-    conn.send(&post("Content-Length: 100\r\n", "only-part")).await;
+    conn.send(&post("Content-Length: 100\r\n", "only-part"))
+        .await;
     conn.stream.shutdown_write().await;
     let _ = conn.read_to_end(Duration::from_secs(3)).await;
     assert_eq!(up.count(), 0);

@@ -27,10 +27,7 @@ fn request(uri: &str) -> http::Request<Full<Bytes>> {
 }
 
 /// One HTTP/1.1 request over TLS: the status, or why there was none.
-async fn attempt(
-    gw: &Gateway,
-    config: Arc<rustls::ClientConfig>,
-) -> Result<u16, String> {
+async fn attempt(gw: &Gateway, config: Arc<rustls::ClientConfig>) -> Result<u16, String> {
     let tls = pki::connect(gw.addr, "localhost", config)
         .await
         .map_err(|e| format!("handshake: {e}"))?;
@@ -64,7 +61,9 @@ async fn h1_and_h2_over_tls_by_alpn() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.version(), http::Version::HTTP_2);
     let got = up.wait_for(2).await;
-    assert!(got.iter().all(|r| r.header("x-forwarded-proto") == Some("https")));
+    assert!(got
+        .iter()
+        .all(|r| r.header("x-forwarded-proto") == Some("https")));
     assert_eq!(got[1].target, "/demo/y");
 }
 
@@ -75,7 +74,10 @@ async fn tls12_and_tls13_work() {
         let config = pki.client_config(None, &[b"http/1.1"], &[version]);
         let tls = pki::connect(gw.addr, "localhost", config).await.unwrap();
         assert_eq!(tls.get_ref().1.protocol_version(), Some(version.version));
-        assert_eq!(h1_over(tls, request("/demo/x")).await.unwrap().status(), 200);
+        assert_eq!(
+            h1_over(tls, request("/demo/x")).await.unwrap().status(),
+            200
+        );
     }
 }
 
@@ -132,8 +134,14 @@ async fn required_client_certificates() {
         ("no certificate", None),
         ("expired", Some(pki.client(ClientKind::Expired))),
         ("not yet valid", Some(pki.client(ClientKind::NotYetValid))),
-        ("serverAuth EKU only", Some(pki.client(ClientKind::ServerAuthOnly))),
-        ("unknown CA, same name", Some(pki.client(ClientKind::UnknownCaSameName))),
+        (
+            "serverAuth EKU only",
+            Some(pki.client(ClientKind::ServerAuthOnly)),
+        ),
+        (
+            "unknown CA, same name",
+            Some(pki.client(ClientKind::UnknownCaSameName)),
+        ),
         ("revoked", Some(pki.client(ClientKind::Revoked))),
         ("self-signed", Some(pki.client(ClientKind::SelfSigned))),
     ];
@@ -141,7 +149,10 @@ async fn required_client_certificates() {
         for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
             let config = pki.client_config(identity.as_ref(), &[b"http/1.1"], &[version]);
             let result = attempt(&gw, config).await;
-            assert!(result.is_err(), "{name} over {version:?} accepted: {result:?}");
+            assert!(
+                result.is_err(),
+                "{name} over {version:?} accepted: {result:?}"
+            );
         }
     }
     assert_eq!(up.count(), 1, "only the good client reached the upstream");
@@ -150,7 +161,11 @@ async fn required_client_certificates() {
 #[tokio::test]
 async fn optional_client_certificates() {
     let (pki, up, gw) = setup("optional").await;
-    let none = attempt(&gw, pki.client_config(None, &[b"http/1.1"], rustls::DEFAULT_VERSIONS)).await;
+    let none = attempt(
+        &gw,
+        pki.client_config(None, &[b"http/1.1"], rustls::DEFAULT_VERSIONS),
+    )
+    .await;
     assert_eq!(none, Ok(200));
     let good = pki.client(ClientKind::Good);
     let with = attempt(
@@ -160,7 +175,11 @@ async fn optional_client_certificates() {
     .await;
     assert_eq!(with, Ok(200));
     // A certificate that is presented is still verified.
-    for kind in [ClientKind::Expired, ClientKind::Revoked, ClientKind::UnknownCaSameName] {
+    for kind in [
+        ClientKind::Expired,
+        ClientKind::Revoked,
+        ClientKind::UnknownCaSameName,
+    ] {
         let bad = pki.client(kind);
         let result = attempt(
             &gw,

@@ -37,7 +37,11 @@ async fn upstream_down_is_502_fast() {
     let started = Instant::now();
     let s = status(&gw, GET).await;
     assert!(matches!(s, Some(502) | Some(503)), "{s:?}");
-    assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[tokio::test]
@@ -81,7 +85,10 @@ async fn slow_response_body_is_cut_at_the_response_timeout() {
     let started = Instant::now();
     // The head arrives, then the body is cut: no complete response.
     let r = conn.read_response(IO_TIMEOUT).await;
-    assert!(r.is_none(), "a truncated body was presented as complete: {r:?}");
+    assert!(
+        r.is_none(),
+        "a truncated body was presented as complete: {r:?}"
+    );
     assert!(started.elapsed() < Duration::from_secs(4));
 }
 
@@ -130,7 +137,10 @@ async fn bad_response_case(name: &str, response: &[u8]) {
     assert_eq!(next.body, b"a", "{name}");
     let got = up.requests();
     assert_eq!(got.len(), 2, "{name}");
-    assert_ne!(got[0].conn, got[1].conn, "{name}: poisoned connection reused");
+    assert_ne!(
+        got[0].conn, got[1].conn,
+        "{name}: poisoned connection reused"
+    );
 }
 
 #[tokio::test]
@@ -217,7 +227,10 @@ async fn bytes_after_the_response_never_reach_another_request() {
         assert_eq!(next.status, 200);
     }
     let got = up.requests();
-    assert!(got[1..].iter().all(|r| r.conn != got[0].conn), "poisoned connection reused");
+    assert!(
+        got[1..].iter().all(|r| r.conn != got[0].conn),
+        "poisoned connection reused"
+    );
 }
 
 #[tokio::test]
@@ -247,7 +260,11 @@ async fn get_is_retried_on_another_target_post_is_not() {
         }
     }
     assert!(failed >= 1);
-    assert_eq!(bad.count() - bad_gets, failed, "each failed POST reached bad once");
+    assert_eq!(
+        bad.count() - bad_gets,
+        failed,
+        "each failed POST reached bad once"
+    );
     assert_eq!(good.count(), 4 + 4 - failed, "a failed POST was retried");
 }
 
@@ -291,7 +308,10 @@ async fn least_outstanding_avoids_the_busy_target() {
         if before >= 1 {
             break;
         }
-        eventually("request to land", || async { busy.count() + idle.count() > 0 }).await;
+        eventually("request to land", || async {
+            busy.count() + idle.count() > 0
+        })
+        .await;
         if busy.count() >= 1 {
             break;
         }
@@ -325,7 +345,10 @@ async fn passive_ejection_takes_a_failing_target_out() {
             other => panic!("{other:?}"),
         }
     }
-    assert_eq!(failures, 2, "only the failures before ejection reach a client");
+    assert_eq!(
+        failures, 2,
+        "only the failures before ejection reach a client"
+    );
     assert_eq!(bad.count(), 2);
     let (code, health) = gw.admin_get("/health").await;
     assert_eq!(code, 200);
@@ -361,7 +384,10 @@ async fn active_health_checks_mark_targets_down_and_up() {
     assert_eq!(a.count(), 0);
     a.set_healthy(true);
     let probes = a.health_probes();
-    eventually("a probed again", || async { a.health_probes() >= probes + 2 }).await;
+    eventually("a probed again", || async {
+        a.health_probes() >= probes + 2
+    })
+    .await;
     for _ in 0..6 {
         assert_eq!(status(&gw, GET).await, Some(200));
     }

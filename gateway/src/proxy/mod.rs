@@ -97,6 +97,9 @@ pub fn upstream_request(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     headers::clean_request(&mut head.headers, keep_te);
+    if head.version == http::Version::HTTP_2 {
+        join_cookies(&mut head.headers);
+    }
     head.headers.remove(header::CONTENT_LENGTH);
     let path = matched.route.upstream_path(&matched.path);
     let target = match &forwarding.admitted.query {
@@ -153,6 +156,22 @@ pub fn upstream_request(
         body,
         retryable,
     })
+}
+
+/// RFC 9113 §8.2.3: HTTP/2 may split `cookie` into several fields; before the request leaves
+/// HTTP/2 they are joined with "; " into one field.
+fn join_cookies(headers: &mut http::HeaderMap) {
+    let values: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if values.len() < 2 {
+        return;
+    }
+    if let Ok(joined) = HeaderValue::from_bytes(&values.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, joined);
+    }
 }
 
 pin_project_lite::pin_project! {

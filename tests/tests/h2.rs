@@ -119,6 +119,36 @@ impl Raw {
     }
 }
 
+impl Raw {
+    /// Reads until stream `stream` is finished (RST or END_STREAM), GOAWAY, close or `limit`.
+    async fn outcome(&mut self, stream: u32, limit: Duration) -> (Vec<Frame>, bool) {
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut chunk = vec![0u8; 64 * 1024];
+        let mut frames: Vec<Frame> = Vec::new();
+        let closed = loop {
+            let parsed = h2raw::parse(&self.buf);
+            let used: usize = parsed.iter().map(|f| 9 + f.3.len()).sum();
+            self.buf.drain(..used);
+            frames.extend(parsed);
+            let done = frames.iter().any(|f| {
+                f.0 == GOAWAY
+                    || (f.2 == stream
+                        && (f.0 == RST_STREAM
+                            || (f.1 & END_STREAM != 0 && (f.0 == HEADERS || f.0 == DATA))))
+            });
+            if done {
+                break false;
+            }
+            match tokio::time::timeout_at(deadline, self.rd.read(&mut chunk)).await {
+                Err(_) => break false,
+                Ok(Ok(0)) | Ok(Err(_)) => break true,
+                Ok(Ok(n)) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        };
+        (frames, closed)
+    }
+}
+
 fn goaway(frames: &[Frame]) -> Option<u32> {
     frames
         .iter()
@@ -337,7 +367,7 @@ async fn huge_header_lists_are_refused() {
     block.extend(std::iter::repeat_n(0x80 | 62, 1000)); // indexed: dynamic entry 62
     h2.send(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &block))
         .await;
-    let (frames, closed) = h2.frames(Duration::from_secs(3)).await;
+    let (frames, closed) = h2.outcome(1, Duration::from_secs(3)).await;
     assert_refused("hpack bomb", &frames, closed, 1);
     assert_eq!(up.count(), 0);
 }
@@ -408,7 +438,7 @@ async fn content_length_disagreeing_with_data_is_refused() {
         let mut bytes = frame(HEADERS, END_HEADERS, 1, &block);
         bytes.extend(frame(DATA, END_STREAM, 1, data));
         h2.send(&bytes).await;
-        let (frames, closed) = h2.frames(Duration::from_secs(2)).await;
+        let (frames, closed) = h2.outcome(1, Duration::from_secs(2)).await;
         assert_refused(name, &frames, closed, 1);
     }
     assert_eq!(up.count(), 0, "{:#?}", up.requests());
@@ -426,6 +456,12 @@ async fn connection_specific_headers_are_refused() {
         ("te", "gzip"),
         ("X-Upper", "1"),
         ("host", "other.example"),
+        ("x-inject", "a\r\nx-injected: 1"),
+        ("x-inject", "a\nb"),
+        ("x-nul", "a\u{0}b"),
+        ("x bad", "1"),
+        ("x:colon", "1"),
+        ("", "empty-name"),
     ];
     for (name, value) in cases {
         let mut h2 = Raw::open(gw.addr).await;
@@ -436,7 +472,7 @@ async fn connection_specific_headers_are_refused() {
             &get_block("/demo/x", &[(name, value)]),
         ))
         .await;
-        let (frames, closed) = h2.frames(Duration::from_secs(2)).await;
+        let (frames, closed) = h2.outcome(1, Duration::from_secs(2)).await;
         assert_refused(name, &frames, closed, 1);
     }
     assert_eq!(up.count(), 0, "{:#?}", up.requests());
@@ -449,6 +485,72 @@ async fn connection_specific_headers_are_refused() {
         &get_block("/demo/x", &[("te", "trailers")]),
     ))
     .await;
-    let (frames, _) = h2.frames(Duration::from_secs(2)).await;
+    let (frames, _) = h2.outcome(1, Duration::from_secs(2)).await;
     assert!(answered_200(&frames, 1));
+}
+
+#[tokio::test]
+async fn malformed_pseudo_headers_are_refused() {
+    let (up, gw) = setup(|c| c, Behaviour::Ok).await;
+    let blocks: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "relative :path",
+            request_block("GET", "demo/x", "localhost", &[]),
+        ),
+        ("empty :path", request_block("GET", "", "localhost", &[])),
+        (
+            "unknown pseudo",
+            request_block("GET", "/demo/x", "localhost", &[(":evil", "1")]),
+        ),
+        (
+            "duplicate :path",
+            request_block("GET", "/demo/x", "localhost", &[(":path", "/demo/admin/x")]),
+        ),
+        (
+            "bad method",
+            request_block("G T", "/demo/x", "localhost", &[]),
+        ),
+        ("pseudo after regular", {
+            let mut b = Vec::new();
+            literal(":method", "GET", &mut b);
+            literal(":scheme", "http", &mut b);
+            literal("x-a", "1", &mut b);
+            literal(":authority", "localhost", &mut b);
+            literal(":path", "/demo/x", &mut b);
+            b
+        }),
+    ];
+    for (name, block) in blocks {
+        let mut h2 = Raw::open(gw.addr).await;
+        h2.send(&frame(HEADERS, END_STREAM | END_HEADERS, 1, &block))
+            .await;
+        let (frames, closed) = h2.outcome(1, Duration::from_secs(2)).await;
+        assert_refused(name, &frames, closed, 1);
+    }
+    assert_eq!(up.count(), 0, "{:#?}", up.requests());
+}
+
+/// RFC 9113 §8.2.3: HTTP/2 may split `cookie` into several fields; going to HTTP/1.1 they must
+/// be joined with "; " into one field.
+#[tokio::test]
+async fn split_cookies_are_joined_for_an_http1_upstream() {
+    let (up, gw) = setup(|c| c, Behaviour::Ok).await;
+    let r = h2c(
+        gw.addr,
+        http::Request::get("http://localhost/demo/x")
+            .header("cookie", "a=1")
+            .header("cookie", "b=2")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let got = up.only();
+    assert_eq!(
+        got.headers_named("cookie"),
+        vec!["a=1; b=2"],
+        "{}",
+        got.head
+    );
 }

@@ -245,3 +245,37 @@ async fn sni_different_from_host_is_misdirected() {
     assert_eq!(up.only().header("x-forwarded-proto"), Some("https"));
     let _ = IO_TIMEOUT;
 }
+
+#[tokio::test]
+async fn absolute_form_is_forwarded_in_origin_form() {
+    let (up, gw) = setup().await;
+    let raw = b"GET http://localhost/demo/abs?x=1 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    assert_eq!(exchange(gw.addr, raw).await.map(|r| r.status), Some(200));
+    let r = up.only();
+    assert_eq!(r.target, "/demo/abs?x=1");
+    assert_eq!(r.headers_named("host").len(), 1);
+}
+
+#[tokio::test]
+async fn connect_and_asterisk_form_are_never_forwarded() {
+    let (up, gw) = setup().await;
+    let cases: &[&[u8]] = &[
+        b"CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\nConnection: close\r\n\r\n",
+        b"CONNECT 127.0.0.1:22 HTTP/1.1\r\nHost: 127.0.0.1:22\r\nConnection: close\r\n\r\n",
+        b"OPTIONS * HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    ];
+    for raw in cases {
+        let mut conn = penghubung_e2e::RawConn::connect(gw.addr).await;
+        conn.send(raw).await;
+        let r = conn.read_response(IO_TIMEOUT).await.map(|r| r.status);
+        assert!(
+            matches!(r, Some(400) | Some(403) | Some(404) | Some(405) | Some(501)),
+            "{}: {r:?}",
+            String::from_utf8_lossy(raw)
+        );
+        // Never a tunnel: nothing after the refusal is relayed anywhere.
+        conn.send(b"SSH-2.0-x\r\n").await;
+    }
+    assert_eq!(up.count(), 0, "{:#?}", up.requests());
+    assert_eq!(up.total_bytes(), 0);
+}

@@ -402,3 +402,27 @@ async fn active_health_checks_mark_targets_down_and_up() {
     .await;
     assert_eq!(status(&gw, GET).await, Some(503));
 }
+
+#[tokio::test]
+async fn upstream_switching_protocols_is_not_passed_on() {
+    let up = Upstream::start(
+        "a",
+        Behaviour::Raw {
+            bytes: b"HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n".to_vec(),
+            close: false,
+        },
+    )
+    .await;
+    let gw = Gateway::start(&Cfg::new(&[up.addr]).upstream("retries = 0").render()).await;
+    let raw = b"GET /demo/ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n";
+    let mut conn = RawConn::connect(gw.addr).await;
+    conn.send(raw).await;
+    let r = conn.read_response(IO_TIMEOUT).await;
+    assert!(
+        r.as_ref().is_none_or(|r| r.status == 502),
+        "upgrade passed on: {r:?}"
+    );
+    let got = up.only();
+    assert!(got.header("upgrade").is_none(), "{}", got.head);
+    assert!(got.header("connection").is_none(), "{}", got.head);
+}

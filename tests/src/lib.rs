@@ -384,6 +384,74 @@ async fn serve_upstream(
     }
 }
 
+/// A head received by the HTTP/2 upstream.
+#[derive(Debug, Clone)]
+pub struct H2Received {
+    pub method: String,
+    pub uri: String,
+    pub version: http::Version,
+    pub headers: http::HeaderMap,
+    pub body: Bytes,
+}
+
+/// An HTTP/2 (prior knowledge) upstream built on hyper that records requests and answers
+/// `200 h2`.
+#[derive(Debug, Clone)]
+pub struct H2Upstream {
+    pub addr: SocketAddr,
+    requests: Arc<Mutex<Vec<H2Received>>>,
+}
+
+impl H2Upstream {
+    pub async fn start() -> H2Upstream {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let log = requests.clone();
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let log = log.clone();
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(
+                        move |request: http::Request<hyper::body::Incoming>| {
+                            let log = log.clone();
+                            async move {
+                                let (parts, body) = request.into_parts();
+                                let body = body
+                                    .collect()
+                                    .await
+                                    .map(|b| b.to_bytes())
+                                    .unwrap_or_default();
+                                log.lock().unwrap().push(H2Received {
+                                    method: parts.method.to_string(),
+                                    uri: parts.uri.to_string(),
+                                    version: parts.version,
+                                    headers: parts.headers,
+                                    body,
+                                });
+                                Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                    Bytes::from_static(b"h2"),
+                                )))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        H2Upstream { addr, requests }
+    }
+
+    pub fn requests(&self) -> Vec<H2Received> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Gateway harness
 // ---------------------------------------------------------------------------------------------

@@ -554,3 +554,58 @@ async fn split_cookies_are_joined_for_an_http1_upstream() {
         got.head
     );
 }
+
+#[tokio::test]
+async fn http2_upstream_gets_clean_requests_from_h1_and_h2_clients() {
+    let up = penghubung_e2e::H2Upstream::start().await;
+    let gw = Gateway::start(
+        &Cfg::new(&[up.addr])
+            .upstream("protocol = \"http2\"")
+            .render(),
+    )
+    .await;
+    // HTTP/1.1 client with hop-by-hop headers and a chunked body.
+    let raw = b"POST /demo/one HTTP/1.1\r\nHost: localhost\r\nConnection: close, x-hop\r\nX-Hop: 1\r\nTE: trailers\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n";
+    let r = penghubung_e2e::exchange(gw.addr, raw)
+        .await
+        .expect("response");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, b"h2");
+    // HTTP/2 client with `te: trailers` (allowed end to end on HTTP/2).
+    let r = h2c(
+        gw.addr,
+        http::Request::get("http://localhost/demo/two")
+            .header("te", "trailers")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    let got = up.requests();
+    assert_eq!(got.len(), 2);
+    for g in &got {
+        assert_eq!(g.version, http::Version::HTTP_2);
+        for name in [
+            "connection",
+            "x-hop",
+            "transfer-encoding",
+            "keep-alive",
+            "upgrade",
+        ] {
+            assert!(!g.headers.contains_key(name), "{name}: {:?}", g.headers);
+        }
+        assert!(g.headers.contains_key("x-penghubung-exchange-id"));
+    }
+    assert!(got[0].uri.ends_with("/demo/one"), "{}", got[0].uri);
+    assert_eq!(got[0].method, "POST");
+    assert_eq!(&got[0].body[..], b"abc");
+    assert!(
+        !got[0].headers.contains_key("te"),
+        "TE from an HTTP/1.1 client is hop-by-hop"
+    );
+    assert_eq!(
+        got[1].headers.get("te").map(|v| v.as_bytes()),
+        Some(&b"trailers"[..])
+    );
+}

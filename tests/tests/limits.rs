@@ -300,3 +300,29 @@ async fn client_that_stops_reading_is_cut_off() {
     );
     let _ = conn.stream.shutdown().await;
 }
+
+/// The idle deadline only applies with nothing in flight: a response that streams for longer
+/// than it is never cut.
+#[tokio::test]
+async fn long_streamed_response_outlives_the_idle_deadline() {
+    let up = Upstream::start(
+        "a",
+        Behaviour::SlowBody {
+            chunks: 25,
+            every: Duration::from_millis(100),
+        },
+    )
+    .await;
+    let gw = Gateway::start(&Cfg::new(&[up.addr]).limit("idle_timeout_secs = 1").render()).await;
+    let mut conn = RawConn::connect(gw.addr).await;
+    conn.send(b"GET /demo/stream HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
+    let r = conn
+        .read_response(IO_TIMEOUT)
+        .await
+        .expect("complete response");
+    assert_eq!(r.status, 200);
+    assert_eq!(r.body, vec![b'x'; 25]);
+    // And once idle, the connection is closed.
+    assert!(conn.closed_within(Duration::from_secs(4)).await);
+}

@@ -217,3 +217,20 @@ async fn revoked_certificate_is_accepted_without_the_crl() {
     .await;
     assert_eq!(result, Ok(200));
 }
+
+#[tokio::test]
+async fn h2_authority_different_from_sni_is_misdirected() {
+    let (pki, up, gw) = setup("none").await;
+    let config = pki.client_config(None, &[b"h2"], rustls::DEFAULT_VERSIONS);
+    let tls = pki::connect(gw.addr, "localhost", config).await.unwrap();
+    let r = h2_over(
+        tls,
+        http::Request::get("https://other.example/demo/x")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 421);
+    assert_eq!(up.count(), 0);
+}

@@ -192,3 +192,63 @@ async fn streamed_response_in_flight_completes_across_reload() {
     assert_eq!(r.status, 200);
     assert_eq!(r.body, vec![b'x'; 15]);
 }
+
+#[tokio::test]
+async fn admin_endpoints_are_not_on_the_traffic_listener() {
+    let a = Upstream::start("a", Behaviour::Ok).await;
+    let gw = Gateway::start(&Cfg::new(&[a.addr]).tail(NEW_ROUTE).render()).await;
+    let before = gw.admin_get("/metrics").await.1;
+    for raw in [
+        &b"POST /reload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"[..],
+        b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    ] {
+        let r = exchange(gw.addr, raw).await.unwrap();
+        assert_eq!(r.status, 404, "{}", String::from_utf8_lossy(raw));
+        assert!(!r.body_text().contains("reload"), "{}", r.body_text());
+    }
+    assert_eq!(a.count(), 0);
+    let after = gw.admin_get("/metrics").await.1;
+    let reloads = |m: &str| {
+        m.lines()
+            .filter(|l| l.contains("reload") && !l.starts_with('#'))
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(reloads(&before), reloads(&after));
+}
+
+#[tokio::test]
+async fn reload_picks_up_a_rotated_server_certificate() {
+    use penghubung_e2e::pki::{self, Pki};
+    let up = Upstream::start("a", Behaviour::Ok).await;
+    let old = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Cfg::new(&[up.addr]);
+    cfg.listener_tables = old.listener_tls(dir.path(), "none");
+    let path = dir.path().to_owned();
+    let gw = Gateway::start_in(dir, &cfg.render()).await;
+    let trusts = |p: &Pki| p.client_config(None, &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+    assert!(pki::connect(gw.addr, "localhost", trusts(&old))
+        .await
+        .is_ok());
+    let new = Pki::new();
+    assert!(pki::connect(gw.addr, "localhost", trusts(&new))
+        .await
+        .is_err());
+    // Rotate the files in place and reload.
+    new.listener_tls(&path, "none");
+    assert_eq!(gw.reload().await.0, 200);
+    assert!(pki::connect(gw.addr, "localhost", trusts(&new))
+        .await
+        .is_ok());
+    assert!(pki::connect(gw.addr, "localhost", trusts(&old))
+        .await
+        .is_err());
+    // A broken certificate file is refused and the current one keeps serving.
+    std::fs::write(path.join("server.pem"), "not a pem").unwrap();
+    assert_eq!(gw.reload().await.0, 422);
+    assert!(pki::connect(gw.addr, "localhost", trusts(&new))
+        .await
+        .is_ok());
+}

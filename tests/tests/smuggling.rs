@@ -344,3 +344,56 @@ impl ShutdownWrite for tokio::net::TcpStream {
         let _ = self.shutdown().await;
     }
 }
+
+/// Streamed routes re-chunk the body: extensions and trailers never reach the upstream.
+#[tokio::test]
+async fn streamed_chunked_body_is_rechunked_cleanly() {
+    let (up, gw) = setup().await;
+    let mut conn = RawConn::connect(gw.addr).await;
+    conn.send(b"POST /stream/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5;ext=evil\r\nhello\r\n0\r\nX-Trailer: evil\r\n\r\n")
+        .await;
+    let r = conn.read_response(IO_TIMEOUT).await.expect("response");
+    assert_eq!(r.status, 200);
+    let got = up.only();
+    assert_eq!(got.body, b"hello");
+    let raw = String::from_utf8_lossy(&got.raw).to_ascii_lowercase();
+    assert!(!raw.contains("evil"), "{raw:?}");
+    assert_eq!(
+        got.headers_named("transfer-encoding").len() + got.headers_named("content-length").len(),
+        1,
+        "{raw:?}"
+    );
+}
+
+/// A broken chunked body on a streamed route never becomes a complete upstream request.
+#[tokio::test]
+async fn broken_streamed_body_is_never_complete_upstream() {
+    let (up, gw) = setup().await;
+    let mut conn = RawConn::connect(gw.addr).await;
+    conn.send(b"POST /stream/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhelloXX0\r\n\r\nGET /demo/admin/x HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await;
+    let all = conn.read_to_end(IO_TIMEOUT).await;
+    let text = String::from_utf8_lossy(&all);
+    assert!(!text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.matches("HTTP/1.1 ").count() <= 1, "{text}");
+    assert_eq!(up.count(), 0, "{:#?}", up.requests());
+}
+
+#[tokio::test]
+async fn http09_and_garbage_are_never_forwarded() {
+    let (up, gw) = setup().await;
+    for raw in [
+        &b"GET /demo/x\r\n\r\n"[..],
+        b"\x16\x03\x01\x00\x05hello",
+        b"PRI * HTTP/1.1\r\n\r\n",
+        b"GET /demo/x HTTP/1.1 extra\r\nHost: localhost\r\n\r\n",
+        b"GET  /demo/x HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    ] {
+        let mut conn = RawConn::connect(gw.addr).await;
+        conn.send(raw).await;
+        let all = conn.read_to_end(Duration::from_secs(3)).await;
+        let text = String::from_utf8_lossy(&all);
+        assert!(!text.starts_with("HTTP/1.1 200"), "{raw:?}: {text}");
+    }
+    assert_eq!(up.count(), 0, "{:#?}", up.requests());
+}

@@ -326,3 +326,42 @@ async fn long_streamed_response_outlives_the_idle_deadline() {
     // And once idle, the connection is closed.
     assert!(conn.closed_within(Duration::from_secs(4)).await);
 }
+
+/// The body deadline also bounds streamed uploads: a client trickling a streamed body cannot
+/// hold an upstream connection for longer than `body_timeout_secs`. (The client gets 502: the
+/// upstream request fails when its body stream errors.)
+#[tokio::test]
+async fn slow_streamed_upload_is_cut_at_the_body_deadline() {
+    let (up, gw) = setup(|c| {
+        c.limit("body_timeout_secs = 1")
+            .upstream("response_head_timeout_ms = 20000")
+            .upstream("retries = 0")
+    })
+    .await;
+    let mut conn = RawConn::connect(gw.addr).await;
+    conn.send(b"POST /stream/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 100\r\n\r\n")
+        .await;
+    let started = Instant::now();
+    let mut outcome = None;
+    for _ in 0..40 {
+        if !conn.try_send(b"z").await {
+            outcome = Some("write failed");
+            break;
+        }
+        let (bytes, closed) = conn.read_for(Duration::from_millis(100)).await;
+        if !bytes.is_empty() || closed {
+            outcome = Some(if closed { "closed" } else { "answered" });
+            break;
+        }
+    }
+    let elapsed = started.elapsed();
+    assert!(
+        outcome.is_some(),
+        "upload still trickling after {elapsed:?}"
+    );
+    assert!(
+        elapsed < Duration::from_millis(2500),
+        "{outcome:?} after {elapsed:?}"
+    );
+    assert_eq!(up.count(), 0);
+}

@@ -609,3 +609,39 @@ async fn http2_upstream_gets_clean_requests_from_h1_and_h2_clients() {
         Some(&b"trailers"[..])
     );
 }
+
+#[tokio::test]
+async fn h2_requests_get_the_same_limits() {
+    let (up, gw) = setup(|c| c, Behaviour::Ok).await;
+    let send = |request: http::Request<Full<Bytes>>| async move {
+        h2c(gw.addr, request).await.map(|r| r.status().as_u16())
+    };
+    let big_body = http::Request::post("http://localhost/small/x")
+        .body(Full::new(Bytes::from(vec![b'x'; 2000])))
+        .unwrap();
+    assert_eq!(send(big_body).await.unwrap(), 413);
+    let long_uri = format!("http://localhost/demo/{}", "u".repeat(8 * 1024));
+    let long = http::Request::get(long_uri.as_str())
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(send(long).await.unwrap(), 414);
+    let mut many = http::Request::get("http://localhost/demo/x");
+    for i in 0..120 {
+        many = many.header(format!("x-h{i}"), "1");
+    }
+    assert_eq!(
+        send(many.body(Full::new(Bytes::new())).unwrap())
+            .await
+            .unwrap(),
+        431
+    );
+    let denied = http::Request::get("http://localhost/demo/%61dmin/x")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(send(denied).await.unwrap(), 403);
+    let ambiguous = http::Request::get("http://localhost/demo/a%2fb")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    assert_eq!(send(ambiguous).await.unwrap(), 400);
+    assert_eq!(up.count(), 0, "{:#?}", up.requests());
+}

@@ -162,7 +162,8 @@ pub fn upstream_request(
             h.insert(name, v);
         }
     };
-    insert("x-forwarded-for", peer.clone());
+    // X-Forwarded-For carries the bare address; only `Forwarded` brackets IPv6 (RFC 7239).
+    insert("x-forwarded-for", forwarding.conn.peer.ip().to_string());
     insert("x-forwarded-proto", proto.to_owned());
     insert("x-forwarded-host", forwarding.admitted.host.clone());
     insert(

@@ -323,3 +323,31 @@ async fn response_hop_by_hop_and_gateway_headers_are_removed() {
     assert!(is_uuid(&ids[0].1));
     let _ = Duration::ZERO;
 }
+
+/// Over IPv6, `X-Forwarded-For` carries the bare address (what XFF parsers expect) and
+/// `Forwarded` the quoted, bracketed form RFC 7239 requires.
+#[tokio::test]
+async fn ipv6_client_addresses_are_written_per_header_syntax() {
+    let up = Upstream::start("a", Behaviour::Ok).await;
+    let text = Cfg::new(&[up.addr]).render().replacen(
+        "address = \"127.0.0.1:0\"",
+        "address = \"[::1]:0\"",
+        1,
+    );
+    let gw = Gateway::start(&text).await;
+    assert!(gw.addr.is_ipv6());
+    let response = exchange(
+        gw.addr,
+        b"GET /demo/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .expect("response");
+    assert_eq!(response.status, 200);
+    let r = up.only();
+    assert_eq!(r.header("x-forwarded-for"), Some("::1"), "{}", r.head);
+    assert!(
+        r.header("forwarded").unwrap().contains("for=\"[::1]\""),
+        "{}",
+        r.head
+    );
+}

@@ -358,6 +358,7 @@ impl Inner {
                 HostHeader::Preserve => {}
             }
         }
+        let captured = hyper_util::client::legacy::connect::capture_connection(&mut request);
         let target = &self.targets[index];
         target.outstanding.fetch_add(1, Ordering::Relaxed);
         let guard = Outstanding {
@@ -390,7 +391,14 @@ impl Inner {
             }
             Ok(Ok(response)) => response,
         };
-        check_response_head(&response)?;
+        if let Err(error) = check_response_head(&response) {
+            // The connection's framing is suspect (hyper may already have pooled it): never
+            // reuse it for another request.
+            if let Some(connected) = captured.connection_metadata().as_ref() {
+                connected.poison();
+            }
+            return Err(error);
+        }
         let deadline = tokio::time::Instant::now() + self.settings.response_timeout;
         let (parts, incoming) = response.into_parts();
         let body = DeadlineBody {

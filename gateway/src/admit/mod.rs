@@ -327,6 +327,11 @@ fn parse_authority(raw: &[u8]) -> Result<String, GatewayError> {
     if host.is_empty() {
         return Err(bad());
     }
+    // `http` accepts any port text (`host:abc`); only digits are a port.
+    let port = authority.as_str()[host.len()..].strip_prefix(':');
+    if port.is_some_and(|p| !p.bytes().all(|b| b.is_ascii_digit()) || p.parse::<u16>().is_err()) {
+        return Err(bad());
+    }
     let valid = if host.starts_with('[') {
         host.ends_with(']')
             && host[1..host.len() - 1]
@@ -400,7 +405,9 @@ mod tests {
             .header("host", "a")
             .header("host", "b"));
         assert_eq!(dup.unwrap_err().reason(), "duplicate_host");
-        for bad in ["a@b", "a b", "a/b", "[::1", ""] {
+        for bad in [
+            "a@b", "a b", "a/b", "[::1", "", "a:abc", "a:", "a:99999", "a:+1",
+        ] {
             assert!(
                 run(http::Request::get("/a").header("host", bad)).is_err(),
                 "{bad}"

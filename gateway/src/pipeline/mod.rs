@@ -268,11 +268,11 @@ async fn read_request_body(
     body: Incoming,
 ) -> Result<RequestBody, GatewayError> {
     let limit = matched.route.body_limit;
+    let deadline = Duration::from_secs(runtime.limits.body_timeout_secs);
     if matched.route.stream_body {
-        return proxy::stream_body(body, admitted.content_length, limit)
+        return proxy::stream_body(body, admitted.content_length, limit, deadline)
             .map(RequestBody::Streaming);
     }
-    let deadline = Duration::from_secs(runtime.limits.body_timeout_secs);
     proxy::read_body(body, admitted.content_length, limit, deadline)
         .await
         .map(RequestBody::Buffered)

@@ -49,17 +49,59 @@ pub async fn read_body(
     }
 }
 
-/// Wraps a streamed request body (routes that opted into streaming) with the size limit.
+/// Wraps a streamed request body (routes that opted into streaming) with the size limit and
+/// the body deadline (a client trickling its upload cannot hold the upstream connection).
 pub fn stream_body(
     body: Incoming,
     declared: Option<u64>,
     limit: u64,
+    deadline: Duration,
 ) -> Result<Body, GatewayError> {
     if declared.is_some_and(|n| n > limit) {
         return Err(GatewayError::BodyTooLarge);
     }
     let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
-    Ok(Body::new(limited.map_err(|e| e as BoxError)))
+    Ok(Body::new(BodyDeadline {
+        inner: limited.map_err(|e| e as BoxError),
+        sleep: tokio::time::sleep(deadline),
+    }))
+}
+
+pin_project_lite::pin_project! {
+    /// A streamed request body that fails once the body deadline has passed.
+    struct BodyDeadline<B> {
+        #[pin]
+        inner: B,
+        #[pin]
+        sleep: tokio::time::Sleep,
+    }
+}
+
+impl<B> http_body::Body for BodyDeadline<B>
+where
+    B: http_body::Body<Data = Bytes, Error = BoxError>,
+{
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let this = self.project();
+        if std::future::Future::poll(this.sleep, cx).is_ready() {
+            return Poll::Ready(Some(Err("request body deadline passed".into())));
+        }
+        this.inner.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
 }
 
 /// Gateway-owned headers sent upstream.
@@ -97,6 +139,9 @@ pub fn upstream_request(
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
     headers::clean_request(&mut head.headers, keep_te);
+    if head.version == http::Version::HTTP_2 {
+        join_cookies(&mut head.headers);
+    }
     head.headers.remove(header::CONTENT_LENGTH);
     let path = matched.route.upstream_path(&matched.path);
     let target = match &forwarding.admitted.query {
@@ -117,7 +162,8 @@ pub fn upstream_request(
             h.insert(name, v);
         }
     };
-    insert("x-forwarded-for", peer.clone());
+    // X-Forwarded-For carries the bare address; only `Forwarded` brackets IPv6 (RFC 7239).
+    insert("x-forwarded-for", forwarding.conn.peer.ip().to_string());
     insert("x-forwarded-proto", proto.to_owned());
     insert("x-forwarded-host", forwarding.admitted.host.clone());
     insert(
@@ -153,6 +199,22 @@ pub fn upstream_request(
         body,
         retryable,
     })
+}
+
+/// RFC 9113 §8.2.3: HTTP/2 may split `cookie` into several fields; before the request leaves
+/// HTTP/2 they are joined with "; " into one field.
+fn join_cookies(headers: &mut http::HeaderMap) {
+    let values: Vec<&[u8]> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect();
+    if values.len() < 2 {
+        return;
+    }
+    if let Ok(joined) = HeaderValue::from_bytes(&values.join(&b"; "[..])) {
+        headers.insert(header::COOKIE, joined);
+    }
 }
 
 pin_project_lite::pin_project! {

@@ -1,0 +1,236 @@
+//! TLS listeners: ALPN h1/h2, protocol versions, client certificates.
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use penghubung_e2e::pki::{self, ClientKind, Identity, Pki};
+use penghubung_e2e::{h1_over, h2_over, Behaviour, Cfg, Gateway, RawConn, Upstream};
+
+async fn setup(client_auth: &str) -> (Pki, Upstream, Gateway) {
+    let up = Upstream::start("a", Behaviour::Ok).await;
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Cfg::new(&[up.addr]);
+    cfg.listener_tables = pki.listener_tls(dir.path(), client_auth);
+    let gw = Gateway::start_in(dir, &cfg.render()).await;
+    (pki, up, gw)
+}
+
+fn request(uri: &str) -> http::Request<Full<Bytes>> {
+    http::Request::get(uri)
+        .header("host", "localhost")
+        .body(Full::new(Bytes::new()))
+        .unwrap()
+}
+
+/// One HTTP/1.1 request over TLS: the status, or why there was none.
+async fn attempt(gw: &Gateway, config: Arc<rustls::ClientConfig>) -> Result<u16, String> {
+    let tls = pki::connect(gw.addr, "localhost", config)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    h1_over(tls, request("/demo/x"))
+        .await
+        .map(|r| r.status().as_u16())
+        .map_err(|e| format!("request: {e}"))
+}
+
+#[tokio::test]
+async fn h1_and_h2_over_tls_by_alpn() {
+    let (pki, up, gw) = setup("none").await;
+    let config = pki.client_config(None, &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+    let tls = pki::connect(gw.addr, "localhost", config).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"http/1.1"[..]));
+    let r = h1_over(tls, request("/demo/x")).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.version(), http::Version::HTTP_11);
+
+    let config = pki.client_config(None, &[b"h2"], rustls::DEFAULT_VERSIONS);
+    let tls = pki::connect(gw.addr, "localhost", config).await.unwrap();
+    assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]));
+    let r = h2_over(
+        tls,
+        http::Request::get("https://localhost/demo/y")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.version(), http::Version::HTTP_2);
+    let got = up.wait_for(2).await;
+    assert!(got
+        .iter()
+        .all(|r| r.header("x-forwarded-proto") == Some("https")));
+    assert_eq!(got[1].target, "/demo/y");
+}
+
+#[tokio::test]
+async fn tls12_and_tls13_work() {
+    let (pki, _up, gw) = setup("none").await;
+    for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+        let config = pki.client_config(None, &[b"http/1.1"], &[version]);
+        let tls = pki::connect(gw.addr, "localhost", config).await.unwrap();
+        assert_eq!(tls.get_ref().1.protocol_version(), Some(version.version));
+        assert_eq!(
+            h1_over(tls, request("/demo/x")).await.unwrap().status(),
+            200
+        );
+    }
+}
+
+/// rustls cannot speak TLS 1.1, so the ClientHello is written by hand: legacy version 0x0302,
+/// no `supported_versions`. The gateway must answer with an alert (or close), never a
+/// ServerHello.
+#[tokio::test]
+async fn tls11_client_hello_is_refused() {
+    let (_pki, _up, gw) = setup("none").await;
+    let mut body = vec![0x03, 0x02]; // client_version TLS 1.1
+    body.extend_from_slice(&[0x42; 32]); // random
+    body.push(0); // session id
+    body.extend_from_slice(&[0x00, 0x04, 0x00, 0x2f, 0xc0, 0x13]); // AES128-SHA, ECDHE-RSA-AES128-SHA
+    body.extend_from_slice(&[0x01, 0x00]); // null compression
+    let mut sni = b"localhost".to_vec();
+    let mut ext = Vec::new();
+    // server_name extension
+    let list_len = sni.len() + 3;
+    ext.extend_from_slice(&[0x00, 0x00]);
+    ext.extend_from_slice(&((list_len + 2) as u16).to_be_bytes());
+    ext.extend_from_slice(&(list_len as u16).to_be_bytes());
+    ext.push(0);
+    ext.extend_from_slice(&(sni.len() as u16).to_be_bytes());
+    ext.append(&mut sni);
+    body.extend_from_slice(&(ext.len() as u16).to_be_bytes());
+    body.extend_from_slice(&ext);
+    let mut handshake = vec![0x01, 0, (body.len() >> 8) as u8, body.len() as u8];
+    handshake.extend_from_slice(&body);
+    let mut record = vec![0x16, 0x03, 0x01];
+    record.extend_from_slice(&(handshake.len() as u16).to_be_bytes());
+    record.extend_from_slice(&handshake);
+    let mut conn = RawConn::connect(gw.addr).await;
+    conn.send(&record).await;
+    let (answer, closed) = conn.read_for(Duration::from_secs(3)).await;
+    assert!(
+        answer.is_empty() || answer[0] == 0x15,
+        "expected an alert, got {:02x?}",
+        &answer[..answer.len().min(16)]
+    );
+    assert!(closed || answer.first() == Some(&0x15));
+}
+
+#[tokio::test]
+async fn required_client_certificates() {
+    let (pki, up, gw) = setup("required").await;
+    let good = pki.client(ClientKind::Good);
+    let ok = attempt(
+        &gw,
+        pki.client_config(Some(&good), &[b"http/1.1"], rustls::DEFAULT_VERSIONS),
+    )
+    .await;
+    assert_eq!(ok, Ok(200));
+    let cases: Vec<(&str, Option<Identity>)> = vec![
+        ("no certificate", None),
+        ("expired", Some(pki.client(ClientKind::Expired))),
+        ("not yet valid", Some(pki.client(ClientKind::NotYetValid))),
+        (
+            "serverAuth EKU only",
+            Some(pki.client(ClientKind::ServerAuthOnly)),
+        ),
+        (
+            "unknown CA, same name",
+            Some(pki.client(ClientKind::UnknownCaSameName)),
+        ),
+        ("revoked", Some(pki.client(ClientKind::Revoked))),
+        ("self-signed", Some(pki.client(ClientKind::SelfSigned))),
+    ];
+    for (name, identity) in &cases {
+        for version in [&rustls::version::TLS12, &rustls::version::TLS13] {
+            let config = pki.client_config(identity.as_ref(), &[b"http/1.1"], &[version]);
+            let result = attempt(&gw, config).await;
+            assert!(
+                result.is_err(),
+                "{name} over {version:?} accepted: {result:?}"
+            );
+        }
+    }
+    assert_eq!(up.count(), 1, "only the good client reached the upstream");
+}
+
+#[tokio::test]
+async fn optional_client_certificates() {
+    let (pki, up, gw) = setup("optional").await;
+    let none = attempt(
+        &gw,
+        pki.client_config(None, &[b"http/1.1"], rustls::DEFAULT_VERSIONS),
+    )
+    .await;
+    assert_eq!(none, Ok(200));
+    let good = pki.client(ClientKind::Good);
+    let with = attempt(
+        &gw,
+        pki.client_config(Some(&good), &[b"http/1.1"], rustls::DEFAULT_VERSIONS),
+    )
+    .await;
+    assert_eq!(with, Ok(200));
+    // A certificate that is presented is still verified.
+    for kind in [
+        ClientKind::Expired,
+        ClientKind::Revoked,
+        ClientKind::UnknownCaSameName,
+    ] {
+        let bad = pki.client(kind);
+        let result = attempt(
+            &gw,
+            pki.client_config(Some(&bad), &[b"http/1.1"], rustls::DEFAULT_VERSIONS),
+        )
+        .await;
+        assert!(result.is_err(), "{kind:?} accepted in optional mode");
+    }
+    assert_eq!(up.count(), 2);
+}
+
+#[tokio::test]
+async fn wrong_server_name_is_not_served_a_valid_certificate() {
+    let (pki, _up, gw) = setup("none").await;
+    let config = pki.client_config(None, &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+    // The certificate names localhost and other.example only.
+    assert!(pki::connect(gw.addr, "evil.example", config).await.is_err());
+}
+
+/// Control for the revocation case: without the CRL the same certificate is accepted, so the
+/// refusal above is the CRL's doing.
+#[tokio::test]
+async fn revoked_certificate_is_accepted_without_the_crl() {
+    let up = Upstream::start("a", Behaviour::Ok).await;
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Cfg::new(&[up.addr]);
+    cfg.listener_tables = pki.listener_tls_with(dir.path(), "required", false);
+    let gw = Gateway::start_in(dir, &cfg.render()).await;
+    let revoked = pki.client(ClientKind::Revoked);
+    let result = attempt(
+        &gw,
+        pki.client_config(Some(&revoked), &[b"http/1.1"], rustls::DEFAULT_VERSIONS),
+    )
+    .await;
+    assert_eq!(result, Ok(200));
+}
+
+#[tokio::test]
+async fn h2_authority_different_from_sni_is_misdirected() {
+    let (pki, up, gw) = setup("none").await;
+    let config = pki.client_config(None, &[b"h2"], rustls::DEFAULT_VERSIONS);
+    let tls = pki::connect(gw.addr, "localhost", config).await.unwrap();
+    let r = h2_over(
+        tls,
+        http::Request::get("https://other.example/demo/x")
+            .body(Full::new(Bytes::new()))
+            .unwrap(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 421);
+    assert_eq!(up.count(), 0);
+}

@@ -521,6 +521,10 @@ impl Cfg {
         format!(
             r#"node_id = "e2e"
 
+# Every exchange is recorded, as in production (in the test's own temp dir).
+[evidence]
+dir = "@EVIDENCE_DIR@"
+
 [[listener]]
 name = "main"
 address = "127.0.0.1:0"
@@ -542,6 +546,10 @@ targets = [{targets}]
 id = "demo"
 hosts = ["localhost", "127.0.0.1", "other.example"]
 upstream = "app"
+
+# These suites test the data plane; auth has its own suites (gateway/tests/auth_*, pipeline_*).
+[service.auth]
+anonymous = true
 
 [[service.route]]
 path = "/demo/admin/*"
@@ -566,6 +574,14 @@ body_bytes = 1024
             tail = self.tail,
         )
     }
+}
+
+/// Points the config's evidence log into the test's temp dir.
+fn with_evidence_dir(dir: &std::path::Path, text: &str) -> String {
+    text.replace(
+        "@EVIDENCE_DIR@",
+        &dir.join("evidence").display().to_string(),
+    )
 }
 
 /// A gateway running in this process. Dropping it begins a shutdown.
@@ -596,7 +612,7 @@ impl Gateway {
         text: &str,
     ) -> Result<Gateway, penghubung::config::ConfigError> {
         let config_path = dir.path().join("penghubung.toml");
-        std::fs::write(&config_path, text).unwrap();
+        std::fs::write(&config_path, with_evidence_dir(dir.path(), text)).unwrap();
         let config = penghubung::config::load(&config_path)?;
         let running = penghubung::server::start(config, Some(config_path.clone())).await?;
         Ok(Gateway {
@@ -620,7 +636,7 @@ impl Gateway {
 
     /// Rewrites the config file (for reloads).
     pub fn write_config(&self, text: &str) {
-        std::fs::write(&self.config_path, text).unwrap();
+        std::fs::write(&self.config_path, with_evidence_dir(self.dir.path(), text)).unwrap();
     }
 
     /// `POST /reload` on the admin listener: status and body.

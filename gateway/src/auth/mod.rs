@@ -404,8 +404,13 @@ impl AuthRuntime {
                     tls,
                 )
             }
+            // A certificate that maps to no application is still fine on an anonymous service
+            // (its identity is recorded with the exchange); elsewhere it is refused.
             Presented::Nothing => match tls {
-                Some(t) if allows(CredentialSetting::Mtls) => {
+                Some(t)
+                    if allows(CredentialSetting::Mtls)
+                        && (!service.anonymous || self.cert_app(t).is_some()) =>
+                {
                     let app = self.cert_app(t).ok_or(AuthError::UnknownCertificate)?;
                     self.principal(
                         app,

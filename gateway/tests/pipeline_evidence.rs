@@ -3,9 +3,9 @@
 //! behaviour on a really full disk, the outcome held back until durable, and `kill -9` under load.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod pipeline_support;
 #[path = "evidence_support/mod.rs"]
 mod evidence_support;
+mod pipeline_support;
 
 use std::collections::HashSet;
 use std::io::Write as _;
@@ -222,7 +222,11 @@ async fn refusals_are_recorded_with_stage_reason_and_status() {
     .await
     .expect("accept-stage refusal recorded within 5 s");
     assert_eq!(
-        (found.stage.as_str(), found.reason_class.as_str(), found.status),
+        (
+            found.stage.as_str(),
+            found.reason_class.as_str(),
+            found.status
+        ),
         ("accept", "http_parse", 400)
     );
     gw.shutdown().await;
@@ -325,8 +329,18 @@ async fn full_disk_fails_closed_and_recovers() {
     assert!(refused, "a full evidence disk must refuse requests");
     assert_eq!(admin(admin_addr, "/ready").await.status, 503);
     let before = up.count();
-    let r = get(addr, "open.test", "/open/still-full-with-a-longer-path", &[]).await;
-    assert_eq!((r.status, up.count()), (503, before), "still full: still refused");
+    let r = get(
+        addr,
+        "open.test",
+        "/open/still-full-with-a-longer-path",
+        &[],
+    )
+    .await;
+    assert_eq!(
+        (r.status, up.count()),
+        (503, before),
+        "still full: still refused"
+    );
 
     std::fs::remove_file(&filler).unwrap();
     let mut ok = false;
@@ -351,7 +365,11 @@ async fn full_disk_fails_closed_and_recovers() {
         })
         .collect();
     for s in up.seen.lock().iter() {
-        assert!(recorded.contains(&s.path), "{} forwarded unrecorded", s.path);
+        assert!(
+            recorded.contains(&s.path),
+            "{} forwarded unrecorded",
+            s.path
+        );
     }
 }
 
@@ -525,7 +543,9 @@ async fn kill_9_under_load_loses_no_acknowledged_exchange() {
                     );
                     let attempt = tokio::time::timeout(Duration::from_secs(5), async {
                         let mut s = tokio::net::TcpStream::connect(listen_addr).await.ok()?;
-                        tokio::io::AsyncWriteExt::write_all(&mut s, &req).await.ok()?;
+                        tokio::io::AsyncWriteExt::write_all(&mut s, &req)
+                            .await
+                            .ok()?;
                         Some(read_response(&mut s, Duration::from_secs(5)).await)
                     })
                     .await;

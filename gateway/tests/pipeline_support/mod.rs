@@ -107,7 +107,11 @@ impl Upstream {
     }
 
     pub fn last(&self) -> Seen {
-        self.seen.lock().last().cloned().expect("upstream saw a request")
+        self.seen
+            .lock()
+            .last()
+            .cloned()
+            .expect("upstream saw a request")
     }
 }
 
@@ -314,7 +318,9 @@ pub async fn read_response(stream: &mut TcpStream, deadline: Duration) -> Resp {
     let mut buf = Vec::new();
     let read = async {
         let mut chunk = [0u8; 16384];
-        let mut head: Option<(u16, Vec<(String, String)>, usize)> = None;
+        // (status, headers, offset of the body)
+        type Head = (u16, Vec<(String, String)>, usize);
+        let mut head: Option<Head> = None;
         loop {
             if head.is_none() {
                 if let Some(i) = find(&buf, b"\r\n\r\n") {
@@ -340,10 +346,7 @@ pub async fn read_response(stream: &mut TcpStream, deadline: Duration) -> Resp {
                     }
                 }
             }
-            let n = match stream.read(&mut chunk).await {
-                Ok(n) => n,
-                Err(_) => 0,
-            };
+            let n: usize = stream.read(&mut chunk).await.unwrap_or_default();
             if n == 0 {
                 return match head {
                     Some((status, headers, start)) => {
@@ -550,6 +553,12 @@ methods = ["GET", "POST", "DELETE"]
         ("limited", r#"limits = { rate = "2/s" }"#),
         ("expired", r#"valid_until = "2020-01-01T00:00:00Z""#),
     ] {
+        // Every grant but `data`'s covers GET and POST on its whole service.
+        let cakupan = if id == "data" {
+            String::new()
+        } else {
+            format!(r#"cakupan = [{{ methods = ["GET", "POST"], paths = ["/{id}/*"] }}]"#)
+        };
         grants.push_str(&format!(
             r#"
 [[grant]]
@@ -557,6 +566,7 @@ id = "simpeg-{id}"
 application = "simpeg"
 service = "{id}"
 tujuan = "Tujuan uji {id}"
+{cakupan}
 {extra}
 {consent}
 "#

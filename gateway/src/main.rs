@@ -9,7 +9,10 @@ use penghubung::config;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Command::Validate { config: path, offline } => validate(&path, offline),
+        Command::Validate {
+            config: path,
+            offline,
+        } => validate(&path, offline),
         Command::Run { config: path } => match config::load(&path) {
             Ok(file) => run(file, Some(path)),
             Err(error) => {

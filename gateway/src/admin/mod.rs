@@ -126,10 +126,6 @@ pub fn health(gateway: &Gateway) -> (StatusCode, serde_json::Value) {
         upstreams.push(serde_json::json!({"name": name, "healthy": healthy, "targets": targets}));
     }
     let evidence = gateway.evidence.health();
-    degraded |= evidence.enabled && (!evidence.writable || !evidence.tsa_ok || !evidence.signer_ok);
-    let auth = runtime.auth.health();
-    degraded |= !auth.ok();
-    let evidence = gateway.evidence.health();
     degraded |= evidence.enabled
         && (!evidence.writable || !evidence.tsa_ok || (!evidence.signer_ok && has_signer(gateway)));
     let auth = runtime.auth.health();

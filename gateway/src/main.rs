@@ -2,6 +2,11 @@
 
 use std::process::ExitCode;
 
+/// mimalloc: the data plane allocates small, short-lived objects on every request, and
+/// mimalloc's thread-local free lists make that markedly cheaper than glibc malloc.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use penghubung::cli::{Cli, Command, EvidenceCommand};
 use penghubung::config;

@@ -27,6 +27,14 @@ use crate::server::Gateway;
 use crate::telemetry::ServiceMetrics;
 use record::{OutcomeFacts, RecordingBody, RefusalFacts, RequestFacts};
 
+const APIKEY: HeaderName = HeaderName::from_static("apikey");
+const CONSUMER_OPD: HeaderName = HeaderName::from_static("x-penghubung-consumer-opd");
+const CONSUMER_APPLICATION: HeaderName =
+    HeaderName::from_static("x-penghubung-consumer-application");
+const CREDENTIAL_KIND: HeaderName = HeaderName::from_static("x-penghubung-credential-kind");
+const GRANT_ID: HeaderName = HeaderName::from_static("x-penghubung-grant-id");
+const ASSERTION: HeaderName = HeaderName::from_static("x-penghubung-assertion");
+
 /// What the pipeline knows about an exchange so far (for logs, metrics and evidence).
 #[derive(Default)]
 pub struct Exchange {
@@ -215,7 +223,7 @@ async fn run(
     )?;
     if !service.auth.forward_credential {
         head.headers.remove(header::AUTHORIZATION);
-        head.headers.remove("apikey");
+        head.headers.remove(APIKEY);
     }
     let forwarding = Forwarding {
         exchange_id: &exchange.id,
@@ -289,26 +297,23 @@ fn identity_headers(
     exchange_id: &str,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, GatewayError> {
     let mut out = Vec::with_capacity(5);
-    let mut push = |name: &'static str, value: &str| {
+    let mut push = |name: HeaderName, value: &str| {
         if value.is_empty() {
             return;
         }
         if let Ok(v) = HeaderValue::from_str(value) {
-            out.push((HeaderName::from_static(name), v));
+            out.push((name, v));
         }
     };
-    push("x-penghubung-consumer-opd", &principal.opd);
-    push("x-penghubung-consumer-application", &principal.application);
-    push(
-        "x-penghubung-credential-kind",
-        principal.credential_kind.as_str(),
-    );
-    push("x-penghubung-grant-id", &grant.id);
+    push(CONSUMER_OPD, &principal.opd);
+    push(CONSUMER_APPLICATION, &principal.application);
+    push(CREDENTIAL_KIND, principal.credential_kind.as_str());
+    push(GRANT_ID, &grant.id);
     if settings.assertion {
         let jwt = runtime
             .auth
             .assertion(principal, grant, service_id, exchange_id)?;
-        push("x-penghubung-assertion", &jwt);
+        push(ASSERTION, &jwt);
     }
     Ok(out)
 }

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderName, HeaderValue};
 use http::{request, Response};
 use http_body::{Body as _, Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
@@ -104,6 +104,11 @@ where
     }
 }
 
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
 /// Gateway-owned headers sent upstream.
 pub struct Forwarding<'a> {
     /// Exchange id.
@@ -157,23 +162,22 @@ pub fn upstream_request(
     }
     let peer = ip_text(forwarding.conn.peer);
     let proto = if forwarding.conn.tls { "https" } else { "http" };
-    let mut insert = |name: &'static str, value: String| {
+    let mut insert = |name: HeaderName, value: String| {
         if let Ok(v) = HeaderValue::from_str(&value) {
             h.insert(name, v);
         }
     };
-    // X-Forwarded-For carries the bare address; only `Forwarded` brackets IPv6 (RFC 7239).
-    insert("x-forwarded-for", forwarding.conn.peer.ip().to_string());
-    insert("x-forwarded-proto", proto.to_owned());
-    insert("x-forwarded-host", forwarding.admitted.host.clone());
+    insert(X_FORWARDED_FOR, peer.clone());
+    insert(X_FORWARDED_PROTO, proto.to_owned());
+    insert(X_FORWARDED_HOST, forwarding.admitted.host.clone());
     insert(
-        "forwarded",
+        header::FORWARDED,
         format!(
             "for=\"{peer}\";proto={proto};host=\"{}\"",
             forwarding.admitted.host
         ),
     );
-    insert("traceparent", forwarding.admitted.trace.header_value());
+    insert(TRACEPARENT, forwarding.admitted.trace.header_value());
     if let Ok(v) = HeaderValue::from_str(forwarding.exchange_id) {
         h.insert(EXCHANGE_ID, v);
     }

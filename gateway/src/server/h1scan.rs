@@ -520,9 +520,7 @@ impl H1Scanner {
             Field::Other => {}
             Field::ContentLength => {
                 self.saw_cl = true;
-                if !self.cl_digits {
-                    self.cl_bad = true;
-                } else if self.cl.is_some_and(|prev| prev != self.cl_acc) {
+                if !self.cl_digits || self.cl.is_some_and(|prev| prev != self.cl_acc) {
                     self.cl_bad = true;
                 } else {
                     self.cl = Some(self.cl_acc);

@@ -423,6 +423,21 @@ async fn control_frame_flood_is_cut() {
             frames.len()
         );
     }
+    // Both closures count as connection errors.
+    let mut errors = 0;
+    for _ in 0..40 {
+        let (_, metrics) = gw.admin_get("/metrics").await;
+        errors = metrics
+            .lines()
+            .filter(|l| l.starts_with("penghubung_connection_errors_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        if errors >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(errors, 2);
 }
 
 #[tokio::test]

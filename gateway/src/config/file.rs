@@ -187,6 +187,10 @@ pub struct Limits {
     /// HTTP/2: streams reset by the client before being answered, tolerated per connection
     /// (rapid-reset protection; beyond it the connection gets GOAWAY).
     pub h2_max_pending_reset_streams: usize,
+    /// HTTP/2: PING and SETTINGS frames (without ACK) a client may send per second (sliding
+    /// one-second window); beyond it the connection is closed. Default 100: clients send a
+    /// handful (one SETTINGS at start, keep-alive PINGs every few seconds).
+    pub h2_max_control_frames_per_sec: u32,
     /// How long a shutting-down gateway lets requests in flight finish, in seconds.
     pub drain_timeout_secs: u64,
 }
@@ -205,6 +209,7 @@ impl Default for Limits {
             h2_max_concurrent_streams: 100,
             h2_max_header_list_bytes: 64 * 1024,
             h2_max_pending_reset_streams: 20,
+            h2_max_control_frames_per_sec: 100,
             drain_timeout_secs: 30,
         }
     }

@@ -124,7 +124,7 @@ fn validate_listeners(config: &ConfigFile, issues: &mut Issues) {
 
 fn validate_limits(config: &ConfigFile, issues: &mut Issues) {
     let l = &config.limits;
-    let checks: [(&str, bool); 9] = [
+    let checks: [(&str, bool); 10] = [
         (
             "header_bytes",
             l.header_bytes >= 1024 && l.header_bytes <= 1024 * 1024,
@@ -145,6 +145,10 @@ fn validate_limits(config: &ConfigFile, issues: &mut Issues) {
         (
             "h2_max_header_list_bytes",
             l.h2_max_header_list_bytes >= 1024,
+        ),
+        (
+            "h2_max_control_frames_per_sec",
+            (10..=100_000).contains(&l.h2_max_control_frames_per_sec),
         ),
     ];
     for (field, ok) in checks {
@@ -375,6 +379,30 @@ mod tests {
                 "missing {want} in {paths:?}"
             );
         }
+    }
+
+    #[test]
+    fn control_frame_budget_is_range_checked() {
+        for (value, ok) in [
+            (0, false),
+            (9, false),
+            (10, true),
+            (100, true),
+            (100_001, false),
+        ] {
+            let text = format!(
+                "[[listener]]\nname='a'\naddress='127.0.0.1:1'\n[limits]\nh2_max_control_frames_per_sec = {value}\n"
+            );
+            let config = parse(&text, "t.toml").expect("parses");
+            let bad = validate(&config)
+                .iter()
+                .any(|i| i.path == "limits.h2_max_control_frames_per_sec");
+            assert_eq!(bad, !ok, "{value}");
+        }
+        assert_eq!(
+            crate::config::file::Limits::default().h2_max_control_frames_per_sec,
+            100
+        );
     }
 
     #[test]

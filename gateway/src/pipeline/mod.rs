@@ -68,6 +68,7 @@ pub async fn handle(
     request: Request<Incoming>,
 ) -> Response<Body> {
     let in_flight = InFlight::new(activity);
+    let index = activity.next_request();
     let started = Instant::now();
     // The runtime is loaded once: the whole exchange sees one config, even across a reload.
     let runtime = gateway.runtime.load_full();
@@ -77,16 +78,25 @@ pub async fn handle(
         path: request.uri().path().chars().take(1024).collect(),
         ..Exchange::default()
     };
-    match run(
-        &runtime,
-        &gateway.evidence,
-        conn,
-        &mut exchange,
-        started,
-        request,
-    )
-    .await
-    {
+    // hyper drops Content-Length when Transfer-Encoding is present, so admission cannot see
+    // both; the connection's byte scanner saw the raw head (server::h1scan).
+    let outcome = if activity.content_length_with_transfer_encoding(index) {
+        Err(GatewayError::BadRequest {
+            reason: "content_length_with_transfer_encoding",
+            close: true,
+        })
+    } else {
+        run(
+            &runtime,
+            &gateway.evidence,
+            conn,
+            &mut exchange,
+            started,
+            request,
+        )
+        .await
+    };
+    match outcome {
         Ok((response, metrics)) => {
             metrics.observe(
                 Stage::Dispatch,

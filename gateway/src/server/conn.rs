@@ -18,6 +18,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
+use super::h1scan::ScanConfig;
 use super::io::{now_ms, Activity, TimedIo};
 use super::Gateway;
 use crate::identity::ConnInfo;
@@ -167,11 +168,23 @@ where
 {
     let activity = Activity::new();
     let builder = builder(&gateway, info.listener);
-    let (idle, send) = {
-        let limits = &gateway.runtime.load().limits;
+    let (idle, send, scan) = {
+        let runtime = gateway.runtime.load();
+        let limits = &runtime.limits;
+        let scan = ScanConfig {
+            h2: runtime
+                .config
+                .listener
+                .get(info.listener)
+                .is_none_or(|l| l.http2),
+            // hyper's read buffer bounds a head (see `builder`).
+            head_limit: limits.header_bytes.max(8192),
+            h2_control_frames_per_sec: limits.h2_max_control_frames_per_sec,
+        };
         (
             limits.idle_timeout_secs * 1000,
             limits.send_timeout_secs * 1000,
+            scan,
         )
     };
     let peer = info.peer;
@@ -190,8 +203,10 @@ where
             }
         })
     };
-    let connection =
-        builder.serve_connection(TokioIo::new(TimedIo::new(io, activity.clone())), service);
+    let connection = builder.serve_connection(
+        TokioIo::new(TimedIo::new(io, activity.clone(), scan)),
+        service,
+    );
     tokio::pin!(connection);
     let mut shutdown = gateway.shutdown_signal();
     let mut draining = false;
@@ -219,6 +234,12 @@ where
             },
         }
     };
+    if activity.h2_flood.load(Ordering::Relaxed) {
+        metrics.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%peer, "HTTP/2 control frame flood; connection closed");
+        crate::pipeline::connection_refused(&gateway, peer, "h2_control_flood", None);
+        return;
+    }
     if let Err(error) = result {
         connection_error(&gateway, peer, &*error, metrics);
     }

@@ -1,13 +1,17 @@
 //! A transport wrapper that records activity for the connection watchdog: when bytes last
 //! arrived, whether a write is stuck (client not reading), and how many requests are in flight.
+//! It also feeds every byte read to the connection's [`Scanner`] (HTTP/1 CL+TE heads, HTTP/2
+//! control-frame floods), before hyper sees the bytes.
 
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use super::h1scan::{ScanConfig, Scanner};
 
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -32,6 +36,13 @@ pub struct Activity {
     pub in_flight: AtomicUsize,
     /// Total bytes received.
     pub bytes_read: AtomicU64,
+    /// Requests the service has started on this connection.
+    pub requests: AtomicU64,
+    /// One more than the index of the first HTTP/1 request head that carried both
+    /// `Content-Length` and `Transfer-Encoding` (0: none seen).
+    pub cl_te_head: AtomicU64,
+    /// The HTTP/2 control-frame budget was exceeded; reads fail from then on.
+    pub h2_flood: AtomicBool,
 }
 
 impl Activity {
@@ -40,6 +51,20 @@ impl Activity {
         let a = Activity::default();
         a.last_read_ms.store(now_ms(), Ordering::Relaxed);
         Arc::new(a)
+    }
+
+    /// Counts a request the service starts; returns its 0-based index on the connection.
+    /// HTTP/1 requests on one connection are handled strictly in order, so for HTTP/1 this is
+    /// the index of its head among the heads the scanner saw.
+    pub fn next_request(&self) -> u64 {
+        self.requests.fetch_add(1, Ordering::AcqRel)
+    }
+
+    /// Whether the HTTP/1 request with this index (or an earlier one) carried both
+    /// `Content-Length` and `Transfer-Encoding`.
+    pub fn content_length_with_transfer_encoding(&self, index: u64) -> bool {
+        let flagged = self.cl_te_head.load(Ordering::Acquire);
+        flagged != 0 && index.saturating_add(1) >= flagged
     }
 }
 
@@ -68,14 +93,26 @@ pin_project_lite::pin_project! {
         #[pin]
         inner: T,
         activity: Arc<Activity>,
+        scanner: Scanner,
     }
 }
 
 impl<T> TimedIo<T> {
-    /// Wraps a transport.
-    pub fn new(inner: T, activity: Arc<Activity>) -> TimedIo<T> {
-        TimedIo { inner, activity }
+    /// Wraps a transport; `scan` configures the byte scanner.
+    pub fn new(inner: T, activity: Arc<Activity>, scan: ScanConfig) -> TimedIo<T> {
+        TimedIo {
+            inner,
+            activity,
+            scanner: Scanner::new(scan),
+        }
     }
+}
+
+fn flood_error() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "HTTP/2 control frame budget exceeded",
+    )
 }
 
 impl<T: AsyncRead> AsyncRead for TimedIo<T> {
@@ -85,16 +122,36 @@ impl<T: AsyncRead> AsyncRead for TimedIo<T> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
         let this = self.project();
+        if this.activity.h2_flood.load(Ordering::Relaxed) {
+            return Poll::Ready(Err(flood_error()));
+        }
         let before = buf.filled().len();
         let result = this.inner.poll_read(cx, buf);
         let n = buf.filled().len() - before;
         if n > 0 {
-            this.activity
-                .last_read_ms
-                .store(now_ms(), Ordering::Relaxed);
+            let now = now_ms();
+            this.activity.last_read_ms.store(now, Ordering::Relaxed);
             this.activity
                 .bytes_read
                 .fetch_add(n as u64, Ordering::Relaxed);
+            if !this.scanner.is_off() {
+                // Scanned before hyper can parse them: see `h1scan` for why this is in time.
+                let fresh = buf.filled().get(before..).unwrap_or_default();
+                let findings = this.scanner.feed(fresh, now);
+                if let Some(index) = findings.cl_te_head {
+                    let _ = this.activity.cl_te_head.compare_exchange(
+                        0,
+                        index.saturating_add(1),
+                        Ordering::AcqRel,
+                        Ordering::Relaxed,
+                    );
+                }
+                if findings.h2_flood {
+                    this.activity.h2_flood.store(true, Ordering::Relaxed);
+                    buf.set_filled(before);
+                    return Poll::Ready(Err(flood_error()));
+                }
+            }
         }
         result
     }

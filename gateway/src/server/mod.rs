@@ -2,6 +2,7 @@
 //! deadlines; and the process-wide [`Gateway`] state with its reload and shutdown.
 
 pub mod conn;
+pub mod h1scan;
 pub mod io;
 pub mod signals;
 pub mod tls;

@@ -11,7 +11,8 @@ pub const CONNECTIONS_OPEN: &str = "penghubung_connections_open";
 pub const CONNECTIONS_TOTAL: &str = "penghubung_connections_total";
 /// Connections closed at once because the listener was at its limit.
 pub const CONNECTIONS_REJECTED: &str = "penghubung_connections_rejected_total";
-/// Connection-level protocol errors (parse errors hyper answered itself, TLS failures).
+/// Connection-level protocol errors (parse errors hyper answered itself, TLS failures, HTTP/2
+/// control-frame floods).
 pub const CONNECTION_ERRORS: &str = "penghubung_connection_errors_total";
 /// Config reloads, by result.
 pub const RELOADS: &str = "penghubung_config_reloads_total";

@@ -167,7 +167,8 @@ pub fn upstream_request(
             h.insert(name, v);
         }
     };
-    insert(X_FORWARDED_FOR, peer.clone());
+    // X-Forwarded-For carries the bare address; only `Forwarded` brackets IPv6 (RFC 7239).
+    insert(X_FORWARDED_FOR, forwarding.conn.peer.ip().to_string());
     insert(X_FORWARDED_PROTO, proto.to_owned());
     insert(X_FORWARDED_HOST, forwarding.admitted.host.clone());
     insert(

@@ -1155,9 +1155,10 @@ pub mod pki {
 
         /// A client certificate of the given kind.
         ///
-        /// Not made: RSA-1024 (rcgen with ring cannot generate RSA keys, and ring refuses to sign
-        /// with RSA keys under 2048 bits) and SHA-1 signatures (rcgen has no SHA-1 algorithm;
-        /// webpki has no SHA-1 verification either, so such a certificate cannot be accepted).
+        /// Not made here: RSA-1024 (rcgen with ring cannot generate RSA keys, and ring refuses to
+        /// sign with RSA keys under 2048 bits) and SHA-1 signatures (rcgen has no SHA-1
+        /// algorithm). Those are made with the `openssl` CLI from [`Pki::ca_key_pem`] and
+        /// presented by `openssl s_client`; see `weak_client_certificate_*` in `tests/tls.rs`.
         pub fn client(&self, kind: ClientKind) -> Identity {
             let key = KeyPair::generate().unwrap();
             let now = OffsetDateTime::now_utc();
@@ -1200,6 +1201,12 @@ pub mod pki {
                 cert_pem: cert.pem(),
                 key_pem: key.serialize_pem(),
             }
+        }
+
+        /// The CA's private key, PEM (PKCS#8, ECDSA P-256), for signing certificates with tools
+        /// other than rcgen (the `openssl` CLI). Write it only into a temp dir.
+        pub fn ca_key_pem(&self) -> String {
+            self.ca_key.serialize_pem()
         }
 
         /// A CRL from the CA revoking the `Revoked` client certificate.

@@ -234,3 +234,182 @@ async fn h2_authority_different_from_sni_is_misdirected() {
     assert_eq!(r.status(), 421);
     assert_eq!(up.count(), 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Weak client certificates, made and presented with the `openssl` CLI
+// ---------------------------------------------------------------------------------------------
+//
+// rcgen cannot make an RSA-1024 key or a SHA-1 signature, and rustls will not sign a handshake
+// with RSA-1024, so `openssl` signs these with the test CA's key and `openssl s_client`, told to
+// drop its own security level, presents them. The gateway's verifier (webpki with ring's
+// algorithms) has no SHA-1 signature algorithm and no RSA verification under 2048 bits, so both
+// end in a `decrypt_error` alert: the SHA-1 one on the chain, the RSA-1024 one on
+// CertificateVerify. A control certificate made with the same commands, RSA-2048 and SHA-256,
+// must get through, so the refusals are about the weakness and not the tooling.
+
+const OPENSSL: &str = "/usr/bin/openssl";
+const OPENSSL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Runs `openssl args…` in `dir`; panics with its stderr when it fails.
+fn openssl(dir: &std::path::Path, args: &[&str]) {
+    let out = std::process::Command::new(OPENSSL)
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run /usr/bin/openssl");
+    assert!(
+        out.status.success(),
+        "openssl {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A clientAuth certificate from the test CA, made by openssl in the gateway's temp dir:
+/// `genpkey_args` choose the key, `digest` (`sha256`, `sha1`) the CA's signature.
+/// Returns the names of the certificate and key files, relative to that dir.
+fn openssl_client(
+    pki: &Pki,
+    gw: &Gateway,
+    name: &str,
+    genpkey_args: &[&str],
+    digest: &str,
+    serial: u32,
+) -> (String, String) {
+    let dir = gw.dir.path();
+    penghubung_e2e::write_file(dir, "ca-signing.pem", &pki.ca_pem);
+    penghubung_e2e::write_file(dir, "ca-signing.key", &pki.ca_key_pem());
+    penghubung_e2e::write_file(
+        dir,
+        "client-ext.cnf",
+        "basicConstraints = critical, CA:FALSE\n\
+         keyUsage = critical, digitalSignature\n\
+         extendedKeyUsage = clientAuth\n\
+         subjectAltName = DNS:dinas-test.pemda.example\n",
+    );
+    let (cert, key, csr) = (
+        format!("{name}.pem"),
+        format!("{name}.key"),
+        format!("{name}.csr"),
+    );
+    let mut genpkey = vec!["genpkey", "-out", &key];
+    genpkey.extend_from_slice(genpkey_args);
+    openssl(dir, &genpkey);
+    openssl(
+        dir,
+        &[
+            "req",
+            "-new",
+            "-key",
+            &key,
+            "-subj",
+            "/CN=dinas-test",
+            "-out",
+            &csr,
+        ],
+    );
+    let serial = serial.to_string();
+    openssl(
+        dir,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            &csr,
+            "-CA",
+            "ca-signing.pem",
+            "-CAkey",
+            "ca-signing.key",
+            "-set_serial",
+            &serial,
+            "-days",
+            "2",
+            &format!("-{digest}"),
+            "-extfile",
+            "client-ext.cnf",
+            "-out",
+            &cert,
+        ],
+    );
+    (cert, key)
+}
+
+/// One `GET /demo/x` through `openssl s_client` presenting `cert`/`key`, over `version`
+/// (`tls1_2`, `tls1_3`). Returns stdout and stderr together; bounded by [`OPENSSL_TIMEOUT`].
+async fn openssl_get(gw: &Gateway, cert: &str, key: &str, version: &str) -> String {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new(OPENSSL)
+        .current_dir(gw.dir.path())
+        .args(["s_client", "-connect", &gw.addr.to_string()])
+        .args(["-servername", "localhost", "-CAfile", "ca.pem"])
+        .args(["-cert", cert, "-key", key, &format!("-{version}")])
+        // Security level 0 for the certificate, the chain and the handshake signature, so that
+        // openssl is willing to present a weak certificate at all ("ee key too small" otherwise).
+        .args(["-cipher", "DEFAULT@SECLEVEL=0", "-auth_level", "0"])
+        // Keep reading after stdin ends, until the gateway closes.
+        .arg("-ign_eof")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn openssl s_client");
+    let mut stdin = child.stdin.take().unwrap();
+    // The pipe may already be closed if openssl gave up; the output says why.
+    let _ = stdin
+        .write_all(b"GET /demo/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await;
+    drop(stdin);
+    let out = tokio::time::timeout(OPENSSL_TIMEOUT, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("openssl s_client {cert} {version} still running after 10 s"))
+        .unwrap();
+    format!(
+        "{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The control (RSA-2048, SHA-256) is served over TLS 1.2 and 1.3; the weak certificate is
+/// refused over both with a `decrypt_error` alert and nothing reaches the upstream.
+async fn weak_client_certificate_is_refused(genpkey_args: &[&str], digest: &str) {
+    let (pki, up, gw) = setup("required").await;
+    let rsa2048 = ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"];
+    let (control_cert, control_key) =
+        openssl_client(&pki, &gw, "control", &rsa2048, "sha256", 4097);
+    let (weak_cert, weak_key) = openssl_client(&pki, &gw, "weak", genpkey_args, digest, 4098);
+    for version in ["tls1_3", "tls1_2"] {
+        let out = openssl_get(&gw, &control_cert, &control_key, version).await;
+        assert!(
+            out.contains("HTTP/1.1 200"),
+            "control certificate over {version} not served:\n{out}"
+        );
+    }
+    assert_eq!(up.count(), 2, "both control requests forwarded");
+    for version in ["tls1_3", "tls1_2"] {
+        let out = openssl_get(&gw, &weak_cert, &weak_key, version).await;
+        assert!(
+            !out.contains("HTTP/1."),
+            "weak certificate ({digest}, {genpkey_args:?}) over {version} got a response:\n{out}"
+        );
+        // The certificate was presented and refused for its signature, not left unsent
+        // (that would be `certificate required` / `handshake failure`).
+        assert!(
+            out.contains("alert decrypt error"),
+            "weak certificate over {version}: expected a decrypt_error alert:\n{out}"
+        );
+    }
+    assert_eq!(up.count(), 2, "nothing forwarded for the weak certificate");
+}
+
+#[tokio::test]
+async fn weak_client_certificate_rsa1024_is_refused() {
+    let rsa1024 = ["-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"];
+    weak_client_certificate_is_refused(&rsa1024, "sha256").await;
+}
+
+#[tokio::test]
+async fn weak_client_certificate_sha1_signed_is_refused() {
+    let p256 = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    weak_client_certificate_is_refused(&p256, "sha1").await;
+}

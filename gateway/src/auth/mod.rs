@@ -128,7 +128,8 @@ pub struct AuthRuntime {
     cert_fp: HashMap<String, String>,
     cert_subject: HashMap<String, String>,
     jwt_subject: HashMap<(String, String), String>,
-    grants: HashMap<(String, String), Vec<Arc<GrantRuntime>>>,
+    /// Grants by application, then by service (looked up without allocating).
+    grants: HashMap<String, HashMap<String, Vec<Arc<GrantRuntime>>>>,
     anonymous: Arc<GrantRuntime>,
     cache: Arc<TokenCache>,
     secrets: Arc<SecretCache>,
@@ -254,11 +255,14 @@ impl AuthRuntime {
                 },
             );
         }
-        let mut rt_grants: HashMap<(String, String), Vec<Arc<GrantRuntime>>> = HashMap::new();
+        let mut rt_grants: HashMap<String, HashMap<String, Vec<Arc<GrantRuntime>>>> =
+            HashMap::new();
         for (i, g) in grants.iter().enumerate() {
             let gr = GrantRuntime::compile(g).map_err(|m| cat(format!("grant[{i}]"), m))?;
             rt_grants
-                .entry((g.application.clone(), g.service.clone()))
+                .entry(g.application.clone())
+                .or_default()
+                .entry(g.service.clone())
                 .or_default()
                 .push(Arc::new(gr));
         }
@@ -451,7 +455,8 @@ impl AuthRuntime {
         }
         let list = self
             .grants
-            .get(&(principal.application.clone(), service_id.to_owned()))
+            .get(&principal.application)
+            .and_then(|by_service| by_service.get(service_id))
             .ok_or(AuthError::NoGrant)?;
         // Report the refusal closest to success: no consent < outside validity < outside scope.
         let mut best = (0, AuthError::NoGrant);

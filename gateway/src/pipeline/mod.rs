@@ -53,7 +53,7 @@ pub struct Exchange {
     /// How refusals are written for this route.
     pub fault_style: FaultStyle,
     /// The caller, once authenticated.
-    pub principal: Option<Principal>,
+    pub principal: Option<Arc<Principal>>,
     /// The grant, once authorised.
     pub grant: Option<Arc<GrantRuntime>>,
     /// Sequence of the request record, once durable: later failures are outcomes, not refusals.
@@ -181,6 +181,7 @@ async fn run(
             &service.auth,
         )
         .await?;
+    let principal = Arc::new(principal);
     exchange.principal = Some(principal.clone());
     let grant = runtime.auth.authorize(
         &principal,
@@ -420,7 +421,7 @@ async fn refuse(
                 reason: error.reason(),
                 status: status.as_u16(),
                 peer: conn.peer.to_string(),
-                consumer: record::consumer(exchange.principal.as_ref(), conn),
+                consumer: record::consumer(exchange.principal.as_deref(), conn),
                 method: &exchange.method,
                 host: &exchange.host,
                 path: &exchange.path,

@@ -39,10 +39,15 @@ pub(crate) struct Issuer {
 pub(crate) struct Verified {
     pub issuer: String,
     pub sub: String,
+    /// `jti`, when present (part of the fingerprint).
+    #[allow(dead_code)]
     pub jti: Option<String>,
     pub exp: u64,
     pub kid: Option<String>,
     pub gateway: bool,
+    /// Hex SHA-256 of `iss|sub|jti`, the credential fingerprint in evidence records (computed
+    /// once per token, not once per request).
+    pub fingerprint: String,
 }
 
 fn to_jwt_alg(a: JwtAlgorithm) -> jsonwebtoken::Algorithm {
@@ -219,6 +224,11 @@ fn check_claims(c: &Map<String, Value>, iss: &Issuer, now: u64) -> Result<Verifi
         Some(Value::String(j)) if j.len() <= 256 => Some(j.clone()),
         Some(_) => return Err("jwt_claim_invalid"),
     };
+    let fingerprint = {
+        use sha2::Digest as _;
+        let text = format!("{}|{}|{}", iss.name, sub, jti.as_deref().unwrap_or(""));
+        hex::encode(sha2::Sha256::digest(text.as_bytes()))
+    };
     Ok(Verified {
         issuer: iss.name.clone(),
         sub,
@@ -226,6 +236,7 @@ fn check_claims(c: &Map<String, Value>, iss: &Issuer, now: u64) -> Result<Verifi
         exp,
         kid: None,
         gateway: iss.gateway,
+        fingerprint,
     })
 }
 

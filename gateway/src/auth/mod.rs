@@ -137,10 +137,6 @@ pub struct AuthRuntime {
     counters: Arc<Counters>,
 }
 
-fn hex_sha256(b: &[u8]) -> String {
-    hex::encode(Sha256::digest(b))
-}
-
 impl AuthRuntime {
     /// Builds the runtime: loads JWKS and the signing key, compiles parties and grants, and
     /// reuses the previous runtime's limiter state, caches, signing key and Redis connection.
@@ -380,9 +376,7 @@ impl AuthRuntime {
                         .get(&(v.issuer.clone(), v.sub.clone()))
                         .map(String::as_str)
                 };
-                let fp = hex_sha256(
-                    format!("{}|{}|{}", v.issuer, v.sub, v.jti.as_deref().unwrap_or("")).as_bytes(),
-                );
+                let fp = v.fingerprint.clone();
                 let mut p = self.principal(app.ok_or(AuthError::UnknownSubject)?, kind, fp, tls)?;
                 p.token_subject = Some((v.issuer.clone(), v.sub.clone()));
                 p.expires_at = Some(UNIX_EPOCH + Duration::from_secs(v.exp));

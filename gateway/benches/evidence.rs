@@ -7,9 +7,9 @@
 
 use bytes::Bytes;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use penghubung::evidence::schema::{self, record::Kind};
-use penghubung::evidence::segment;
-use penghubung::evidence::verify::{verify_dir, VerifyOptions};
+use penghubung_evidence::schema::{self, record::Kind};
+use penghubung_evidence::segment;
+use penghubung_evidence::verify::{verify_dir, VerifyOptions};
 use prost::Message;
 
 fn typical_request(sequence: u64) -> schema::Record {

@@ -11,7 +11,6 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;
-pub mod evidence;
 pub mod identity;
 pub mod limits;
 pub mod pipeline;

@@ -52,7 +52,7 @@ fn main() -> ExitCode {
         Command::Signer { key, chain, socket } => {
             penghubung::telemetry::init_logging(false);
             let result = tokio_runtime(1).map_err(|e| e.to_string()).and_then(|rt| {
-                rt.block_on(penghubung::evidence::signer::run_signer(
+                rt.block_on(penghubung_evidence::signer::run_signer(
                     &key, &chain, &socket,
                 ))
                 .map_err(|e| e.to_string())
@@ -69,7 +69,7 @@ fn main() -> ExitCode {
 }
 
 fn evidence(command: EvidenceCommand) -> ExitCode {
-    use penghubung::evidence::cli;
+    use penghubung_evidence::cli;
     let result = match command {
         EvidenceCommand::Verify {
             dir,

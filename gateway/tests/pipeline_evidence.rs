@@ -3,7 +3,7 @@
 //! behaviour on a really full disk, the outcome held back until durable, and `kill -9` under load.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "evidence_support/mod.rs"]
+#[path = "../evidence/tests/evidence_support/mod.rs"]
 mod evidence_support;
 mod pipeline_support;
 
@@ -16,8 +16,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
-use penghubung::evidence::schema::record::Kind;
-use penghubung::evidence::verify::{verify_dir, VerifyOptions};
+use penghubung_evidence::schema::record::Kind;
+use penghubung_evidence::verify::{verify_dir, VerifyOptions};
 use pipeline_support::*;
 use sha2::Digest as _;
 
@@ -100,18 +100,18 @@ async fn exchange_is_recorded_request_then_outcome_and_exports() {
     assert!(report.checkpoints >= 1);
 
     let out = pki_dir.path().join("bundle.json");
-    penghubung::evidence::cli::export(dir.path(), &id, &out).unwrap();
-    assert!(penghubung::evidence::cli::check_bundle(&out, Some(&pki.ca), None).unwrap());
+    penghubung_evidence::cli::export(dir.path(), &id, &out).unwrap();
+    assert!(penghubung_evidence::cli::check_bundle(&out, Some(&pki.ca), None).unwrap());
     // The bundle proves exactly this exchange: a record edited in it no longer checks.
     let mut bundle: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
     bundle["records"][1]["record"] = bundle["records"][0]["record"].clone();
     std::fs::write(&out, bundle.to_string()).unwrap();
-    assert!(!penghubung::evidence::cli::check_bundle(&out, Some(&pki.ca), None).unwrap());
+    assert!(!penghubung_evidence::cli::check_bundle(&out, Some(&pki.ca), None).unwrap());
     gw.shutdown().await;
 }
 
-fn refused_of(dir: &Path, id: &str) -> penghubung::evidence::schema::Refused {
+fn refused_of(dir: &Path, id: &str) -> penghubung_evidence::schema::Refused {
     let all = records(dir);
     let mine: Vec<_> = all.iter().filter(|r| r.exchange_id == id).collect();
     assert_eq!(mine.len(), 1, "one record for refused exchange {id}");
@@ -503,7 +503,7 @@ async fn start_binary(config_file: &Path, admin_addr: SocketAddr, log: &Path) ->
 /// Appends the first half of the last frame of the last segment, as a torn write would (a
 /// SIGKILL rarely interrupts a `write(2)` to a regular file; a power loss can).
 fn tear_tail(dir: &Path) {
-    use penghubung::evidence::segment::{list_segments, parse_frame};
+    use penghubung_evidence::segment::{list_segments, parse_frame};
     let (_, path) = list_segments(dir).unwrap().pop().expect("a segment");
     let data = std::fs::read(&path).unwrap();
     let (mut off, mut last) = (0, 0..0);

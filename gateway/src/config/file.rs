@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use crate::auth::settings::{AuthSettings, RedisSettings};
 use crate::catalog::parties::{ApplicationSpec, GrantSpec, OpdSpec};
 use crate::catalog::services::{ServiceSpec, UpstreamSpec};
-use crate::evidence::EvidenceSettings;
+use penghubung_evidence::EvidenceSettings;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]

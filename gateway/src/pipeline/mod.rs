@@ -17,7 +17,6 @@ use penghubung_adapter::{Body, RequestBody};
 use crate::admit::{self, Admitted};
 use crate::auth::{GrantRuntime, Principal};
 use crate::error::{self, FaultStyle, GatewayError, Stage};
-use crate::evidence::EvidenceLog;
 use crate::identity::{ConnInfo, PeerIdentity};
 use crate::proxy::{self, Forwarding, ResponseBody};
 use crate::routing::Matched;
@@ -25,6 +24,7 @@ use crate::runtime::Runtime;
 use crate::server::io::{Activity, InFlight};
 use crate::server::Gateway;
 use crate::telemetry::ServiceMetrics;
+use penghubung_evidence::EvidenceLog;
 use record::{OutcomeFacts, RecordingBody, RefusalFacts, RequestFacts};
 
 const APIKEY: HeaderName = HeaderName::from_static("apikey");
@@ -477,7 +477,7 @@ pub fn connection_refused(
     if !gateway.evidence.is_enabled() {
         return;
     }
-    let mut consumer = crate::evidence::schema::Consumer::default();
+    let mut consumer = penghubung_evidence::schema::Consumer::default();
     if let Some(c) = client {
         consumer.tls_subject = c.subject.clone();
         consumer.tls_sha256 = hex::decode(&c.sha256).map(Bytes::from).unwrap_or_default();

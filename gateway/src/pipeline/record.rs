@@ -20,10 +20,10 @@ use penghubung_adapter::{Body, BoxError};
 use sha2::{Digest, Sha256};
 
 use crate::auth::{GrantRuntime, Principal};
-use crate::evidence::schema::{self, record::Kind};
-use crate::evidence::{EvidenceError, EvidenceLog};
 use crate::identity::ConnInfo;
 use crate::runtime::Service;
+use penghubung_evidence::schema::{self, record::Kind};
+use penghubung_evidence::{EvidenceError, EvidenceLog};
 
 /// Request headers whose values are digested into `Request.headers_sha256`.
 const DIGESTED_HEADERS: &[&str] = &[

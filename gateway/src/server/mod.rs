@@ -17,9 +17,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::{self, ConfigError, ConfigFile};
-use crate::evidence::{schema, EvidenceLog};
 use crate::runtime::Runtime;
 use crate::telemetry::Metrics;
+use penghubung_evidence::{schema, EvidenceLog};
 
 /// Process-wide state: the current runtime, metrics, and lifecycle flags.
 pub struct Gateway {

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
-use penghubung::evidence::schema::{record::Kind, Record};
+use penghubung_evidence::schema::{record::Kind, Record};
 use sha2::Digest as _;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -660,7 +660,7 @@ pub async fn start(text: &str) -> penghubung::server::Running {
 /// Every readable record of the log in `dir`.
 pub fn records(dir: &Path) -> Vec<Record> {
     let mut out = Vec::new();
-    penghubung::evidence::verify::scan(dir, &mut |s| {
+    penghubung_evidence::verify::scan(dir, &mut |s| {
         out.push(s.record);
         true
     })

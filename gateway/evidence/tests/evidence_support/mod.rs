@@ -5,9 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use penghubung::evidence::schema::{self, record::Kind};
-use penghubung::evidence::segment::{self, encode_frame, parse_frame};
-use penghubung::evidence::{EvidenceSettings, SignerSettings};
+use penghubung_evidence::schema::{self, record::Kind};
+use penghubung_evidence::segment::{self, encode_frame, parse_frame};
+use penghubung_evidence::{EvidenceSettings, SignerSettings};
 
 static COUNTER: AtomicUsize = AtomicUsize::new(0);
 

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use bytes::Bytes;
 use evidence_support::*;
 use http_body_util::{BodyExt, Full};
-use penghubung::evidence::signer::load_pem_certificates;
-use penghubung::evidence::verify::{verify_dir, VerifyOptions};
-use penghubung::evidence::{cli, EvidenceError, EvidenceLog, TsaPolicy, TsaSettings};
+use penghubung_evidence::signer::load_pem_certificates;
+use penghubung_evidence::verify::{verify_dir, VerifyOptions};
+use penghubung_evidence::{cli, EvidenceError, EvidenceLog, TsaPolicy, TsaSettings};
 
 fn openssl(dir: &Path, args: &[&str]) {
     let out = Command::new("openssl")

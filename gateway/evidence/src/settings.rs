@@ -150,7 +150,7 @@ impl EvidenceSettings {
             Some(SignerSettings::Socket { .. }) | None => {}
         }
         if let Some(tsa) = &self.tsa {
-            if crate::evidence::tsa::parse_http_url(&tsa.url).is_none() {
+            if crate::tsa::parse_http_url(&tsa.url).is_none() {
                 err("tsa.url", "must be http://host[:port]/path");
             }
             if tsa.ca_certificate.as_os_str().is_empty() {

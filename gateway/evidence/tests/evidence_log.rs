@@ -8,11 +8,11 @@ use std::collections::BTreeSet;
 use std::path::Path;
 
 use evidence_support::*;
-use penghubung::evidence::cli;
-use penghubung::evidence::schema::{record::Kind, Record};
-use penghubung::evidence::signer::load_pem_certificates;
-use penghubung::evidence::verify::{scan, verify_dir, Anchor, Report, VerifyOptions};
-use penghubung::evidence::{segment, EvidenceLog, OnFailure, SignerSettings};
+use penghubung_evidence::cli;
+use penghubung_evidence::schema::{record::Kind, Record};
+use penghubung_evidence::signer::load_pem_certificates;
+use penghubung_evidence::verify::{scan, verify_dir, Anchor, Report, VerifyOptions};
+use penghubung_evidence::{segment, EvidenceLog, OnFailure, SignerSettings};
 use prost::Message;
 
 fn trusted(pki: &Pki) -> VerifyOptions {
@@ -243,13 +243,13 @@ async fn verifier_detects_every_tamper_case() {
         if fix_roots {
             let leaves: Vec<_> = recs
                 .iter()
-                .map(|b| penghubung::evidence::merkle::leaf_hash(b))
+                .map(|b| penghubung_evidence::merkle::leaf_hash(b))
                 .collect();
             for b in recs.iter_mut() {
                 let mut r = Record::decode(b.as_slice()).unwrap();
                 if let Some(Kind::Checkpoint(cp)) = &mut r.kind {
                     let root =
-                        penghubung::evidence::merkle::root_of(&leaves[..cp.tree_size as usize]);
+                        penghubung_evidence::merkle::root_of(&leaves[..cp.tree_size as usize]);
                     cp.root_hash = root.to_vec().into();
                     *b = r.encode_to_vec();
                 }
@@ -332,7 +332,7 @@ async fn signer_runs_apart_behind_a_unix_socket() {
     let (key, chain, sock) = (pki.key.clone(), pki.chain.clone(), socket.clone());
     let signer =
         tokio::spawn(
-            async move { penghubung::evidence::signer::run_signer(&key, &chain, &sock).await },
+            async move { penghubung_evidence::signer::run_signer(&key, &chain, &sock).await },
         );
     while !socket.exists() {
         tokio::task::yield_now().await;
@@ -377,10 +377,10 @@ async fn commitment_root_uses_the_configured_secret() {
     let root = log.commitment_root(body, "ex-1").unwrap();
     assert_eq!(
         Some(root),
-        penghubung::evidence::commitment::commitment_root(body, "ex-1", &[42u8; 32])
+        penghubung_evidence::commitment::commitment_root(body, "ex-1", &[42u8; 32])
     );
-    let d = penghubung::evidence::commitment::disclose(body, "ex-1", &[42u8; 32], "/nama");
-    assert!(penghubung::evidence::commitment::verify_disclosure(
+    let d = penghubung_evidence::commitment::disclose(body, "ex-1", &[42u8; 32], "/nama");
+    assert!(penghubung_evidence::commitment::verify_disclosure(
         &d, &root
     ));
     assert_eq!(EvidenceLog::disabled().commitment_root(body, "ex-1"), None);

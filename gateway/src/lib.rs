@@ -12,7 +12,7 @@ pub mod cli;
 pub mod config;
 pub mod error;
 pub mod identity;
-pub mod limits;
+pub mod throttle;
 pub mod pipeline;
 pub mod proxy;
 pub mod routing;

@@ -2,7 +2,7 @@
 //!
 //! The request pipeline is in [`pipeline`]; stages have modules of their own named after them
 //! ([`admit`], [`routing`], [`proxy`]); [`server`] accepts connections, [`config`] and
-//! [`runtime`] implement the load → validate → build → swap lifecycle.
+//! [`snapshot`] implement the load → validate → build → swap lifecycle.
 
 pub mod admin;
 pub mod admit;
@@ -16,6 +16,6 @@ pub mod throttle;
 pub mod pipeline;
 pub mod proxy;
 pub mod routing;
-pub mod runtime;
+pub mod snapshot;
 pub mod server;
 pub mod telemetry;

@@ -119,7 +119,7 @@ fn validate(path: &std::path::Path, offline: bool) -> ExitCode {
                 .and_then(|rt| {
                     rt.block_on(async {
                         let digest = penghubung::config::digest_of(&file);
-                        penghubung::runtime::Runtime::build(file, digest, &Default::default(), None)
+                        penghubung::snapshot::Snapshot::build(file, digest, &Default::default(), None)
                             .await
                             .map(|_| ())
                             .map_err(|e| e.to_string())

@@ -20,7 +20,7 @@ use crate::error::{self, FaultStyle, GatewayError, Stage};
 use crate::identity::{ConnInfo, PeerIdentity};
 use crate::proxy::{self, Forwarding, ResponseBody};
 use crate::routing::Matched;
-use crate::runtime::Runtime;
+use crate::snapshot::Snapshot;
 use crate::server::io::{Activity, InFlight};
 use crate::server::Gateway;
 use crate::telemetry::ServiceMetrics;
@@ -71,7 +71,7 @@ pub async fn handle(
     let index = activity.next_request();
     let started = Instant::now();
     // The runtime is loaded once: the whole exchange sees one config, even across a reload.
-    let runtime = gateway.runtime.load_full();
+    let runtime = gateway.snapshot.load_full();
     let mut exchange = Exchange {
         id: uuid::Uuid::now_v7().to_string(),
         method: request.method().as_str().to_owned(),
@@ -135,7 +135,7 @@ pub async fn handle(
 type Answered = (Response<Body>, Arc<ServiceMetrics>);
 
 async fn run(
-    runtime: &Runtime,
+    runtime: &Snapshot,
     evidence: &EvidenceLog,
     conn: &ConnInfo,
     exchange: &mut Exchange,
@@ -281,7 +281,7 @@ async fn run(
 }
 
 async fn read_request_body(
-    runtime: &Runtime,
+    runtime: &Snapshot,
     matched: &Matched,
     admitted: &Admitted,
     body: Incoming,
@@ -300,7 +300,7 @@ async fn read_request_body(
 /// Identity headers for the upstream, in the gateway's namespace (clients' copies were removed
 /// by admission), plus a gateway-signed assertion when the service asks for one.
 fn identity_headers(
-    runtime: &Runtime,
+    runtime: &Snapshot,
     settings: &crate::auth::settings::ServiceAuthSettings,
     principal: &Principal,
     grant: &GrantRuntime,
@@ -329,14 +329,14 @@ fn identity_headers(
     Ok(out)
 }
 
-fn is_gateway_endpoint(runtime: &Runtime, path: &str) -> bool {
+fn is_gateway_endpoint(runtime: &Snapshot, path: &str) -> bool {
     runtime.config.auth.token_endpoint.enabled
         && matches!(path, "/oauth2/token" | "/.well-known/jwks.json")
 }
 
 /// `POST /oauth2/token` and `GET /.well-known/jwks.json`, served by the gateway itself.
 async fn gateway_endpoint(
-    runtime: &Runtime,
+    runtime: &Snapshot,
     path: &str,
     head: &http::request::Parts,
     admitted: &Admitted,
@@ -382,7 +382,7 @@ async fn gateway_endpoint(
 /// Answers a refusal: records it (a `refused` record, or an `outcome` when the request record
 /// was already written), counts it, logs it, and writes the problem response.
 async fn refuse(
-    runtime: &Runtime,
+    runtime: &Snapshot,
     evidence: &EvidenceLog,
     conn: &ConnInfo,
     exchange: &Exchange,
@@ -510,7 +510,7 @@ pub fn connection_refused(
 }
 
 fn access_log(
-    runtime: &Runtime,
+    runtime: &Snapshot,
     conn: &ConnInfo,
     exchange: &Exchange,
     status: u16,

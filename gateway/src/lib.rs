@@ -1,7 +1,7 @@
 //! Penghubung: the regional Sistem Penghubung Layanan gateway.
 //!
 //! The request pipeline is in [`pipeline`]; stages have modules of their own named after them
-//! ([`admit`], [`routing`], [`proxy`]); [`server`] accepts connections, [`config`] and
+//! ([`admit`], [`routing`], [`forward`]); [`server`] accepts connections, [`config`] and
 //! [`snapshot`] implement the load → validate → build → swap lifecycle.
 
 pub mod admin;
@@ -14,7 +14,7 @@ pub mod error;
 pub mod identity;
 pub mod throttle;
 pub mod pipeline;
-pub mod proxy;
+pub mod forward;
 pub mod routing;
 pub mod snapshot;
 pub mod server;

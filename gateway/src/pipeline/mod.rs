@@ -18,7 +18,7 @@ use crate::admit::{self, Admitted};
 use crate::auth::{GrantRuntime, Principal};
 use crate::error::{self, FaultStyle, GatewayError, Stage};
 use crate::identity::{ConnInfo, PeerIdentity};
-use crate::proxy::{self, Forwarding, ResponseBody};
+use crate::forward::{self, Forwarding, ResponseBody};
 use crate::routing::Matched;
 use crate::snapshot::Snapshot;
 use crate::server::io::{Activity, InFlight};
@@ -242,13 +242,13 @@ async fn run(
         admitted: &admitted,
         identity,
     };
-    let upstream_request = proxy::upstream_request(head, &matched, forwarding, body)?;
+    let upstream_request = forward::upstream_request(head, &matched, forwarding, body)?;
     let answered = adapter.call(upstream_request).await?;
     let head_nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
 
     // 8 respond: sanitise the upstream head; the body streams through.
     let mut response = answered.response;
-    proxy::clean_response(&mut response, &exchange.id);
+    forward::clean_response(&mut response, &exchange.id);
     rate.headers(response.headers_mut());
 
     // 9 record(outcome): durable before the response completes at the client.
@@ -289,10 +289,10 @@ async fn read_request_body(
     let limit = matched.route.body_limit;
     let deadline = Duration::from_secs(runtime.limits.body_timeout_secs);
     if matched.route.stream_body {
-        return proxy::stream_body(body, admitted.content_length, limit, deadline)
+        return forward::stream_body(body, admitted.content_length, limit, deadline)
             .map(RequestBody::Streaming);
     }
-    proxy::read_body(body, admitted.content_length, limit, deadline)
+    forward::read_body(body, admitted.content_length, limit, deadline)
         .await
         .map(RequestBody::Buffered)
 }
@@ -353,7 +353,7 @@ async fn gateway_endpoint(
                     allow: "POST".into(),
                 });
             }
-            let body = proxy::read_body(
+            let body = forward::read_body(
                 body,
                 admitted.content_length,
                 64 * 1024,

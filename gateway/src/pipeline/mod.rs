@@ -3,6 +3,9 @@
 //! constraint says why at the call site. Evidence records are built in [`record`].
 
 pub mod record;
+pub mod stage;
+
+pub use stage::Stage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,7 +19,7 @@ use penghubung_adapter::{Body, RequestBody};
 
 use crate::admit::{self, Admitted};
 use crate::auth::{GrantRuntime, Principal};
-use crate::error::{self, FaultStyle, GatewayError, Stage};
+use crate::error::{self, FaultStyle, GatewayError};
 use crate::identity::{ConnInfo, PeerIdentity};
 use crate::forward::{self, Forwarding, ResponseBody};
 use crate::routing::Matched;

@@ -189,7 +189,10 @@ pub fn admit(
     })
 }
 
-fn check_header_limits(headers: &http::HeaderMap, limits: &RequestLimits) -> Result<(), GatewayError> {
+fn check_header_limits(
+    headers: &http::HeaderMap,
+    limits: &RequestLimits,
+) -> Result<(), GatewayError> {
     if headers.len() > limits.header_count {
         return Err(GatewayError::HeadersTooLarge);
     }

@@ -20,12 +20,12 @@ use penghubung_adapter::{Body, RequestBody};
 use crate::admit::{self, Admitted};
 use crate::auth::{GrantRuntime, Principal};
 use crate::error::{self, FaultStyle, GatewayError};
-use crate::identity::{ConnInfo, PeerIdentity};
 use crate::forward::{self, Forwarding, ResponseBody};
+use crate::identity::{ConnInfo, PeerIdentity};
 use crate::routing::Matched;
-use crate::snapshot::Snapshot;
 use crate::server::io::{Activity, InFlight};
 use crate::server::Gateway;
+use crate::snapshot::Snapshot;
 use crate::telemetry::ServiceMetrics;
 use penghubung_evidence::EvidenceLog;
 use record::{OutcomeFacts, RecordingBody, RefusalFacts, RequestFacts};
@@ -82,7 +82,7 @@ pub async fn handle(
         ..Exchange::default()
     };
     // hyper drops Content-Length when Transfer-Encoding is present, so admission cannot see
-    // both; the connection's byte scanner saw the raw head (server::h1scan).
+    // both; the connection's byte scanner saw the raw head (server::h1frame).
     let outcome = if activity.content_length_with_transfer_encoding(index) {
         Err(GatewayError::BadRequest {
             reason: "content_length_with_transfer_encoding",

@@ -18,8 +18,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::h1scan::ScanConfig;
 use super::io::{now_ms, Activity, TimedIo};
+use super::scan::ScanConfig;
 use super::Gateway;
 use crate::identity::ConnInfo;
 use crate::telemetry::ListenerMetrics;

@@ -2,8 +2,10 @@
 //! deadlines; and the process-wide [`Gateway`] state with its reload and shutdown.
 
 pub mod conn;
-pub mod h1scan;
+pub mod h1frame;
+pub mod h2flood;
 pub mod io;
+pub mod scan;
 pub mod signals;
 pub mod tls;
 

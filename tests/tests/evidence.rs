@@ -3,10 +3,6 @@
 //! behaviour on a really full disk, the outcome held back until durable, and `kill -9` under load.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-#[path = "../evidence/tests/evidence_support/mod.rs"]
-mod evidence_support;
-mod pipeline_support;
-
 use std::collections::HashSet;
 use std::io::Write as _;
 use std::net::SocketAddr;
@@ -16,9 +12,16 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use penghubung_e2e::config::{access_config, AccessOpts, KEY, KEY_NO_GRANT};
+use penghubung_e2e::evidence::{kind, records};
+use penghubung_e2e::gateway::{gateway_binary, Gateway};
+use penghubung_e2e::raw::{admin, get, read_response, request_bytes, send, RawResponse};
+use penghubung_e2e::testkit::dir::temp_dir;
+use penghubung_e2e::testkit::pki::signer_files;
+use penghubung_e2e::testkit::{free_port, poll};
+use penghubung_e2e::upstream::{Upstream, SLOW_LEN};
 use penghubung_evidence::schema::record::Kind;
 use penghubung_evidence::verify::{verify_dir, VerifyOptions};
-use pipeline_support::*;
 use sha2::Digest as _;
 
 fn sha(b: &[u8]) -> Vec<u8> {
@@ -27,25 +30,25 @@ fn sha(b: &[u8]) -> Vec<u8> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exchange_is_recorded_request_then_outcome_and_exports() {
-    let dir = Dir::new("exchange");
-    let pki_dir = Dir::new("exchange-pki");
-    let pki = evidence_support::pki(pki_dir.path(), false);
-    let up = Upstream::start().await;
+    let dir = temp_dir("exchange");
+    let pki_dir = temp_dir("exchange-pki");
+    let pki = signer_files(pki_dir.path(), false);
+    let up = Upstream::echo().await;
     let signer = format!(
         "[evidence.signer]\nmode = \"key_file\"\nkey = \"{}\"\ncertificate_chain = \"{}\"\n",
         pki.key.display(),
         pki.chain.display()
     );
-    let text = config(
+    let text = access_config(
         up.addr,
-        &Opts {
+        &AccessOpts {
             evidence: Some(dir.path()),
             evidence_extra: &signer,
-            ..Opts::default()
+            ..AccessOpts::default()
         },
     );
-    let gw = start(&text).await;
-    let addr = gw.listeners[0];
+    let gw = Gateway::start(&text).await;
+    let addr = gw.addr;
 
     let body = b"{\"nik\":\"3201010101010001\"}";
     let r = send(
@@ -94,7 +97,7 @@ async fn exchange_is_recorded_request_then_outcome_and_exports() {
     assert_eq!(o.response_sha256.to_vec(), sha(&r.body));
     assert_eq!(o.response_length, r.body.len() as u64);
 
-    gw.gateway.evidence.checkpoint_now().await.unwrap();
+    gw.state().evidence.checkpoint_now().await.unwrap();
     let report = verify_dir(dir.path(), &VerifyOptions::default(), &mut |_| {}).unwrap();
     assert!(report.problem.is_none(), "{report:?}");
     assert!(report.checkpoints >= 1);
@@ -123,23 +126,23 @@ fn refused_of(dir: &Path, id: &str) -> penghubung_evidence::schema::Refused {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn refusals_are_recorded_with_stage_reason_and_status() {
-    let dir = Dir::new("refusals");
-    let up = Upstream::start().await;
-    let text = config(
+    let dir = temp_dir("refusals");
+    let up = Upstream::echo().await;
+    let text = access_config(
         up.addr,
-        &Opts {
+        &AccessOpts {
             evidence: Some(dir.path()),
-            ..Opts::default()
+            ..AccessOpts::default()
         },
     );
-    let gw = start(&text).await;
-    let addr = gw.listeners[0];
+    let gw = Gateway::start(&text).await;
+    let addr = gw.addr;
     // Unsigned checkpoints (no signer configured) are not a degradation of a healthy node.
     let h: serde_json::Value =
-        serde_json::from_slice(&admin(gw.admin.unwrap(), "/health").await.body).unwrap();
+        serde_json::from_slice(&admin(gw.admin, "/health").await.body).unwrap();
     assert_eq!(h["status"], "ok", "{h}");
 
-    let cases: Vec<(Resp, u16, &str, &str)> = vec![
+    let cases: Vec<(RawResponse, u16, &str, &str)> = vec![
         (
             get(addr, "open.test", "/open/a%2Fb", &[]).await,
             400,
@@ -243,14 +246,14 @@ fn is_root() -> bool {
 }
 
 /// A small tmpfs mounted on a fresh directory; unmounted on drop.
-struct Tmpfs(Dir);
+struct Tmpfs(penghubung_e2e::testkit::dir::TempDir);
 
 impl Tmpfs {
     fn mount(tag: &str, size: &str) -> Result<Tmpfs, String> {
         if !is_root() {
             return Err("not root: cannot mount a tmpfs".into());
         }
-        let d = Dir::new(tag);
+        let d = temp_dir(tag);
         let out = Command::new("mount")
             .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
             .arg(d.path())
@@ -300,16 +303,16 @@ async fn full_disk_fails_closed_and_recovers() {
             return;
         }
     };
-    let up = Upstream::start().await;
-    let text = config(
+    let up = Upstream::echo().await;
+    let text = access_config(
         up.addr,
-        &Opts {
+        &AccessOpts {
             evidence: Some(fs.path()),
-            ..Opts::default()
+            ..AccessOpts::default()
         },
     );
-    let gw = start(&text).await;
-    let (addr, admin_addr) = (gw.listeners[0], gw.admin.unwrap());
+    let gw = Gateway::start(&text).await;
+    let (addr, admin_addr) = (gw.addr, gw.admin);
     assert_eq!(get(addr, "open.test", "/open/a", &[]).await.status, 200);
     assert_eq!(admin(admin_addr, "/ready").await.status, 200);
 
@@ -365,11 +368,11 @@ async fn full_disk_fails_closed_and_recovers() {
             _ => None,
         })
         .collect();
-    for s in up.seen.lock().iter() {
+    for s in up.requests().iter() {
         assert!(
-            recorded.contains(&s.path),
+            recorded.contains(&s.target),
             "{} forwarded unrecorded",
-            s.path
+            s.target
         );
     }
 }
@@ -383,21 +386,21 @@ async fn outcome_not_durable_means_response_never_completes() {
             return;
         }
     };
-    let up = Upstream::start().await;
-    let text = config(
+    let up = Upstream::echo().await;
+    let text = access_config(
         up.addr,
-        &Opts {
+        &AccessOpts {
             evidence: Some(fs.path()),
-            ..Opts::default()
+            ..AccessOpts::default()
         },
     );
-    let gw = start(&text).await;
-    let addr = gw.listeners[0];
-    let evidence = gw.gateway.evidence.clone();
+    let gw = Gateway::start(&text).await;
+    let addr = gw.addr;
+    let evidence = gw.state().evidence.clone();
 
     let slow = tokio::spawn(async move { get(addr, "open.test", "/open/slow", &[]).await });
     // The upstream has sent half of its body: the request record is durable.
-    tokio::time::timeout(Duration::from_secs(10), up.slow_started.acquire())
+    tokio::time::timeout(Duration::from_secs(10), up.slow_started().acquire())
         .await
         .unwrap()
         .unwrap()
@@ -458,17 +461,13 @@ impl Drop for Proc {
     }
 }
 
-fn bin() -> &'static str {
-    env!("CARGO_BIN_EXE_penghubung")
-}
-
 async fn start_binary(config_file: &Path, admin_addr: SocketAddr, log: &Path) -> Proc {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
         .open(log)
         .unwrap();
-    let child = Command::new(bin())
+    let child = Command::new(gateway_binary())
         .args(["run", "-c"])
         .arg(config_file)
         .stdout(Stdio::null())
@@ -524,19 +523,19 @@ fn tear_tail(dir: &Path) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_under_load_loses_no_acknowledged_exchange() {
-    let dir = Dir::new("kill9");
-    let work = Dir::new("kill9-work");
-    let up = Upstream::start().await;
+    let dir = temp_dir("kill9");
+    let work = temp_dir("kill9-work");
+    let up = Upstream::echo().await;
     let (listen, admin_port) = (free_port(), free_port());
     let listen_addr: SocketAddr = format!("127.0.0.1:{listen}").parse().unwrap();
     let admin_addr: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
-    let text = config(
+    let text = access_config(
         up.addr,
-        &Opts {
+        &AccessOpts {
             listen: listen_addr.to_string(),
             admin: admin_addr.to_string(),
             evidence: Some(dir.path()),
-            ..Opts::default()
+            ..AccessOpts::default()
         },
     );
     let config_file = work.path().join("gateway.toml");
@@ -632,7 +631,7 @@ async fn kill_9_under_load_loses_no_acknowledged_exchange() {
             "acknowledged exchange {id} lacks its request or outcome record"
         );
     }
-    let out = Command::new(bin())
+    let out = Command::new(gateway_binary())
         .args(["evidence", "verify"])
         .arg(dir.path())
         .output()

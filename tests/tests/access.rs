@@ -4,19 +4,19 @@
 //! two gateway instances, surviving Redis' loss).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod pipeline_support;
-
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
-use pipeline_support::*;
+use penghubung_e2e::config::{access_config, AccessOpts, CLIENT_ID, CLIENT_SECRET, KEY};
+use penghubung_e2e::gateway::Gateway;
+use penghubung_e2e::raw::{admin, get, read_response, send, RawResponse};
+use penghubung_e2e::testkit::redis::RedisServer;
+use penghubung_e2e::upstream::Upstream;
 use serde_json::Value;
 use tokio::io::AsyncWriteExt;
 
-fn json(r: &Resp) -> Value {
+fn json(r: &RawResponse) -> Value {
     serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.text()))
 }
 
@@ -57,7 +57,7 @@ fn verify_jws(token: &str, jwks: &Value) -> Value {
     serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap()
 }
 
-async fn token(addr: std::net::SocketAddr, id: &str, secret: &str) -> Resp {
+async fn token(addr: std::net::SocketAddr, id: &str, secret: &str) -> RawResponse {
     let basic = format!("Basic {}", STANDARD.encode(format!("{id}:{secret}")));
     send(
         addr,
@@ -75,9 +75,9 @@ async fn token(addr: std::net::SocketAddr, id: &str, secret: &str) -> Resp {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn splp_client_token_bearer_apikey_wso2_jwks_and_assertion() {
-    let up = Upstream::start().await;
-    let gw = start(&config(up.addr, &Opts::default())).await;
-    let addr = gw.listeners[0];
+    let up = Upstream::echo().await;
+    let gw = Gateway::start(&access_config(up.addr, &AccessOpts::default())).await;
+    let addr = gw.addr;
 
     // An SPLP/WSO2 client, unchanged: client credentials with HTTP Basic.
     let r = token(addr, CLIENT_ID, CLIENT_SECRET).await;
@@ -166,9 +166,9 @@ async fn splp_client_token_bearer_apikey_wso2_jwks_and_assertion() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn client_identity_headers_never_reach_the_upstream() {
-    let up = Upstream::start().await;
-    let gw = start(&config(up.addr, &Opts::default())).await;
-    let addr = gw.listeners[0];
+    let up = Upstream::echo().await;
+    let gw = Gateway::start(&access_config(up.addr, &AccessOpts::default())).await;
+    let addr = gw.addr;
     let forged = [
         ("x-penghubung-consumer-application", "admin"),
         ("x-penghubung-consumer-opd", "setda"),
@@ -183,19 +183,22 @@ async fn client_identity_headers_never_reach_the_upstream() {
     let r = get(addr, "data.test", "/data/x", &with_key).await;
     assert_eq!(r.status, 200);
     let s = up.last();
-    assert_eq!(s.all("x-penghubung-consumer-application"), ["simpeg"]);
-    assert_eq!(s.all("x-penghubung-consumer-opd"), ["bkd"]);
-    assert_eq!(s.all("x-penghubung-grant-id"), ["simpeg-data"]);
-    assert_eq!(s.all("x-penghubung-credential-kind"), ["apikey"]);
+    assert_eq!(
+        s.headers_named("x-penghubung-consumer-application"),
+        ["simpeg"]
+    );
+    assert_eq!(s.headers_named("x-penghubung-consumer-opd"), ["bkd"]);
+    assert_eq!(s.headers_named("x-penghubung-grant-id"), ["simpeg-data"]);
+    assert_eq!(s.headers_named("x-penghubung-credential-kind"), ["apikey"]);
     assert_ne!(
-        s.all("x-penghubung-assertion"),
+        s.headers_named("x-penghubung-assertion"),
         ["eyJhbGciOiJub25lIn0.e30."]
     );
     for (n, v) in &forged[5..] {
         assert!(
-            s.all(n).iter().all(|got| !got.contains(v)),
+            s.headers_named(n).iter().all(|got| !got.contains(v)),
             "{n}: {:?}",
-            s.all(n)
+            s.headers_named(n)
         );
     }
 
@@ -205,9 +208,9 @@ async fn client_identity_headers_never_reach_the_upstream() {
     let s = up.last();
     for (n, v) in forged {
         assert!(
-            s.all(n).iter().all(|got| !got.contains(v)),
+            s.headers_named(n).iter().all(|got| !got.contains(v)),
             "{n} reached the upstream as sent: {:?}",
-            s.all(n)
+            s.headers_named(n)
         );
     }
     gw.shutdown().await;
@@ -215,9 +218,9 @@ async fn client_identity_headers_never_reach_the_upstream() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grants_scope_validity_classification_and_expect_continue() {
-    let up = Upstream::start().await;
-    let gw = start(&config(up.addr, &Opts::default())).await;
-    let addr = gw.listeners[0];
+    let up = Upstream::echo().await;
+    let gw = Gateway::start(&access_config(up.addr, &AccessOpts::default())).await;
+    let addr = gw.addr;
     let k = [("apikey", KEY)];
 
     assert_eq!(get(addr, "data.test", "/data/x", &k).await.status, 200);
@@ -273,11 +276,11 @@ async fn grants_scope_validity_classification_and_expect_continue() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rate_limit_answers_429_with_headers() {
-    let up = Upstream::start().await;
-    let gw = start(&config(up.addr, &Opts::default())).await;
-    let addr = gw.listeners[0];
+    let up = Upstream::echo().await;
+    let gw = Gateway::start(&access_config(up.addr, &AccessOpts::default())).await;
+    let addr = gw.addr;
     let k = [("apikey", KEY)];
-    let statuses: Vec<Resp> = {
+    let statuses: Vec<RawResponse> = {
         let mut v = Vec::new();
         for _ in 0..3 {
             v.push(get(addr, "limited.test", "/limited/x", &k).await);
@@ -302,56 +305,22 @@ async fn rate_limit_answers_429_with_headers() {
     gw.shutdown().await;
 }
 
-/// A `redis-server` on a free loopback port, killed on drop.
-struct Redis {
-    child: Child,
-    port: u16,
-}
-
-impl Redis {
-    fn start() -> Redis {
-        let port = free_port();
-        let mut child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("redis-server (apt-get install redis-server)");
-        // Readiness from the server's own log line, not from a sleep.
-        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-        for line in lines.by_ref() {
-            if line.unwrap().contains("Ready to accept connections") {
-                break;
-            }
-        }
-        std::thread::spawn(move || lines.for_each(drop));
-        Redis { child, port }
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_gateways_share_the_limit_through_redis_and_survive_its_loss() {
-    let mut redis = Redis::start();
-    let up = Upstream::start().await;
+    let mut redis = RedisServer::start();
+    let up = Upstream::echo().await;
     let prefix = format!("pipe-{}-{}:", std::process::id(), rand::random::<u32>());
     let table = format!(
         "[redis]\nurl = \"redis://127.0.0.1:{}/\"\nkey_prefix = \"{prefix}\"\ntimeout_ms = 500\non_unavailable = \"local\"\n",
         redis.port
     );
-    let opts = Opts {
+    let opts = AccessOpts {
         redis: &table,
-        ..Opts::default()
+        ..AccessOpts::default()
     };
-    let a = start(&config(up.addr, &opts)).await;
-    let b = start(&config(up.addr, &opts)).await;
-    let (aa, ba) = (a.listeners[0], b.listeners[0]);
+    let a = Gateway::start(&access_config(up.addr, &opts)).await;
+    let b = Gateway::start(&access_config(up.addr, &opts)).await;
+    let (aa, ba) = (a.addr, b.addr);
     let k = [("apikey", KEY)];
     // One request on A, two on B: with per-node limits B would allow both of its own.
     let r1 = get(aa, "limited.test", "/limited/1", &k).await;
@@ -363,11 +332,10 @@ async fn two_gateways_share_the_limit_through_redis_and_survive_its_loss() {
         "the budget of 2/s is shared by both nodes"
     );
     assert!(r3.header("retry-after").is_some());
-    let health = json(&admin(a.admin.unwrap(), "/health").await);
+    let health = json(&admin(a.admin, "/health").await);
     assert_eq!(health["auth"]["redis_reachable"], true, "{health}");
 
-    redis.child.kill().unwrap();
-    redis.child.wait().unwrap();
+    redis.kill();
     // Requests go on under the local limits (each node's own budget).
     let mut ok = 0;
     for i in 0..2 {
@@ -379,7 +347,7 @@ async fn two_gateways_share_the_limit_through_redis_and_survive_its_loss() {
     let unreachable = {
         let mut seen = None;
         for _ in 0..100 {
-            let h = json(&admin(a.admin.unwrap(), "/health").await);
+            let h = json(&admin(a.admin, "/health").await);
             if h["auth"]["redis_reachable"] == false {
                 seen = Some(h);
                 break;

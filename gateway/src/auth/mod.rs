@@ -10,6 +10,9 @@ pub mod settings;
 mod strict_json;
 mod token;
 
+#[cfg(test)]
+mod tests;
+
 use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -1,18 +1,16 @@
 //! JWT attack set against `AuthRuntime::authenticate`: every token is built byte by byte here,
 //! and every refused one would be accepted (or mis-parsed) without the protection it targets.
-#![allow(clippy::unwrap_used)]
 
-mod auth_common;
-
-use auth_common::*;
+use super::support::*;
+use crate::auth::{AuthError, AuthRuntime, CredentialKind};
 use http::StatusCode;
-use penghubung::auth::{AuthError, AuthRuntime, CredentialKind};
 use serde_json::{json, Value};
 
 struct Fixture {
     rt: AuthRuntime,
     ec: ring::signature::EcdsaKeyPair,
     jwks: std::path::PathBuf,
+    _dir: TempDir,
 }
 
 const H_RS: &str = r#"{"alg":"RS256","typ":"JWT","kid":"rsa-1"}"#;
@@ -22,13 +20,18 @@ async fn fixture() -> Fixture {
     let (rsa, _) = rsa_keys();
     let ec = ec_key();
     let dir = temp_dir("jwt");
-    let jwks = dir.join("jwks.json");
+    let jwks = dir.path().join("jwks.json");
     write_jwks(&jwks, &[rsa_jwk(rsa, "rsa-1"), ec_jwk(&ec, "ec-1")]);
     let rt = runtime(&jwks, "").await;
-    Fixture { rt, ec, jwks }
+    Fixture {
+        rt,
+        ec,
+        jwks,
+        _dir: dir,
+    }
 }
 
-async fn check(f: &Fixture, token: &str) -> Result<penghubung::auth::Principal, AuthError> {
+async fn check(f: &Fixture, token: &str) -> Result<crate::auth::Principal, AuthError> {
     f.rt.authenticate(&bearer(token), &uri(), None, &service())
         .await
 }

@@ -1,19 +1,14 @@
 //! Credentials other than external JWTs (mTLS, API keys, the gateway token endpoint), the
 //! one-credential rule, grants, and the error table.
-#![allow(clippy::unwrap_used)]
-
-mod auth_common;
 
 use std::time::{Duration, SystemTime};
 
-use auth_common::*;
+use super::support::*;
+use crate::auth::{AuthError, AuthRuntime, CredentialKind, CredentialSetting, ServiceAuthSettings};
+use crate::catalog::Classification;
+use crate::identity::PeerIdentity;
 use base64::Engine as _;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
-use penghubung::auth::{
-    AuthError, AuthRuntime, CredentialKind, CredentialSetting, ServiceAuthSettings,
-};
-use penghubung::catalog::Classification;
-use penghubung::identity::PeerIdentity;
 use serde_json::Value;
 use sha2::Digest as _;
 
@@ -73,14 +68,16 @@ const GRANTS: &str = r#"
     consent = { by = "Kepala", at = "2020-01-01T00:00:00Z" }
 "#;
 
-async fn rt_with_cert(cert: &PeerIdentity) -> AuthRuntime {
+/// A runtime accepting `cert`, and the directory of its JWKS file.
+async fn rt_with_cert(cert: &PeerIdentity) -> (AuthRuntime, TempDir) {
     let dir = temp_dir("access");
-    let jwks = dir.join("jwks.json");
+    let jwks = dir.path().join("jwks.json");
     write_jwks(&jwks, &[rsa_jwk(&rsa_keys().0, "rsa-1")]);
     let (o, a, g) = parties(&cert.sha256, GRANTS);
-    AuthRuntime::build(&auth_settings(&jwks, ""), &o, &a, &g, None, None)
+    let rt = AuthRuntime::build(&auth_settings(&jwks, ""), &o, &a, &g, None, None)
         .await
-        .unwrap()
+        .unwrap();
+    (rt, dir)
 }
 
 fn apikey(k: &str) -> HeaderMap {
@@ -92,7 +89,7 @@ fn apikey(k: &str) -> HeaderMap {
 #[tokio::test]
 async fn auth_mtls_maps_certificates_by_fingerprint_and_subject() {
     let cert = client_cert("simpeg");
-    let rt = rt_with_cert(&cert).await;
+    let (rt, _dir) = rt_with_cert(&cert).await;
     let svc = service();
     let p = rt
         .authenticate(&HeaderMap::new(), &uri(), Some(&cert), &svc)
@@ -136,7 +133,7 @@ async fn auth_mtls_maps_certificates_by_fingerprint_and_subject() {
 #[tokio::test]
 async fn auth_api_keys_and_the_one_credential_rule() {
     let cert = client_cert("simpeg");
-    let rt = rt_with_cert(&cert).await;
+    let (rt, _dir) = rt_with_cert(&cert).await;
     let svc = service();
     let p = rt
         .authenticate(&apikey("kunci-rahasia-simpeg"), &uri(), None, &svc)
@@ -253,7 +250,7 @@ fn basic(id: &str, secret: &str) -> HeaderMap {
 #[tokio::test]
 async fn auth_token_endpoint_round_trip() {
     let cert = client_cert("simpeg");
-    let rt = rt_with_cert(&cert).await;
+    let (rt, _dir) = rt_with_cert(&cert).await;
     let body = b"grant_type=client_credentials";
     let r = rt
         .token_endpoint(&basic("simpeg-client", "rahasia-klien"), body)
@@ -357,7 +354,7 @@ async fn auth_token_endpoint_round_trip() {
 #[tokio::test]
 async fn auth_grants_deny_by_default() {
     let cert = client_cert("simpeg");
-    let rt = rt_with_cert(&cert).await;
+    let (rt, _dir) = rt_with_cert(&cert).await;
     let svc = service();
     let key = rt
         .authenticate(&apikey("kunci-rahasia-simpeg"), &uri(), None, &svc)
@@ -443,7 +440,7 @@ async fn auth_grants_deny_by_default() {
 
 #[test]
 fn auth_error_status_table() {
-    use penghubung::throttle::RateInfo;
+    use crate::throttle::RateInfo;
     let ri = || {
         Box::new(RateInfo {
             retry_after: Duration::from_secs(3),
@@ -490,8 +487,8 @@ fn auth_error_status_table() {
 /// The example given to the lead for the config file parses and validates.
 #[test]
 fn auth_config_example_parses_and_validates() {
-    use penghubung::auth::{AuthSettings, RedisSettings};
-    use penghubung::catalog::parties::{validate_parties, ApplicationSpec, GrantSpec, OpdSpec};
+    use crate::auth::{AuthSettings, RedisSettings};
+    use crate::catalog::parties::{validate_parties, ApplicationSpec, GrantSpec, OpdSpec};
     #[derive(serde::Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Svc {
@@ -568,7 +565,7 @@ forward_credential = false
 assertion = true
 fault_style = "wso2"
 "#,
-        secret_hash("s"),
+        penghubung_testkit::secret::argon2_hash("s"),
         "a".repeat(64),
         "AB:".repeat(31) + "AB"
     );
@@ -586,7 +583,7 @@ async fn auth_runtime_and_its_futures_are_send() {
     fn send_sync<T: Send + Sync>(_: &T) {}
     fn send<T: Send>(_: &T) {}
     let cert = client_cert("simpeg");
-    let rt = rt_with_cert(&cert).await;
+    let (rt, _dir) = rt_with_cert(&cert).await;
     send_sync(&rt);
     let (h, u, s) = (HeaderMap::new(), uri(), service());
     let fut = rt.authenticate(&h, &u, None, &s);

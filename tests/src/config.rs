@@ -149,6 +149,9 @@ pub struct AccessOpts<'a> {
     pub evidence_extra: &'a str,
     /// `[redis]` table text.
     pub redis: &'a str,
+    /// One `[[auth.issuers]]` table; when given, application `simpeg` is also the JWT subject
+    /// `svc-simpeg` of the test kit's issuer ([`penghubung_testkit::jwt::ISS`]).
+    pub jwt_issuer: &'a str,
     /// Text appended at the end.
     pub tail: &'a str,
 }
@@ -164,6 +167,7 @@ pub struct AccessOpts<'a> {
 /// - `terbatas.test`: classification `terbatas`.
 /// - `limited.test`: grant with `rate = "2/s"`.
 /// - `expired.test`: grant expired in 2020.
+/// - `shared.test`: grant with `rate = "3/min"` (shared through Redis when `redis` is given).
 pub fn access_config(upstream: SocketAddr, o: &AccessOpts<'_>) -> String {
     let listen = if o.listen.is_empty() {
         "127.0.0.1:0"
@@ -183,6 +187,14 @@ pub fn access_config(upstream: SocketAddr, o: &AccessOpts<'_>) -> String {
         ),
         None => "[evidence]\nenabled = false\n".to_owned(),
     };
+    let simpeg_jwt = if o.jwt_issuer.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "jwt = [{{ issuer = {:?}, sub = \"svc-simpeg\" }}]",
+            penghubung_testkit::jwt::ISS
+        )
+    };
     let key = sha256_hex(KEY.as_bytes());
     let key2 = sha256_hex(KEY_NO_GRANT.as_bytes());
     let secret = argon2_hash(CLIENT_SECRET);
@@ -195,6 +207,7 @@ pub fn access_config(upstream: SocketAddr, o: &AccessOpts<'_>) -> String {
         ("terbatas", "terbatas", ""),
         ("limited", "terbuka", ""),
         ("expired", "terbuka", ""),
+        ("shared", "terbuka", ""),
     ] {
         services.push_str(&format!(
             r#"
@@ -230,6 +243,7 @@ methods = ["GET", "POST", "DELETE"]
         ("terbatas", ""),
         ("limited", r#"limits = { rate = "2/s" }"#),
         ("expired", r#"valid_until = "2020-01-01T00:00:00Z""#),
+        ("shared", r#"limits = { rate = "3/min" }"#),
     ] {
         // Every grant but `data`'s covers GET and POST on its whole service.
         let cakupan = if id == "data" {
@@ -265,6 +279,8 @@ address = "{admin}"
 
 [auth.token_endpoint]
 enabled = true
+
+{jwt_issuer}
 
 {redis}
 
@@ -311,6 +327,7 @@ name = "SIMPEG BKD"
 client_id = "{CLIENT_ID}"
 client_secret_hash = "{secret}"
 api_key_sha256 = ["{key}"]
+{simpeg_jwt}
 
 [[application]]
 id = "lain"
@@ -323,6 +340,7 @@ api_key_sha256 = ["{key2}"]
 {tail}
 "#,
         redis = o.redis,
+        jwt_issuer = o.jwt_issuer,
         tail = o.tail,
     )
 }

@@ -1,20 +1,25 @@
 //! End-to-end tests of stages 3–5 through the real gateway: an unchanged SPLP-style OAuth2
 //! client, API keys, WSO2 fault bodies, the gateway JWKS and backend assertions, identity header
 //! hygiene, grants, `Expect: 100-continue`, and rate limits (local, and shared through Redis by
-//! two gateway instances, surviving Redis' loss).
+//! two gateway instances, surviving Redis' loss), and JWKS fetched over HTTPS.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use base64::Engine as _;
 use penghubung_e2e::config::{access_config, AccessOpts, CLIENT_ID, CLIENT_SECRET, KEY};
 use penghubung_e2e::gateway::Gateway;
+use penghubung_e2e::pki;
 use penghubung_e2e::raw::{admin, get, read_response, send, RawResponse};
+use penghubung_e2e::testkit::dir::temp_dir;
+use penghubung_e2e::testkit::jwt;
 use penghubung_e2e::testkit::redis::RedisServer;
 use penghubung_e2e::upstream::Upstream;
 use serde_json::Value;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 fn json(r: &RawResponse) -> Value {
     serde_json::from_slice(&r.body).unwrap_or_else(|e| panic!("{e}: {}", r.text()))
@@ -360,4 +365,179 @@ async fn two_gateways_share_the_limit_through_redis_and_survive_its_loss() {
     assert_eq!(h["status"], "degraded", "{h}");
     a.shutdown().await;
     b.shutdown().await;
+}
+
+/// Like the test above, for a per-minute rate: the budget is shared by two nodes, and when
+/// Redis is lost a node with `on_unavailable = "local"` goes on (flagged in `/health` and
+/// `/metrics`) while one with `on_unavailable = "deny"` answers 503.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_limits_are_shared_then_fall_back_or_deny_when_redis_is_lost() {
+    let mut redis = RedisServer::start();
+    let up = Upstream::echo().await;
+    let prefix = format!("shared-{}-{}:", std::process::id(), rand::random::<u32>());
+    let table = |on_unavailable: &str| {
+        format!(
+            "[redis]\nurl = \"{}\"\nkey_prefix = \"{prefix}\"\ntimeout_ms = 500\non_unavailable = \"{on_unavailable}\"\n",
+            redis.url()
+        )
+    };
+    let (local, deny) = (table("local"), table("deny"));
+    let config = |redis: &str| {
+        access_config(
+            up.addr,
+            &AccessOpts {
+                redis,
+                ..AccessOpts::default()
+            },
+        )
+    };
+    let a = Gateway::start(&config(&local)).await;
+    let b = Gateway::start(&config(&local)).await;
+    let c = Gateway::start(&config(&deny)).await;
+    let k = [("apikey", KEY)];
+    for (node, path) in [(a.addr, "/shared/1"), (a.addr, "/shared/2")] {
+        assert_eq!(get(node, "shared.test", path, &k).await.status, 200);
+    }
+    let last = get(b.addr, "shared.test", "/shared/3", &k).await;
+    assert_eq!(last.status, 200);
+    let state = last.header("ratelimit").unwrap_or_default();
+    assert!(state.starts_with("\"burst\";r=0;"), "{:?}", last.headers);
+    // Node A sees node B's request: the limit of 3 a minute is shared.
+    let refused = get(a.addr, "shared.test", "/shared/4", &k).await;
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
+    assert!(retry > 15, "{retry}");
+    let health = json(&admin(a.admin, "/health").await);
+    assert_eq!(health["auth"]["redis_reachable"], true, "{health}");
+
+    redis.kill();
+    // Fallback: local limits on each node (A's local store is fresh), flagged in health.
+    let r = get(a.addr, "shared.test", "/shared/5", &k).await;
+    assert_eq!(r.status, 200, "on_unavailable = local: {}", r.text());
+    let health = json(&admin(a.admin, "/health").await);
+    assert_eq!(health["auth"]["redis_reachable"], false, "{health}");
+    assert_eq!(health["status"], "degraded", "{health}");
+    let metrics = admin(a.admin, "/metrics").await.text();
+    assert!(
+        metrics.contains("penghubung_ratelimit_redis_up 0"),
+        "{metrics}"
+    );
+    // With on_unavailable = "deny" the request is refused instead.
+    let r = get(c.addr, "shared.test", "/shared/6", &k).await;
+    assert_eq!(r.status, 503, "{}", r.text());
+    assert_eq!(up.count(), 4);
+    for gw in [a, b, c] {
+        gw.shutdown().await;
+    }
+}
+
+/// A JWKS served over HTTPS by a server whose certificate comes from the test CA; counts hits.
+struct JwksServer {
+    url: String,
+    hits: Arc<AtomicUsize>,
+}
+
+async fn serve_jwks(identity: &pki::Identity, body: String) -> JwksServer {
+    let acceptor = tokio_rustls::TlsAcceptor::from(identity.server_config());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("https://{}/jwks.json", listener.local_addr().unwrap());
+    let hits = Arc::new(AtomicUsize::new(0));
+    let h = hits.clone();
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let (acceptor, body, h) = (acceptor.clone(), body.clone(), h.clone());
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let mut req = Vec::new();
+                let mut buf = [0u8; 1024];
+                while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match tls.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => req.extend_from_slice(&buf[..n]),
+                    }
+                }
+                h.fetch_add(1, Ordering::SeqCst);
+                let resp = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = tls.write_all(resp.as_bytes()).await;
+                let _ = tls.shutdown().await;
+            });
+        }
+    });
+    JwksServer { url, hits }
+}
+
+/// JWKS fetched over HTTPS from a server with a private CA, trusted through `jwks_ca_file`;
+/// without it the server is not trusted and the gateway does not start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwks_over_https_with_a_private_ca() {
+    let ca = pki::Pki::new();
+    let server_id = ca.server_for(&["127.0.0.1"]);
+    let ec = jwt::ec_key();
+    let server = serve_jwks(
+        &server_id,
+        serde_json::json!({ "keys": [jwt::ec_jwk(&ec, "ec-1")] }).to_string(),
+    )
+    .await;
+    let dir = temp_dir("jwks-https");
+    let ca_file = penghubung_e2e::write_file(dir.path(), "ca.pem", &ca.ca_pem);
+    let issuer = |ca: &str| {
+        format!(
+            "[[auth.issuers]]\nissuer = {:?}\naudiences = [{:?}]\njwks_url = {:?}\n{ca}algorithms = [\"ES256\"]\n",
+            jwt::ISS,
+            jwt::AUD,
+            server.url
+        )
+    };
+    let up = Upstream::echo().await;
+    let trusted = issuer(&format!(
+        "jwks_ca_file = {:?}\n",
+        ca_file.display().to_string()
+    ));
+    let gw = Gateway::start(&access_config(
+        up.addr,
+        &AccessOpts {
+            jwt_issuer: &trusted,
+            ..AccessOpts::default()
+        },
+    ))
+    .await;
+    assert_eq!(server.hits.load(Ordering::SeqCst), 1);
+    let token = jwt::sign_es256(&ec, r#"{"alg":"ES256","kid":"ec-1"}"#, &jwt::claims(&[]));
+    let bearer = format!("Bearer {token}");
+    let r = get(
+        gw.addr,
+        "data.test",
+        "/data/1",
+        &[("authorization", &bearer)],
+    )
+    .await;
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(
+        up.last().header("x-penghubung-consumer-application"),
+        Some("simpeg")
+    );
+    gw.shutdown().await;
+
+    // Without the private CA the server is not trusted and the config load fails.
+    let untrusted = issuer("");
+    let err = Gateway::try_start_in(
+        temp_dir("jwks-https-untrusted"),
+        &access_config(
+            up.addr,
+            &AccessOpts {
+                jwt_issuer: &untrusted,
+                ..AccessOpts::default()
+            },
+        ),
+    )
+    .await
+    .err()
+    .expect("an untrusted JWKS server fails the start");
+    assert!(err.to_string().contains("jwks"), "{err}");
+    assert_eq!(server.hits.load(Ordering::SeqCst), 1);
 }

@@ -58,11 +58,13 @@ pub async fn h2c(
     h2_over(TcpStream::connect(addr).await?, request).await
 }
 
-/// `GET path` with `Host: localhost` over HTTP/1.1: status and body.
-pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+/// `method path` with `Host: localhost` and no body over HTTP/1.1: status and body text.
+pub async fn call(addr: SocketAddr, method: http::Method, path: &str) -> (u16, String) {
     let response = h1(
         addr,
-        http::Request::get(path)
+        http::Request::builder()
+            .method(method)
+            .uri(path)
             .header("host", "localhost")
             .body(Full::new(Bytes::new()))
             .unwrap(),
@@ -73,6 +75,11 @@ pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
         response.status().as_u16(),
         String::from_utf8_lossy(response.body()).into_owned(),
     )
+}
+
+/// `GET path` with `Host: localhost` over HTTP/1.1: status and body.
+pub async fn get(addr: SocketAddr, path: &str) -> (u16, String) {
+    call(addr, http::Method::GET, path).await
 }
 
 /// An empty request body.

@@ -6,10 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::Full;
-
-use crate::client::h1;
+use crate::client::call;
 /// Points the config's evidence log into the test's temp dir.
 fn with_evidence_dir(dir: &Path, text: &str) -> String {
     text.replace(
@@ -75,36 +72,12 @@ impl Gateway {
 
     /// `POST /reload` on the admin listener: status and body.
     pub async fn reload(&self) -> (u16, String) {
-        let response = h1(
-            self.admin,
-            http::Request::post("/reload")
-                .header("host", "localhost")
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-        (
-            response.status().as_u16(),
-            String::from_utf8_lossy(response.body()).into_owned(),
-        )
+        call(self.admin, http::Method::POST, "/reload").await
     }
 
     /// `GET` on the admin listener.
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
-        let response = h1(
-            self.admin,
-            http::Request::get(path)
-                .header("host", "localhost")
-                .body(Full::new(Bytes::new()))
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-        (
-            response.status().as_u16(),
-            String::from_utf8_lossy(response.body()).into_owned(),
-        )
+        call(self.admin, http::Method::GET, path).await
     }
 
     /// Graceful shutdown, bounded.

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::upstream::find;
+use crate::upstream::{find, header_in};
 use crate::IO_TIMEOUT;
 
 /// Sends `bytes` on a fresh connection and reads until the peer closes or `IO_TIMEOUT`.
@@ -48,10 +48,7 @@ pub struct RawResponse {
 impl RawResponse {
     /// First value of a header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_in(&self.headers, name)
     }
     /// The body as text (lossy).
     pub fn body_text(&self) -> String {

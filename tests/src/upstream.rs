@@ -62,10 +62,7 @@ pub struct Received {
 impl Received {
     /// First value of a header.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        header_in(&self.headers, name)
     }
     /// All values of a header.
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
@@ -244,6 +241,14 @@ impl Upstream {
     pub fn stop(&self) {
         self.task.abort();
     }
+}
+
+/// First value of header `name` (any case) in a parsed header list.
+pub(crate) fn header_in<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    headers
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
 }
 
 /// Position of `needle` in `haystack`.

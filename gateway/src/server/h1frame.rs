@@ -460,17 +460,8 @@ fn hex(b: u8) -> Option<u8> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use crate::server::scan::{Findings, ScanConfig, Scanner, PREFACE};
-
-    const LIMIT: usize = 64 * 1024;
-
-    fn config(h2: bool) -> ScanConfig {
-        ScanConfig {
-            h2,
-            head_limit: LIMIT,
-            h2_control_frames_per_sec: 100,
-        }
-    }
+    use crate::server::scan::tests::config;
+    use crate::server::scan::{Findings, Scanner, PREFACE};
 
     /// Feeds `input` whole, then split at every position (two reads), then byte by byte; all
     /// must agree. Returns the finding and whether the scanner is still following the input.

@@ -98,7 +98,8 @@ impl H2Scanner {
 #[allow(clippy::unwrap_used)]
 pub(crate) mod tests {
     use super::*;
-    use crate::server::scan::{ScanConfig, Scanner, PREFACE};
+    use crate::server::scan::tests::config;
+    use crate::server::scan::{Scanner, PREFACE};
 
     /// One frame: header and payload.
     pub(crate) fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
@@ -107,14 +108,6 @@ pub(crate) mod tests {
         out.extend_from_slice(&stream.to_be_bytes());
         out.extend_from_slice(payload);
         out
-    }
-
-    fn config(h2: bool) -> ScanConfig {
-        ScanConfig {
-            h2,
-            head_limit: 64 * 1024,
-            h2_control_frames_per_sec: 100,
-        }
     }
 
     #[test]

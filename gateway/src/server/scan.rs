@@ -120,12 +120,13 @@ impl Scanner {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::server::h2flood::tests::frame;
     use crate::server::h2flood::{FLAG_ACK, FRAME_PING, FRAME_SETTINGS};
 
-    fn config(h2: bool) -> ScanConfig {
+    /// The scanner settings of these tests (64 KiB heads, 100 control frames a second).
+    pub(crate) fn config(h2: bool) -> ScanConfig {
         ScanConfig {
             h2,
             head_limit: 64 * 1024,

@@ -1,21 +1,25 @@
 //! Penghubung: the regional Sistem Penghubung Layanan gateway.
 //!
-//! The request pipeline is in [`pipeline`]; stages have modules of their own named after them
-//! ([`admit`], [`routing`], [`forward`]); [`server`] accepts connections, [`config`] and
-//! [`snapshot`] implement the load → validate → build → swap lifecycle.
+//! The request pipeline is in `pipeline`; stages have modules of their own named after them
+//! ([`admit`], [`routing`], `auth` for authenticate and authorize, `throttle`, `forward` for
+//! dispatch); [`server`] accepts connections, [`config`] and [`snapshot`] implement the
+//! load → validate → build → swap lifecycle.
+//!
+//! Public are only the modules the binary, the end-to-end tests, the benches and the fuzz
+//! targets use; everything else is private to the crate and tested beside its code.
 
-pub mod admin;
+mod admin;
 pub mod admit;
-pub mod auth;
-pub mod catalog;
+mod auth;
+mod catalog;
 pub mod cli;
 pub mod config;
-pub mod error;
-pub mod forward;
+mod error;
+mod forward;
 pub mod identity;
-pub mod pipeline;
+mod pipeline;
 pub mod routing;
 pub mod server;
 pub mod snapshot;
 pub mod telemetry;
-pub mod throttle;
+mod throttle;

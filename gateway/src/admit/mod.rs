@@ -7,7 +7,7 @@
 //! [`headers`].
 
 pub mod canonical;
-pub mod headers;
+pub(crate) mod headers;
 
 use http::header::{self, HeaderName};
 use http::{request, Version};

@@ -26,8 +26,8 @@ use sha2::{Digest, Sha256};
 pub use error::{AuthBuildError, AuthError};
 pub use grants::GrantRuntime;
 pub use settings::{
-    AuthSettings, CredentialSetting, FaultStyle, IssuerSettings, JwtAlgorithm, OnUnavailable,
-    RedisSettings, ServiceAuthSettings, TokenEndpointSettings,
+    AuthSettings, CredentialSetting, IssuerSettings, RedisSettings, ServiceAuthSettings,
+    TokenEndpointSettings,
 };
 
 use crate::catalog::parties::{normalize_fingerprint, ApplicationSpec, GrantSpec, OpdSpec};

@@ -1,13 +1,13 @@
 //! Stage 0, `accept`: listeners, TLS, HTTP/1.1 and HTTP/2 connections, connection limits and
 //! deadlines; and the process-wide [`Gateway`] state with its reload and shutdown.
 
-pub mod conn;
-pub mod h1frame;
-pub mod h2flood;
-pub mod io;
-pub mod scan;
+mod conn;
+mod h1frame;
+mod h2flood;
+pub(crate) mod io;
+mod scan;
 pub mod signals;
-pub mod tls;
+pub(crate) mod tls;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

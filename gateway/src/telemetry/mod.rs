@@ -3,7 +3,7 @@
 //! Counters are atomics reached through an `Arc` resolved when the runtime is built, so a request
 //! never takes a lock or hashes a label to count itself.
 
-pub mod names;
+pub(crate) mod names;
 
 use std::collections::HashMap;
 use std::fmt::Write as _;

@@ -20,6 +20,3 @@ pub const RELOADS: &str = "penghubung_config_reloads_total";
 pub const UPSTREAM_UP: &str = "penghubung_upstream_target_up";
 /// Requests in flight to an upstream target.
 pub const UPSTREAM_OUTSTANDING: &str = "penghubung_upstream_target_outstanding";
-
-/// Span name of one exchange.
-pub const SPAN_EXCHANGE: &str = "exchange";

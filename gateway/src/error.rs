@@ -1,6 +1,6 @@
 //! Errors of the request pipeline, and the one place they become responses ([`rescue`]).
 //!
-//! Every error knows its pipeline stage, its HTTP status, who is to blame, a stable reason class
+//! Every error knows its pipeline stage, its HTTP status, a stable reason class
 //! (used in metrics and evidence) and whether the client connection must be closed. The status
 //! mapping is an exhaustive `match`, pinned by a table test.
 
@@ -12,17 +12,6 @@ use crate::admit::canonical::PathError;
 pub use crate::auth::settings::FaultStyle;
 use crate::auth::AuthError;
 use crate::pipeline::Stage;
-
-/// Who caused a failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Blame {
-    /// The client sent something it must not.
-    Client,
-    /// The upstream failed.
-    Upstream,
-    /// The gateway itself could not do its job.
-    Internal,
-}
 
 /// Everything that can stop a request in the pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -109,31 +98,6 @@ impl GatewayError {
             GatewayError::EvidenceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Upstream(e) => e.status(),
             GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
-        }
-    }
-
-    /// Who is to blame.
-    pub fn blame(&self) -> Blame {
-        match self {
-            GatewayError::BadRequest { .. }
-            | GatewayError::Path(_)
-            | GatewayError::Misdirected(_)
-            | GatewayError::UriTooLong
-            | GatewayError::HeadersTooLarge
-            | GatewayError::BodyTooLarge
-            | GatewayError::BodyTimeout
-            | GatewayError::BodyInvalid(_)
-            | GatewayError::ExpectationFailed
-            | GatewayError::TransferCodingNotImplemented
-            | GatewayError::NoRoute
-            | GatewayError::MethodNotAllowed { .. }
-            | GatewayError::RouteDenied => Blame::Client,
-            GatewayError::Auth(e) => match e {
-                AuthError::LimiterUnavailable | AuthError::Internal(_) => Blame::Internal,
-                _ => Blame::Client,
-            },
-            GatewayError::Upstream(_) => Blame::Upstream,
-            GatewayError::EvidenceUnavailable(_) | GatewayError::Unavailable(_) => Blame::Internal,
         }
     }
 
@@ -248,128 +212,76 @@ mod tests {
 
     #[test]
     fn status_table() {
-        let table: Vec<(GatewayError, u16, Blame, Stage, bool)> = vec![
+        let table: Vec<(GatewayError, u16, Stage, bool)> = vec![
             (
                 GatewayError::BadRequest {
                     reason: "x",
                     close: true,
                 },
                 400,
-                Blame::Client,
                 Stage::Admit,
                 true,
             ),
             (
                 GatewayError::Path(PathError::BadEscape),
                 400,
-                Blame::Client,
                 Stage::Admit,
                 false,
             ),
             (
                 GatewayError::Misdirected("unknown_host"),
                 421,
-                Blame::Client,
                 Stage::Admit,
                 false,
             ),
-            (
-                GatewayError::UriTooLong,
-                414,
-                Blame::Client,
-                Stage::Admit,
-                false,
-            ),
-            (
-                GatewayError::HeadersTooLarge,
-                431,
-                Blame::Client,
-                Stage::Admit,
-                false,
-            ),
-            (
-                GatewayError::BodyTooLarge,
-                413,
-                Blame::Client,
-                Stage::Admit,
-                true,
-            ),
-            (
-                GatewayError::BodyTimeout,
-                408,
-                Blame::Client,
-                Stage::Admit,
-                true,
-            ),
+            (GatewayError::UriTooLong, 414, Stage::Admit, false),
+            (GatewayError::HeadersTooLarge, 431, Stage::Admit, false),
+            (GatewayError::BodyTooLarge, 413, Stage::Admit, true),
+            (GatewayError::BodyTimeout, 408, Stage::Admit, true),
             (
                 GatewayError::BodyInvalid("x".into()),
                 400,
-                Blame::Client,
                 Stage::Admit,
                 true,
             ),
-            (
-                GatewayError::ExpectationFailed,
-                417,
-                Blame::Client,
-                Stage::Admit,
-                false,
-            ),
+            (GatewayError::ExpectationFailed, 417, Stage::Admit, false),
             (
                 GatewayError::TransferCodingNotImplemented,
                 501,
-                Blame::Client,
                 Stage::Admit,
                 true,
             ),
-            (
-                GatewayError::NoRoute,
-                404,
-                Blame::Client,
-                Stage::Route,
-                false,
-            ),
+            (GatewayError::NoRoute, 404, Stage::Route, false),
             (
                 GatewayError::MethodNotAllowed {
                     allow: "GET".into(),
                 },
                 405,
-                Blame::Client,
                 Stage::Route,
                 false,
             ),
-            (
-                GatewayError::RouteDenied,
-                403,
-                Blame::Client,
-                Stage::Route,
-                false,
-            ),
+            (GatewayError::RouteDenied, 403, Stage::Route, false),
             (
                 GatewayError::EvidenceUnavailable("x".into()),
                 503,
-                Blame::Internal,
                 Stage::RecordRequest,
                 false,
             ),
             (
                 GatewayError::Upstream(AdapterError::Connect("x".into())),
                 502,
-                Blame::Upstream,
                 Stage::Dispatch,
                 false,
             ),
             (
                 GatewayError::Unavailable("draining"),
                 503,
-                Blame::Internal,
                 Stage::Admit,
                 false,
             ),
         ];
-        for (error, status, blame, stage, close) in table {
+        for (error, status, stage, close) in table {
             assert_eq!(error.status().as_u16(), status, "{error}");
-            assert_eq!(error.blame(), blame, "{error}");
             assert_eq!(error.stage(), stage, "{error}");
             assert_eq!(error.close_connection(), close, "{error}");
         }

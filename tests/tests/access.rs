@@ -536,8 +536,7 @@ async fn jwks_over_https_with_a_private_ca() {
         ),
     )
     .await
-    .err()
-    .expect("an untrusted JWKS server fails the start");
+    .expect_err("an untrusted JWKS server fails the start");
     assert!(err.to_string().contains("jwks"), "{err}");
     assert_eq!(server.hits.load(Ordering::SeqCst), 1);
 }

@@ -594,5 +594,4 @@ fn last_error_or_none(last: AdapterError, attempt: u32) -> AdapterError {
 }
 
 #[cfg(test)]
-#[path = "tests.rs"]
 mod tests;

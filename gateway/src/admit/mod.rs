@@ -35,9 +35,6 @@ pub struct Admitted {
     pub trace: Trace,
     /// Declared body length.
     pub content_length: Option<u64>,
-    /// The client asked for `100-continue` (sent by hyper when the body is first read, which
-    /// happens only after admission, routing and authorisation passed).
-    pub expect_continue: bool,
 }
 
 /// W3C trace context: the trace id is continued when the client sent a valid `traceparent`.
@@ -177,7 +174,9 @@ pub fn admit(
             }
         }
     }
-    let expect_continue = check_expect(&mut parts.headers)?;
+    // A `100-continue` expectation is answered by hyper when the body is first read, which
+    // happens only after admission, routing and authorisation passed.
+    check_expect(&mut parts.headers)?;
     let canonical = canonical::canonicalize(parts.uri.path(), false);
     Ok(Admitted {
         host,
@@ -185,7 +184,6 @@ pub fn admit(
         query: parts.uri.query().map(str::to_owned),
         trace: Trace::from_headers(&parts.headers),
         content_length,
-        expect_continue,
     })
 }
 
@@ -352,10 +350,12 @@ fn parse_authority(raw: &[u8]) -> Result<String, GatewayError> {
 
 /// Only `100-continue` is honoured; any other expectation is refused with 417. The header is
 /// removed so it is never forwarded as sent.
-fn check_expect(headers: &mut http::HeaderMap) -> Result<bool, GatewayError> {
+/// Accepts no `Expect` or exactly `100-continue` (then removed: the upstream gets the body
+/// without waiting); anything else is 417.
+fn check_expect(headers: &mut http::HeaderMap) -> Result<(), GatewayError> {
     let mut values = headers.get_all(header::EXPECT).iter();
     let Some(first) = values.next() else {
-        return Ok(false);
+        return Ok(());
     };
     if values.next().is_some() {
         return Err(GatewayError::ExpectationFailed);
@@ -366,7 +366,7 @@ fn check_expect(headers: &mut http::HeaderMap) -> Result<bool, GatewayError> {
         .unwrap_or(false);
     headers.remove(header::EXPECT);
     if ok {
-        Ok(true)
+        Ok(())
     } else {
         Err(GatewayError::ExpectationFailed)
     }
@@ -464,7 +464,7 @@ mod tests {
         let ok = run(http::Request::post("/")
             .header("host", "a")
             .header("expect", "100-Continue"));
-        assert!(ok.expect("ok").expect_continue);
+        assert!(ok.is_ok(), "{ok:?}");
         for bad in ["100-continue, foo", "foo", "200-ok"] {
             let err = run(http::Request::post("/")
                 .header("host", "a")

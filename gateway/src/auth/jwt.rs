@@ -39,9 +39,6 @@ pub(crate) struct Issuer {
 pub(crate) struct Verified {
     pub issuer: String,
     pub sub: String,
-    /// `jti`, when present (part of the fingerprint).
-    #[allow(dead_code)]
-    pub jti: Option<String>,
     pub exp: u64,
     pub kid: Option<String>,
     pub gateway: bool,
@@ -219,20 +216,20 @@ fn check_claims(c: &Map<String, Value>, iss: &Issuer, now: u64) -> Result<Verifi
         Some(Value::String(s)) if !s.is_empty() && s.len() <= 256 => s.clone(),
         Some(_) => return Err("jwt_claim_invalid"),
     };
+    // `jti`, when present, is part of the fingerprint.
     let jti = match c.get("jti") {
         None => None,
-        Some(Value::String(j)) if j.len() <= 256 => Some(j.clone()),
+        Some(Value::String(j)) if j.len() <= 256 => Some(j.as_str()),
         Some(_) => return Err("jwt_claim_invalid"),
     };
     let fingerprint = {
         use sha2::Digest as _;
-        let text = format!("{}|{}|{}", iss.name, sub, jti.as_deref().unwrap_or(""));
+        let text = format!("{}|{}|{}", iss.name, sub, jti.unwrap_or(""));
         hex::encode(sha2::Sha256::digest(text.as_bytes()))
     };
     Ok(Verified {
         issuer: iss.name.clone(),
         sub,
-        jti,
         exp,
         kid: None,
         gateway: iss.gateway,

@@ -1,4 +1,7 @@
-//! The command line: `run`, `validate`, `demo`.
+//! The command line: `run` (the gateway), `validate` (a config, without starting anything),
+//! `evidence` (`verify`, `show`, `export`, `anchor`: offline tools for operators and auditors),
+//! `signer` (the checkpoint signer process), `secret` (the stored forms of credentials) and
+//! `demo` (a gateway with a built-in upstream).
 
 pub mod demo;
 

@@ -1,6 +1,8 @@
 //! The names of the pipeline stages, in order.
 
-/// A pipeline stage name, used for spans, metrics and evidence.
+/// The stage an exchange ended at, used for metrics and evidence: the stage that refused it, or
+/// `Dispatch` for one that was forwarded. (Streaming the response back and recording its outcome
+/// come after dispatch; how they ended is in the outcome record, not a stage of its own here.)
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Stage {
     /// Connection accepted, TLS, HTTP parsing.
@@ -19,10 +21,6 @@ pub enum Stage {
     RecordRequest,
     /// Upstream call.
     Dispatch,
-    /// Response streaming.
-    Respond,
-    /// Evidence of the outcome.
-    RecordOutcome,
 }
 
 impl Stage {
@@ -37,13 +35,11 @@ impl Stage {
             Stage::Throttle => "throttle",
             Stage::RecordRequest => "record_request",
             Stage::Dispatch => "dispatch",
-            Stage::Respond => "respond",
-            Stage::RecordOutcome => "record_outcome",
         }
     }
 
     /// All stages, in pipeline order.
-    pub const ALL: [Stage; 10] = [
+    pub const ALL: [Stage; 8] = [
         Stage::Accept,
         Stage::Admit,
         Stage::Route,
@@ -52,7 +48,5 @@ impl Stage {
         Stage::Throttle,
         Stage::RecordRequest,
         Stage::Dispatch,
-        Stage::Respond,
-        Stage::RecordOutcome,
     ];
 }

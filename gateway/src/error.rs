@@ -11,7 +11,7 @@ use penghubung_adapter::AdapterError;
 use crate::admit::canonical::PathError;
 pub use crate::auth::settings::FaultStyle;
 use crate::auth::AuthError;
-use crate::pipeline::Stage;
+use crate::pipeline::stage::Stage;
 
 /// Everything that can stop a request in the pipeline.
 #[derive(Debug, thiserror::Error)]

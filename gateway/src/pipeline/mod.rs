@@ -5,8 +5,6 @@
 pub mod record;
 pub mod stage;
 
-pub use stage::Stage;
-
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -29,6 +27,7 @@ use crate::snapshot::Snapshot;
 use crate::telemetry::ServiceMetrics;
 use penghubung_evidence::EvidenceLog;
 use record::{OutcomeFacts, RecordingBody, RefusalFacts, RequestFacts};
+use stage::Stage;
 
 const APIKEY: HeaderName = HeaderName::from_static("apikey");
 const CONSUMER_OPD: HeaderName = HeaderName::from_static("x-penghubung-consumer-opd");

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::upstream::{find, header_in};
+use crate::upstream::{find, header_in, parse_headers};
 use crate::IO_TIMEOUT;
 
 /// Sends `bytes` on a fresh connection and reads until the peer closes or `IO_TIMEOUT`.
@@ -109,13 +109,8 @@ async fn read_one(stream: &mut TcpStream, buf: &mut Vec<u8>, limit: Duration) ->
     let Some(status) = status_of(head.as_bytes()) else {
         return Read::Closed;
     };
-    let headers: Vec<(String, String)> = head
-        .split("\r\n")
-        .skip(1)
-        .filter_map(|l| l.split_once(':'))
-        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let headers = parse_headers(head.split("\r\n").skip(1));
+    let get = |n: &str| header_in(&headers, n).map(str::to_owned);
     let mut pos = head_end + 4;
     let mut body = Vec::new();
     // A close mid-body ends the read with what arrived, marked incomplete.

@@ -251,6 +251,14 @@ pub(crate) fn header_in<'a>(headers: &'a [(String, String)], name: &str) -> Opti
         .map(|(_, v)| v.as_str())
 }
 
+/// Header lines (after the start line) as (lower-cased name, trimmed value) pairs.
+pub(crate) fn parse_headers<'a>(lines: impl Iterator<Item = &'a str>) -> Vec<(String, String)> {
+    lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect()
+}
+
 /// Position of `needle` in `haystack`.
 pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
@@ -302,11 +310,8 @@ async fn serve_upstream(
         let mut parts = request_line.split(' ');
         let method = parts.next().unwrap_or("").to_owned();
         let target = parts.next().unwrap_or("").to_owned();
-        let headers: Vec<(String, String)> = lines
-            .filter_map(|l| l.split_once(':'))
-            .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_owned()))
-            .collect();
-        let get = |n: &str| headers.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+        let headers = parse_headers(lines);
+        let get = |n: &str| header_in(&headers, n).map(str::to_owned);
         let mut pos = head_end + 4;
         let mut body = Vec::new();
         if get("transfer-encoding").is_some_and(|v| v.eq_ignore_ascii_case("chunked")) {

@@ -195,3 +195,71 @@ pub async fn start_tsa(dir: PathBuf) -> Tsa {
     });
     Tsa { url, up, served }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    /// POSTs `query` to the TSA: the status and the reply body.
+    async fn post(url: &str, query: &[u8]) -> (u16, Vec<u8>) {
+        let addr = url
+            .strip_prefix("http://")
+            .and_then(|rest| rest.split('/').next())
+            .unwrap();
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let head = format!(
+            "POST /tsa HTTP/1.1\r\nhost: tsa\r\ncontent-type: application/timestamp-query\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            query.len()
+        );
+        stream.write_all(head.as_bytes()).await.unwrap();
+        stream.write_all(query).await.unwrap();
+        let mut raw = Vec::new();
+        tokio::time::timeout(crate::IO_TIMEOUT, stream.read_to_end(&mut raw))
+            .await
+            .unwrap()
+            .unwrap();
+        let end = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+        let status = std::str::from_utf8(&raw[9..12]).unwrap().parse().unwrap();
+        (status, raw[end + 4..].to_vec())
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn replies_verify_with_openssl_and_a_down_tsa_answers_503() {
+        let dir = crate::dir::temp_dir("tsa");
+        let d = dir.path();
+        let ca = tsa_pki(d);
+        let tsa = start_tsa(d.to_path_buf()).await;
+        std::fs::write(d.join("data"), b"a checkpoint digest").unwrap();
+        let query_args = ["ts", "-query", "-data", "data", "-sha256", "-cert"];
+        openssl(d, &[&query_args[..], &["-out", "q.tsq"]].concat());
+        let query = std::fs::read(d.join("q.tsq")).unwrap();
+
+        let (status, reply) = post(&tsa.url, &query).await;
+        assert_eq!(status, 200);
+        assert_eq!(tsa.served.load(Ordering::SeqCst), 1);
+        std::fs::write(d.join("r.tsr"), reply).unwrap();
+        let ca = ca.to_str().unwrap();
+        // openssl checks the signature, the certificate chain to the CA and the imprint.
+        openssl(
+            d,
+            &[
+                "ts", "-verify", "-data", "data", "-in", "r.tsr", "-CAfile", ca,
+            ],
+        );
+        // The reply does not verify for other data.
+        std::fs::write(d.join("other"), b"other data").unwrap();
+        let other = Command::new("openssl")
+            .args([
+                "ts", "-verify", "-data", "other", "-in", "r.tsr", "-CAfile", ca,
+            ])
+            .current_dir(d)
+            .output()
+            .unwrap();
+        assert!(!other.status.success());
+
+        tsa.up.store(false, Ordering::SeqCst);
+        assert_eq!(post(&tsa.url, &query).await.0, 503);
+        assert_eq!(tsa.served.load(Ordering::SeqCst), 1);
+    }
+}

@@ -2,7 +2,7 @@
 //!
 //! `build` does all the I/O of the config lifecycle (certificates, upstream clients); the server
 //! swaps the result in whole (`ArcSwap<Snapshot>`), and each request loads it once. Upstream
-//! groups whose settings did not change are carried over from the previous runtime, so a reload
+//! groups whose settings did not change are carried over from the previous snapshot, so a reload
 //! keeps their connection pools and health state.
 
 use std::collections::HashMap;
@@ -54,7 +54,7 @@ impl std::fmt::Debug for Service {
 
 /// Everything a request needs, compiled from one config.
 pub struct Snapshot {
-    /// The config this runtime was built from.
+    /// The config this snapshot was built from.
     pub config: Arc<ConfigFile>,
     /// This node's name.
     pub node_id: String,
@@ -70,7 +70,7 @@ pub struct Snapshot {
     pub unrouted: Arc<ServiceMetrics>,
     /// Stages 3–5: credentials, grants, limits.
     pub auth: AuthRuntime,
-    /// SHA-256 of the config text this runtime was built from (for `admin` evidence records).
+    /// SHA-256 of the config text this snapshot was built from (for `admin` evidence records).
     pub source_sha256: [u8; 32],
     service_metrics: HashMap<String, Arc<ServiceMetrics>>,
 }
@@ -145,7 +145,7 @@ pub fn node_id(config: &ConfigFile) -> String {
 }
 
 impl Snapshot {
-    /// Builds a runtime from a validated config. Must run inside the tokio runtime (upstream
+    /// Builds a snapshot from a validated config. Must run inside the tokio runtime (upstream
     /// health checks are spawned here).
     pub async fn build(
         config: ConfigFile,

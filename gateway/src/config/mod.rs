@@ -1,4 +1,4 @@
-//! Config lifecycle (DESIGN.md §5): **load → validate → build → swap**.
+//! Config lifecycle: **load → validate → build → swap**.
 //!
 //! [`load`] reads and parses the TOML file, [`validate::validate`] checks it without I/O and
 //! collects every problem with its path, [`crate::snapshot::Snapshot::build`] does all I/O
@@ -49,7 +49,7 @@ pub enum ConfigError {
     /// Validation found problems; all of them are listed.
     #[error("{} problem(s):\n{}", .0.len(), .0.iter().map(|i| format!("  {i}")).collect::<Vec<_>>().join("\n"))]
     Invalid(Vec<ConfigIssue>),
-    /// Building the runtime failed (a certificate could not be read, …).
+    /// Building the snapshot failed (a certificate could not be read, …).
     #[error("{0}")]
     Build(String),
 }

@@ -87,7 +87,7 @@ impl Gateway {
     }
 
     /// Reloads the config file (or uses `replacement`): validate, build, swap. On any error the
-    /// current runtime keeps serving and the reason is returned (and logged). Both outcomes are
+    /// current snapshot keeps serving and the reason is returned (and logged). Both outcomes are
     /// `admin` evidence records.
     pub async fn reload(&self, replacement: Option<ConfigFile>) -> Result<(), ConfigError> {
         let _guard = self.reload_lock.lock().await;

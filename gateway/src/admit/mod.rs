@@ -4,7 +4,7 @@
 //! checks (CL with TE, codings other than `chunked`, `_` look-alikes of framing headers), the
 //! Host / `:authority` / SNI agreement, `Expect`, the W3C trace context, and the canonical path
 //! computed once. Header cleaning (hop-by-hop and client-supplied identity headers) lives in
-//! [`headers`].
+//! `headers`.
 
 pub mod canonical;
 pub(crate) mod headers;

@@ -62,6 +62,9 @@ pub struct TsaSettings {
     /// Timeout of one time-stamp request, in milliseconds.
     #[serde(default = "default_tsa_timeout")]
     pub timeout_ms: u64,
+    /// TSA policy OIDs (dotted) a token may carry; empty accepts any policy.
+    #[serde(default)]
+    pub accepted_policies: Vec<String>,
 }
 
 /// The `[evidence]` table.
@@ -195,6 +198,7 @@ mod tests {
                 url: "https://x".into(),
                 ca_certificate: "".into(),
                 unreachable_window_secs: 1,
+                accepted_policies: Vec::new(),
                 policy: TsaPolicy::Continue,
                 timeout_ms: 1,
             }),

@@ -203,6 +203,7 @@ fn tsa_settings(url: &str, ca: &Path, policy: TsaPolicy) -> TsaSettings {
         unreachable_window_secs: 0,
         policy,
         timeout_ms: 10_000,
+        accepted_policies: Vec::new(),
     }
 }
 
@@ -227,7 +228,7 @@ async fn checkpoints_carry_verified_time_stamps() {
     let opts = VerifyOptions {
         trust_anchors: Some(load_pem_certificates(&pki.ca).unwrap()),
         tsa_anchors: Some(load_pem_certificates(&tsa_ca).unwrap()),
-        anchor: None,
+        ..VerifyOptions::default()
     };
     let report = verify_dir(&dir, &opts, &mut |_| {}).unwrap();
     assert!(report.problem.is_none(), "{report:?}");
@@ -247,7 +248,12 @@ async fn checkpoints_carry_verified_time_stamps() {
         .unwrap()
         .problem
         .unwrap();
-    assert!(p.reason.contains("TSA CA"), "{}", p.reason);
+    assert_eq!(
+        p.class,
+        penghubung_evidence::reason::Reason::CertificatePath,
+        "{}",
+        p.reason
+    );
     // The bundle carries the token too.
     let out = tmp.path().join("bundle.json");
     cli::export(&dir, "ex-3", &out).unwrap();
@@ -281,7 +287,7 @@ async fn tsa_down_fail_closed_refuses_appends_until_it_is_back() {
     let opts = VerifyOptions {
         trust_anchors: Some(load_pem_certificates(&pki.ca).unwrap()),
         tsa_anchors: Some(load_pem_certificates(&tsa_ca).unwrap()),
-        anchor: None,
+        ..VerifyOptions::default()
     };
     let report = verify_dir(&dir, &opts, &mut |_| {}).unwrap();
     assert!(report.problem.is_none(), "{report:?}");

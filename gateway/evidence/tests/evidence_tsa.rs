@@ -327,3 +327,148 @@ async fn tsa_down_continue_keeps_serving_and_flags_it() {
     assert!(m.contains("penghubung_evidence_tsa_ok 0"), "{m}");
     log.shutdown().await;
 }
+
+/// Runs `openssl ts -reply` on a query for `imprint` with the TSA config in `dir`; the token.
+fn token_for(dir: &Path, imprint: &[u8; 32], nonce: &[u8]) -> Vec<u8> {
+    let q = dir.join("direct.tsq");
+    let r = dir.join("direct.tsr");
+    std::fs::write(&q, penghubung_evidence::tsa::request(imprint, nonce)).unwrap();
+    let cfg = dir.join("tsa.cnf");
+    openssl(
+        dir,
+        &[
+            "ts",
+            "-reply",
+            "-config",
+            cfg.to_str().unwrap(),
+            "-queryfile",
+            q.to_str().unwrap(),
+            "-out",
+            r.to_str().unwrap(),
+        ],
+    );
+    penghubung_evidence::tsa::token_from_response(&std::fs::read(&r).unwrap()).unwrap()
+}
+
+/// Re-signs `token`'s signed attributes with `key_pem` after renaming its ESS
+/// signingCertificateV2 attribute to an unrelated OID, keeping every length (retrying until
+/// the new ECDSA signature has the old one's length).
+fn strip_ess(token: &[u8], key_pem: &Path) -> Vec<u8> {
+    use rustls_pki_types::pem::PemObject as _;
+    let ess_v2: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x02, 0x2f];
+    let at = token
+        .windows(ess_v2.len())
+        .position(|w| w == ess_v2)
+        .expect("openssl wrote signingCertificateV2");
+    let mut out = token.to_vec();
+    out[at + ess_v2.len() - 1] = 0x30; // id-aa-48: not an ESS attribute
+    let parsed = penghubung_evidence::tsa::parse_token(&out).unwrap();
+    let attrs_at = parsed.signed_attrs.as_ptr() as usize - out.as_ptr() as usize;
+    let attrs_len = parsed.signed_attrs.len();
+    let sig_at = parsed.signature.as_ptr() as usize - out.as_ptr() as usize;
+    let sig_len = parsed.signature.len();
+    let mut signed = out[attrs_at..attrs_at + attrs_len].to_vec();
+    signed[0] = 0x31;
+    let key = rustls_pki_types::PrivatePkcs8KeyDer::from_pem_file(key_pem).unwrap();
+    let rng = ring::rand::SystemRandom::new();
+    let kp = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_ASN1_SIGNING,
+        key.secret_pkcs8_der(),
+        &rng,
+    )
+    .unwrap();
+    loop {
+        let sig = kp.sign(&rng, &signed).unwrap();
+        if sig.as_ref().len() == sig_len {
+            out[sig_at..sig_at + sig_len].copy_from_slice(sig.as_ref());
+            return out;
+        }
+    }
+}
+
+#[test]
+fn time_stamp_tokens_are_checked_completely() {
+    use penghubung_evidence::pki::PathPolicy;
+    use penghubung_evidence::reason::Reason;
+    use penghubung_evidence::tsa::verify_token_with;
+    let tmp = TempDir::new("tst-checks");
+    let dir = tmp.path().join("tsa");
+    let ca = tsa_pki(&dir);
+    let anchors = load_pem_certificates(&ca).unwrap();
+    let policy = PathPolicy::tsa(anchors.clone(), Vec::new());
+    let imprint = [9u8; 32];
+    let nonce = [0x11, 0x22, 0x33];
+    let token = token_for(&dir, &imprint, &nonce);
+    let oid = |s: &str| penghubung_evidence::pki::oid_der(s).unwrap();
+    // Good: imprint, nonce, policy, ESS, chain.
+    verify_token_with(&token, &imprint, &policy, &[oid("1.2.3.4.1")], Some(&nonce)).unwrap();
+    let class = |r: Result<penghubung_evidence::tsa::TokenInfo, penghubung_evidence::reason::Failure>| {
+        r.unwrap_err().reason
+    };
+    assert_eq!(
+        class(verify_token_with(&token, &[8; 32], &policy, &[], None)),
+        Reason::Timestamp
+    );
+    assert_eq!(
+        class(verify_token_with(&token, &imprint, &policy, &[], Some(&[1, 2]))),
+        Reason::Timestamp
+    );
+    assert_eq!(
+        class(verify_token_with(&token, &imprint, &policy, &[oid("1.2.3.4.2")], None)),
+        Reason::Timestamp
+    );
+    // The same token with its ESS attribute renamed (and properly re-signed) is refused.
+    let no_ess = strip_ess(&token, &dir.join("tsa.key"));
+    assert_eq!(
+        class(verify_token_with(&no_ess, &imprint, &policy, &[], None)),
+        Reason::TimestampEss
+    );
+    // A CRL of the TSA CA listing the TSA certificate.
+    std::fs::write(
+        dir.join("ca.cnf"),
+        format!(
+            "[ ca ]\ndefault_ca = c\n[ c ]\ndir = {}\ndatabase = $dir/index.txt\ncrlnumber = $dir/crlnumber\n\
+             default_md = sha256\ndefault_crl_days = 30\n",
+            dir.display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(dir.join("index.txt"), "").unwrap();
+    std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
+    let cnf = dir.join("ca.cnf");
+    let cnf = cnf.to_str().unwrap();
+    openssl(&dir, &["ca", "-config", cnf, "-revoke", "tsa.pem", "-keyfile", "ca.key", "-cert", "ca.pem"]);
+    openssl(&dir, &["ca", "-config", cnf, "-gencrl", "-keyfile", "ca.key", "-cert", "ca.pem", "-out", "tsa.crl"]);
+    let crls = cli::load_crls(&[dir.join("tsa.crl")]).unwrap();
+    assert_eq!(
+        class(verify_token_with(&token, &imprint, &PathPolicy::tsa(anchors.clone(), crls), &[], None)),
+        Reason::CertificateRevoked
+    );
+
+    // A TSA certificate issued by a non-CA certificate under the TSA CA.
+    let bad = tmp.path().join("tsa-bad");
+    std::fs::create_dir_all(&bad).unwrap();
+    for f in ["ca.pem", "ca.key"] {
+        std::fs::copy(dir.join(f), bad.join(f)).unwrap();
+    }
+    let ec = ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"];
+    openssl(&bad, &[&ec[..], &["mid.key"]].concat());
+    openssl(&bad, &["req", "-new", "-key", "mid.key", "-subj", "/CN=Not a CA", "-out", "mid.csr"]);
+    std::fs::write(bad.join("mid.cnf"), "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyCertSign\n").unwrap();
+    openssl(&bad, &["x509", "-req", "-in", "mid.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "30", "-extfile", "mid.cnf", "-out", "mid.pem"]);
+    openssl(&bad, &[&ec[..], &["tsa.key"]].concat());
+    openssl(&bad, &["req", "-new", "-key", "tsa.key", "-subj", "/CN=Forged TSA", "-out", "tsa.csr"]);
+    std::fs::write(bad.join("ext.cnf"), "extendedKeyUsage=critical,timeStamping\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n").unwrap();
+    openssl(&bad, &["x509", "-req", "-in", "tsa.csr", "-CA", "mid.pem", "-CAkey", "mid.key", "-CAcreateserial", "-days", "30", "-extfile", "ext.cnf", "-out", "tsa.pem"]);
+    std::fs::write(bad.join("serial"), "01\n").unwrap();
+    let cfg = std::fs::read_to_string(dir.join("tsa.cnf"))
+        .unwrap()
+        .replace(&dir.display().to_string(), &bad.display().to_string())
+        + "certs = $dir/mid.pem\n";
+    std::fs::write(bad.join("tsa.cnf"), cfg).unwrap();
+    let forged = token_for(&bad, &imprint, &nonce);
+    assert_eq!(
+        class(verify_token_with(&forged, &imprint, &policy, &[], None)),
+        Reason::CertificatePath
+    );
+}

@@ -746,3 +746,84 @@ fn crc32c_of(b: &[u8]) -> u32 {
     }
     !crc
 }
+
+#[tokio::test]
+async fn legacy_log_resumed_by_the_current_writer_verifies() {
+    use rustls_pki_types::pem::PemObject as _;
+    let tmp = TempDir::new("legacy-resume");
+    let pki = pki(tmp.path(), false);
+    let id = Identity {
+        key: rustls_pki_types::PrivatePkcs8KeyDer::from_pem_file(&pki.key)
+            .unwrap()
+            .secret_pkcs8_der()
+            .to_vec(),
+        chain: penghubung_evidence::signer::load_pem_certificates(&pki.chain).unwrap(),
+    };
+    let dir = tmp.path().join("log");
+    // A log as the code before format 2 wrote it.
+    let old = write_log(&dir, &base_records(), &id, Format::Legacy, &|_, _| {});
+    let log = penghubung_evidence::EvidenceLog::open(&settings(&dir, Some(&pki)), "node-v")
+        .await
+        .unwrap();
+    assert_eq!(log.append(request("ex-new")).await.unwrap(), 7);
+    assert_eq!(log.checkpoint_now().await.unwrap(), Some(8));
+    log.shutdown().await;
+    let opts = VerifyOptions {
+        trust_anchors: Some(penghubung_evidence::signer::load_pem_certificates(&pki.ca).unwrap()),
+        ..VerifyOptions::default()
+    };
+    let report = verify_dir(&dir, &opts, &mut |_| {}).unwrap();
+    assert!(report.problem.is_none(), "{report:?}");
+    assert_eq!(report.checkpoints, 3);
+    for rule in ["legacy-signature: 2 ", "legacy-timestamp-binding: "] {
+        assert_eq!(
+            report.warnings.iter().filter(|w| w.starts_with(rule)).count(),
+            1,
+            "{:?}",
+            report.warnings
+        );
+    }
+    // The new checkpoint is format 2 and binds the legacy one's status and token.
+    let mut last = None;
+    penghubung_evidence::verify::scan(&dir, &mut |s| {
+        if let Some(Kind::Checkpoint(cp)) = s.record.kind {
+            last = Some(cp);
+        }
+        true
+    })
+    .unwrap();
+    let last = last.unwrap();
+    assert_eq!(last.format, FORMAT_CURRENT);
+    let old_cp = match Record::decode(old[5].as_slice()).unwrap().kind {
+        Some(Kind::Checkpoint(cp)) => cp,
+        _ => unreachable!(),
+    };
+    assert_eq!(
+        last.previous_timestamp_sha256.as_ref(),
+        timestamp_binding(&old_cp.tsa_status, &old_cp.timestamp_token).as_slice()
+    );
+}
+
+#[test]
+fn bundle_without_token_verifies_with_a_warning_when_a_tsa_ca_is_given() {
+    let tmp = TempDir::new("bundle-no-token");
+    let root = ca("Root");
+    let id = identity(leaf_params("Signer"), &root.cert, &root.key, &[root.cert.der()]);
+    let recs = write_log(&tmp.path().join("log"), &base_records(), &id, Format::Current, &|_, cp| {
+        cp.tsa_status = "unavailable: TSA down".into();
+    });
+    let bundle = serde_json::to_vec(&bundle_of(&recs, "ex-1")).unwrap();
+    let tsa_ca = ca("TSA CA");
+    let opts = VerifyOptions {
+        trust_anchors: Some(vec![root.cert.der().to_vec()]),
+        tsa_anchors: Some(vec![tsa_ca.cert.der().to_vec()]),
+        ..VerifyOptions::default()
+    };
+    let v = check_bundle_bytes(&bundle, &opts).unwrap();
+    assert!(v.result.is_ok(), "{:?}", v.result);
+    assert!(v.warnings.iter().any(|w| w.contains("no time-stamp (unavailable: TSA down)")), "{:?}", v.warnings);
+    // verify gives the same verdict on the same checkpoints.
+    let r = verify_dir(&tmp.path().join("log"), &opts, &mut |_| {}).unwrap();
+    assert!(r.problem.is_none(), "{r:?}");
+    assert!(r.warnings.iter().any(|w| w.contains("no time-stamp")));
+}

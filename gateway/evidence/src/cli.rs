@@ -334,7 +334,9 @@ pub fn check_bundle_value(
     let cp_bytes = B64
         .decode(&b.checkpoint)
         .map_err(|e| malformed(format!("checkpoint is not base64: {e}")))?;
-    let cp_record = decode_record(&cp_bytes)?.record;
+    let cp_decoded = decode_record(&cp_bytes)?;
+    let mut unknown = cp_decoded.unknown_fields;
+    let cp_record = cp_decoded.record;
     let Some(Kind::Checkpoint(cp)) = &cp_record.kind else {
         return Err(malformed("bundle checkpoint is not a checkpoint".into()));
     };
@@ -369,7 +371,9 @@ pub fn check_bundle_value(
         let bytes = B64
             .decode(&r.record)
             .map_err(|e| malformed(format!("record #{} is not base64: {e}", r.sequence)))?;
-        let record = decode_record(&bytes)?.record;
+        let decoded = decode_record(&bytes)?;
+        unknown.extend(decoded.unknown_fields);
+        let record = decoded.record;
         if record.sequence != r.sequence {
             return Err(malformed(format!(
                 "record #{} holds sequence {}",
@@ -429,6 +433,14 @@ pub fn check_bundle_value(
         return Err(Failure::new(
             Reason::BundleIncomplete,
             format!("an outcome names request #{o}, which is not in the bundle"),
+        ));
+    }
+    if !unknown.is_empty() {
+        unknown.sort();
+        unknown.dedup();
+        warnings.push(format!(
+            "unknown fields (ignored, covered by the hashes): {}",
+            unknown.join(", ")
         ));
     }
     if !requests.is_empty() && outcomes.is_empty() {

@@ -472,3 +472,82 @@ fn time_stamp_tokens_are_checked_completely() {
         Reason::CertificatePath
     );
 }
+
+#[test]
+fn checkpoint_time_stamp_window_and_tsa_usage() {
+    use penghubung_evidence::checkpoint::{digest_of, signed_bytes, tsa_imprint, FORMAT_CURRENT};
+    use penghubung_evidence::reason::Reason;
+    use penghubung_evidence::schema::Checkpoint;
+    use penghubung_evidence::signer::LocalKey;
+    use penghubung_evidence::verify::{check_checkpoint, CheckContext};
+    let tmp = TempDir::new("tst-window");
+    let pki = pki(tmp.path(), false);
+    let dir = tmp.path().join("tsa");
+    let tsa_ca = tsa_pki(&dir);
+    let key = LocalKey::load(&pki.key, &pki.chain).unwrap();
+    let ctx = CheckContext::new(&VerifyOptions {
+        trust_anchors: Some(load_pem_certificates(&pki.ca).unwrap()),
+        tsa_anchors: Some(load_pem_certificates(&tsa_ca).unwrap()),
+        ..VerifyOptions::default()
+    })
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let stamped = |signed_time: i64| {
+        let mut cp = Checkpoint {
+            tree_size: 0,
+            root_hash: vec![0u8; 32].into(),
+            previous_checkpoint_sha256: vec![0u8; 32].into(),
+            previous_timestamp_sha256: vec![0u8; 32].into(),
+            signed_time_unix_nanos: signed_time,
+            format: FORMAT_CURRENT,
+            ..Checkpoint::default()
+        };
+        let d = digest_of("node-t", &cp);
+        let s = key.sign("checkpoint", &d).unwrap();
+        assert_eq!(signed_bytes(&cp, &d)[..23], b"penghubung.signature.v1"[..]);
+        cp.signature = s.signature.into();
+        cp.signature_algorithm = s.algorithm;
+        cp.signer_certificate_chain = s.chain.into_iter().map(Into::into).collect();
+        cp.timestamp_token = token_for(&dir, &tsa_imprint(&d, &cp.signature), &[7]).into();
+        cp.tsa_status = "granted".into();
+        cp
+    };
+    check_checkpoint(&ctx, "node-t", &stamped(now)).unwrap();
+    let two_hours = 2 * 3600 * 1_000_000_000i64;
+    assert_eq!(
+        check_checkpoint(&ctx, "node-t", &stamped(now - two_hours))
+            .unwrap_err()
+            .reason,
+        Reason::TimestampWindow
+    );
+    // A swapped token (another checkpoint's) fails the imprint.
+    let mut a = stamped(now);
+    a.timestamp_token = stamped(now).timestamp_token;
+    assert_eq!(
+        check_checkpoint(&ctx, "node-t", &a).unwrap_err().reason,
+        Reason::Timestamp
+    );
+    // A TSA certificate whose timeStamping EKU is not critical is refused by path validation.
+    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut cap = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    cap.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    cap.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    let ca = cap.self_signed(&ca_key).unwrap();
+    let k = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::TimeStamping];
+    let leaf = p.signed_by(&k, &ca, &ca_key).unwrap();
+    let policy = penghubung_evidence::pki::PathPolicy::tsa(vec![ca.der().to_vec()], Vec::new());
+    let err = penghubung_evidence::pki::validate(
+        &[leaf.der().as_ref()],
+        &policy,
+        penghubung_evidence::pki::Role::Tsa,
+        now / 1_000_000_000,
+    )
+    .unwrap_err();
+    assert_eq!(err.reason, Reason::CertificateUsage, "{err}");
+}

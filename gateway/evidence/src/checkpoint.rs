@@ -42,7 +42,14 @@ pub fn digest(
     previous: &[u8],
     signed_time: i64,
 ) -> Hash {
-    sha256(&digest_input(DOMAIN, node_id, tree_size, root, previous, signed_time))
+    sha256(&digest_input(
+        DOMAIN,
+        node_id,
+        tree_size,
+        root,
+        previous,
+        signed_time,
+    ))
 }
 
 fn digest_input(

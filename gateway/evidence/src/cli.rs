@@ -31,7 +31,10 @@ pub fn load_crls(paths: &[std::path::PathBuf]) -> anyhow::Result<Vec<Vec<u8>>> {
             continue;
         }
         for crl in rustls_pki_types::CertificateRevocationListDer::pem_slice_iter(&bytes) {
-            out.push(crl.with_context(|| format!("parse CRL {}", p.display()))?.to_vec());
+            out.push(
+                crl.with_context(|| format!("parse CRL {}", p.display()))?
+                    .to_vec(),
+            );
         }
     }
     Ok(out)
@@ -329,7 +332,10 @@ pub fn check_bundle_value(
         return Err(malformed(format!("format is not {BUNDLE_FORMAT}")));
     }
     if b.exchange_id.is_empty() {
-        return Err(Failure::new(Reason::BundleForeign, "bundle names no exchange"));
+        return Err(Failure::new(
+            Reason::BundleForeign,
+            "bundle names no exchange",
+        ));
     }
     let cp_bytes = B64
         .decode(&b.checkpoint)
@@ -340,6 +346,12 @@ pub fn check_bundle_value(
     let Some(Kind::Checkpoint(cp)) = &cp_record.kind else {
         return Err(malformed("bundle checkpoint is not a checkpoint".into()));
     };
+    if cp.tree_size >= cp_record.sequence {
+        return Err(Failure::new(
+            Reason::Merkle,
+            "checkpoint tree size is not below its own sequence number",
+        ));
+    }
     let notes = check_checkpoint(ctx, &cp_record.node_id, cp)?;
     if opts.trust_anchors.is_none() {
         warnings.push("signer certificate chain not checked (no trust CA given)".into());

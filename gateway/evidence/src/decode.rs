@@ -223,7 +223,10 @@ mod tests {
             ..Record::default()
         }
         .encode_to_vec();
-        assert_eq!(decode_record(&kindless).unwrap_err().reason, Reason::Kindless);
+        assert_eq!(
+            decode_record(&kindless).unwrap_err().reason,
+            Reason::Kindless
+        );
         let mut twice = admin();
         twice.extend_from_slice(&[0x6a, 0x00]); // field 13 (admin) again
         assert_eq!(
@@ -253,6 +256,9 @@ mod tests {
         let d = decode_record(&extra).unwrap();
         assert_eq!(d.unknown_fields, vec!["Record.100".to_owned()]);
         assert_eq!(decode_record(&[0x0b]).unwrap_err().reason, Reason::Decode);
-        assert_eq!(decode_record(&[0x12, 0x05]).unwrap_err().reason, Reason::Decode);
+        assert_eq!(
+            decode_record(&[0x12, 0x05]).unwrap_err().reason,
+            Reason::Decode
+        );
     }
 }

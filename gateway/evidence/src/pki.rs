@@ -210,7 +210,8 @@ pub fn validate(
         .collect();
     let mut anchors = Vec::new();
     for a in &anchor_ders {
-        let (_, c) = X509Certificate::from_der(a).map_err(|e| path(format!("trust anchor: {e}")))?;
+        let (_, c) =
+            X509Certificate::from_der(a).map_err(|e| path(format!("trust anchor: {e}")))?;
         if let Ok(Some(k)) = c.key_usage() {
             if !k.value.key_cert_sign() {
                 continue; // an anchor that may not sign certificates anchors nothing
@@ -290,11 +291,17 @@ pub fn validate(
             Err(match e {
                 E::CertExpired { .. } | E::CertNotValidYet { .. } => Failure::new(
                     Reason::CertificateExpired,
-                    format!("certificate of {} not valid at {at_unix}: {e:?}", leaf.subject()),
+                    format!(
+                        "certificate of {} not valid at {at_unix}: {e:?}",
+                        leaf.subject()
+                    ),
                 ),
                 E::CertRevoked => Failure::new(
                     Reason::CertificateRevoked,
-                    format!("certificate of {} (or an issuer) is revoked", leaf.subject()),
+                    format!(
+                        "certificate of {} (or an issuer) is revoked",
+                        leaf.subject()
+                    ),
                 ),
                 E::RequiredEkuNotFoundContext(_) => usage(format!(
                     "certificate of {} lacks an accepted extended key usage",
@@ -327,8 +334,8 @@ mod tests {
         assert_eq!(
             oid_der(EKU_PENGHUBUNG_CHECKPOINT).unwrap(),
             [
-                0x69, 0xe5, 0xc3, 0x92, 0xd3, 0xcd, 0xea, 0xea, 0xb3, 0x93, 0xad, 0xd8, 0xa5,
-                0xdd, 0xa2, 0xb5, 0x93, 0xc6, 0x3d
+                0x69, 0xe5, 0xc3, 0x92, 0xd3, 0xcd, 0xea, 0xea, 0xb3, 0x93, 0xad, 0xd8, 0xa5, 0xdd,
+                0xa2, 0xb5, 0x93, 0xc6, 0x3d
             ]
         );
         assert_eq!(oid_der("1"), None);

@@ -70,7 +70,9 @@ impl TsaClient {
             .iter()
             .map(|o| {
                 pki::oid_der(o).ok_or_else(|| {
-                    EvidenceError::Config(format!("evidence.tsa.accepted_policies: not an OID: {o:?}"))
+                    EvidenceError::Config(format!(
+                        "evidence.tsa.accepted_policies: not an OID: {o:?}"
+                    ))
                 })
             })
             .collect::<Result<_, _>>()?;
@@ -347,7 +349,7 @@ fn ess_binds(attrs: &[(&[u8], &[u8])], cert: &[u8]) -> Result<(), Failure> {
             let mut id = Der(Der(certs.content).expect(0x30, "ESSCertID")?.content);
             let mut first = id.next()?;
             let alg: &ring::digest::Algorithm = if v2 {
-                let alg = if first.tag == 0x30 {
+                if first.tag == 0x30 {
                     let oid = Der(first.content).expect(0x06, "hashAlgorithm")?.content;
                     first = id.next()?;
                     match oid {
@@ -358,8 +360,7 @@ fn ess_binds(attrs: &[(&[u8], &[u8])], cert: &[u8]) -> Result<(), Failure> {
                     }
                 } else {
                     &ring::digest::SHA256
-                };
-                alg
+                }
             } else {
                 &ring::digest::SHA1_FOR_LEGACY_USE_ONLY
             };

@@ -91,7 +91,9 @@ impl Anchor {
         };
         if record.sequence != self.sequence
             || cp.tree_size != self.tree_size
-            || !self.root_hash.eq_ignore_ascii_case(&hex::encode(&cp.root_hash))
+            || !self
+                .root_hash
+                .eq_ignore_ascii_case(&hex::encode(&cp.root_hash))
         {
             return Err(bad(
                 "anchor JSON (sequence, tree_size, root_hash) disagrees with its record",
@@ -230,7 +232,10 @@ pub fn check_checkpoint(
         ));
     }
     if cp.root_hash.len() != 32 || cp.previous_checkpoint_sha256.len() != 32 {
-        return Err(Failure::new(Reason::Merkle, "root or previous digest is not 32 bytes"));
+        return Err(Failure::new(
+            Reason::Merkle,
+            "root or previous digest is not 32 bytes",
+        ));
     }
     if cp.format == FORMAT_CURRENT && cp.previous_timestamp_sha256.len() != 32 {
         return Err(Failure::new(
@@ -274,12 +279,17 @@ pub fn check_checkpoint(
             format!("unknown tsa_status {status:?}"),
         ));
     }
-    if (status == "granted") != !cp.timestamp_token.is_empty() {
+    let has_token = !cp.timestamp_token.is_empty();
+    if (status == "granted") != has_token {
         return Err(Failure::new(
             Reason::TimestampStatus,
             format!(
                 "tsa_status {status:?} with {} time-stamp token",
-                if cp.timestamp_token.is_empty() { "no" } else { "a" }
+                if cp.timestamp_token.is_empty() {
+                    "no"
+                } else {
+                    "a"
+                }
             ),
         ));
     }
@@ -323,7 +333,7 @@ pub fn check_checkpoint(
     Ok(notes)
 }
 
-struct State<'o> {
+struct State {
     ctx: CheckContext,
     report: Report,
     expected: u64,
@@ -340,7 +350,6 @@ struct State<'o> {
     unknown_fields: Vec<String>,
     last_checkpoint: Option<(u64, bool, String)>,
     last_time: i64,
-    _opts: &'o VerifyOptions,
 }
 
 fn fail_report(report: &mut Report, segment: PathBuf, offset: u64, sequence: u64, f: Failure) {
@@ -379,7 +388,6 @@ pub fn verify_dir(
         unknown_fields: Vec::new(),
         last_checkpoint: None,
         last_time: i64::MIN,
-        _opts: opts,
     };
     if let Some(a) = &opts.anchor {
         match a.check() {
@@ -436,7 +444,7 @@ pub fn verify_dir(
     Ok(st.report)
 }
 
-impl State<'_> {
+impl State {
     fn record(&mut self, bytes: &[u8], stored_chain: &Hash) -> Result<(), Failure> {
         let chain = chain_hash(&self.chain, bytes);
         if &chain != stored_chain {
@@ -505,10 +513,9 @@ impl State<'_> {
             ));
         }
         while self.frontier.size() < size {
-            let h = self
-                .pending
-                .pop_front()
-                .ok_or_else(|| Failure::new(Reason::Merkle, "checkpoint covers records not seen"))?;
+            let h = self.pending.pop_front().ok_or_else(|| {
+                Failure::new(Reason::Merkle, "checkpoint covers records not seen")
+            })?;
             self.frontier.push(h);
         }
         if self.frontier.root().as_slice() != cp.root_hash.as_ref() {

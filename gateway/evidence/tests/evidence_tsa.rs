@@ -355,7 +355,9 @@ fn token_for(dir: &Path, imprint: &[u8; 32], nonce: &[u8]) -> Vec<u8> {
 /// the new ECDSA signature has the old one's length).
 fn strip_ess(token: &[u8], key_pem: &Path) -> Vec<u8> {
     use rustls_pki_types::pem::PemObject as _;
-    let ess_v2: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x02, 0x2f];
+    let ess_v2: &[u8] = &[
+        0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x02, 0x2f,
+    ];
     let at = token
         .windows(ess_v2.len())
         .position(|w| w == ess_v2)
@@ -402,19 +404,32 @@ fn time_stamp_tokens_are_checked_completely() {
     let oid = |s: &str| penghubung_evidence::pki::oid_der(s).unwrap();
     // Good: imprint, nonce, policy, ESS, chain.
     verify_token_with(&token, &imprint, &policy, &[oid("1.2.3.4.1")], Some(&nonce)).unwrap();
-    let class = |r: Result<penghubung_evidence::tsa::TokenInfo, penghubung_evidence::reason::Failure>| {
-        r.unwrap_err().reason
-    };
+    let class = |r: Result<
+        penghubung_evidence::tsa::TokenInfo,
+        penghubung_evidence::reason::Failure,
+    >| { r.unwrap_err().reason };
     assert_eq!(
         class(verify_token_with(&token, &[8; 32], &policy, &[], None)),
         Reason::Timestamp
     );
     assert_eq!(
-        class(verify_token_with(&token, &imprint, &policy, &[], Some(&[1, 2]))),
+        class(verify_token_with(
+            &token,
+            &imprint,
+            &policy,
+            &[],
+            Some(&[1, 2])
+        )),
         Reason::Timestamp
     );
     assert_eq!(
-        class(verify_token_with(&token, &imprint, &policy, &[oid("1.2.3.4.2")], None)),
+        class(verify_token_with(
+            &token,
+            &imprint,
+            &policy,
+            &[oid("1.2.3.4.2")],
+            None
+        )),
         Reason::Timestamp
     );
     // The same token with its ESS attribute renamed (and properly re-signed) is refused.
@@ -437,11 +452,28 @@ fn time_stamp_tokens_are_checked_completely() {
     std::fs::write(dir.join("crlnumber"), "01\n").unwrap();
     let cnf = dir.join("ca.cnf");
     let cnf = cnf.to_str().unwrap();
-    openssl(&dir, &["ca", "-config", cnf, "-revoke", "tsa.pem", "-keyfile", "ca.key", "-cert", "ca.pem"]);
-    openssl(&dir, &["ca", "-config", cnf, "-gencrl", "-keyfile", "ca.key", "-cert", "ca.pem", "-out", "tsa.crl"]);
+    openssl(
+        &dir,
+        &[
+            "ca", "-config", cnf, "-revoke", "tsa.pem", "-keyfile", "ca.key", "-cert", "ca.pem",
+        ],
+    );
+    openssl(
+        &dir,
+        &[
+            "ca", "-config", cnf, "-gencrl", "-keyfile", "ca.key", "-cert", "ca.pem", "-out",
+            "tsa.crl",
+        ],
+    );
     let crls = cli::load_crls(&[dir.join("tsa.crl")]).unwrap();
     assert_eq!(
-        class(verify_token_with(&token, &imprint, &PathPolicy::tsa(anchors.clone(), crls), &[], None)),
+        class(verify_token_with(
+            &token,
+            &imprint,
+            &PathPolicy::tsa(anchors.clone(), crls),
+            &[],
+            None
+        )),
         Reason::CertificateRevoked
     );
 
@@ -451,15 +483,88 @@ fn time_stamp_tokens_are_checked_completely() {
     for f in ["ca.pem", "ca.key"] {
         std::fs::copy(dir.join(f), bad.join(f)).unwrap();
     }
-    let ec = ["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256", "-out"];
+    let ec = [
+        "genpkey",
+        "-algorithm",
+        "EC",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-out",
+    ];
     openssl(&bad, &[&ec[..], &["mid.key"]].concat());
-    openssl(&bad, &["req", "-new", "-key", "mid.key", "-subj", "/CN=Not a CA", "-out", "mid.csr"]);
-    std::fs::write(bad.join("mid.cnf"), "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyCertSign\n").unwrap();
-    openssl(&bad, &["x509", "-req", "-in", "mid.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-days", "30", "-extfile", "mid.cnf", "-out", "mid.pem"]);
+    openssl(
+        &bad,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "mid.key",
+            "-subj",
+            "/CN=Not a CA",
+            "-out",
+            "mid.csr",
+        ],
+    );
+    std::fs::write(
+        bad.join("mid.cnf"),
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,keyCertSign\n",
+    )
+    .unwrap();
+    openssl(
+        &bad,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "mid.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            "mid.cnf",
+            "-out",
+            "mid.pem",
+        ],
+    );
     openssl(&bad, &[&ec[..], &["tsa.key"]].concat());
-    openssl(&bad, &["req", "-new", "-key", "tsa.key", "-subj", "/CN=Forged TSA", "-out", "tsa.csr"]);
+    openssl(
+        &bad,
+        &[
+            "req",
+            "-new",
+            "-key",
+            "tsa.key",
+            "-subj",
+            "/CN=Forged TSA",
+            "-out",
+            "tsa.csr",
+        ],
+    );
     std::fs::write(bad.join("ext.cnf"), "extendedKeyUsage=critical,timeStamping\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n").unwrap();
-    openssl(&bad, &["x509", "-req", "-in", "tsa.csr", "-CA", "mid.pem", "-CAkey", "mid.key", "-CAcreateserial", "-days", "30", "-extfile", "ext.cnf", "-out", "tsa.pem"]);
+    openssl(
+        &bad,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "tsa.csr",
+            "-CA",
+            "mid.pem",
+            "-CAkey",
+            "mid.key",
+            "-CAcreateserial",
+            "-days",
+            "30",
+            "-extfile",
+            "ext.cnf",
+            "-out",
+            "tsa.pem",
+        ],
+    );
     std::fs::write(bad.join("serial"), "01\n").unwrap();
     let cfg = std::fs::read_to_string(dir.join("tsa.cnf"))
         .unwrap()

@@ -58,7 +58,12 @@ fn leaf_params(name: &str) -> CertificateParams {
     p
 }
 
-fn identity(params: CertificateParams, issuer: &rcgen::Certificate, issuer_key: &KeyPair, tail: &[&[u8]]) -> Identity {
+fn identity(
+    params: CertificateParams,
+    issuer: &rcgen::Certificate,
+    issuer_key: &KeyPair,
+    tail: &[&[u8]],
+) -> Identity {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let cert = params.signed_by(&key, issuer, issuer_key).unwrap();
     let mut chain = vec![cert.der().to_vec()];
@@ -202,7 +207,10 @@ fn base_records() -> Vec<Record> {
 
 fn bundle_of(records: &[Vec<u8>], exchange: &str) -> Bundle {
     let leaves: Vec<Hash> = records.iter().map(|b| leaf_hash(b)).collect();
-    let decoded: Vec<Record> = records.iter().map(|b| Record::decode(b.as_slice()).unwrap()).collect();
+    let decoded: Vec<Record> = records
+        .iter()
+        .map(|b| Record::decode(b.as_slice()).unwrap())
+        .collect();
     let last = decoded
         .iter()
         .filter(|r| r.exchange_id == exchange)
@@ -247,7 +255,10 @@ struct Vector {
 }
 
 enum VectorKind {
-    Log { dir: PathBuf, anchor: Option<Anchor> },
+    Log {
+        dir: PathBuf,
+        anchor: Option<Anchor>,
+    },
     Bundle(Vec<u8>),
 }
 
@@ -351,10 +362,17 @@ fn conformance_vectors() {
     let name_mismatch = {
         // Signed by the real CA key but naming another issuer.
         let mut other = CertificateParams::new(Vec::<String>::new()).unwrap();
-        other.distinguished_name.push(DnType::CommonName, "Some Other CA");
+        other
+            .distinguished_name
+            .push(DnType::CommonName, "Some Other CA");
         other.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let fake_issuer = other.self_signed(&root.key).unwrap();
-        identity(leaf_params("Mismatch"), &fake_issuer, &root.key, &[root.cert.der()])
+        identity(
+            leaf_params("Mismatch"),
+            &fake_issuer,
+            &root.key,
+            &[root.cert.der()],
+        )
     };
     let revoked_params = {
         let mut p = leaf_params("Revoked");
@@ -388,7 +406,12 @@ fn conformance_vectors() {
     };
     let none = |_: usize, _: &mut Checkpoint| {};
     let base = base_records();
-    let gen = |s: &Suite, name: &str, id: &Identity, f: Format, recs: &[Record], t: &dyn Fn(usize, &mut Checkpoint)| {
+    let gen = |s: &Suite,
+               name: &str,
+               id: &Identity,
+               f: Format,
+               recs: &[Record],
+               t: &dyn Fn(usize, &mut Checkpoint)| {
         write_log(&s.tmp.path().join(format!("src-{name}")), recs, id, f, t)
     };
 
@@ -399,7 +422,11 @@ fn conformance_vectors() {
     s.bundle("good-bundle-ex-2", None, &bundle_of(&good_log, "ex-2"));
     let anchor = Anchor::from_record(&good_log[3]).unwrap();
     let dir = s.log("good-anchor", None, &good_log);
-    if let Some(Vector { kind: VectorKind::Log { anchor: a, .. }, .. }) = s.vectors.last_mut() {
+    if let Some(Vector {
+        kind: VectorKind::Log { anchor: a, .. },
+        ..
+    }) = s.vectors.last_mut()
+    {
         *a = Some(anchor.clone());
     }
     let _ = dir;
@@ -461,7 +488,12 @@ fn conformance_vectors() {
             kind: VectorKind::Log { dir, anchor: None },
         });
     }
-    let deleted: Vec<Vec<u8>> = good_log.iter().enumerate().filter(|(i, _)| *i != 1).map(|(_, r)| r.clone()).collect();
+    let deleted: Vec<Vec<u8>> = good_log
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, r)| r.clone())
+        .collect();
     // Re-framed with a fresh chain: only the sequence numbers and roots can tell.
     s.log("deleted-record", Some(Reason::Sequence), &deleted);
     let mut swapped = good_log.clone();
@@ -481,65 +513,134 @@ fn conformance_vectors() {
     // Truncated below the anchored checkpoint.
     let dir = s.log("truncated", Some(Reason::Truncated), &good_log[..2]);
     let _ = dir;
-    if let Some(Vector { kind: VectorKind::Log { anchor: a, .. }, .. }) = s.vectors.last_mut() {
+    if let Some(Vector {
+        kind: VectorKind::Log { anchor: a, .. },
+        ..
+    }) = s.vectors.last_mut()
+    {
         *a = Some(anchor.clone());
     }
     // Anchor JSON disagreeing with its record.
     let mut lying = anchor.clone();
     lying.tree_size += 1;
     s.log("anchor-json-mismatch", Some(Reason::Anchor), &good_log);
-    if let Some(Vector { kind: VectorKind::Log { anchor: a, .. }, .. }) = s.vectors.last_mut() {
+    if let Some(Vector {
+        kind: VectorKind::Log { anchor: a, .. },
+        ..
+    }) = s.vectors.last_mut()
+    {
         *a = Some(lying);
     }
     // An anchor from another log of the same shape (the record is not in this log).
     let other = gen(&s, "other", &good, Format::Current, &base, &none);
     s.log("anchor-not-in-log", Some(Reason::Anchor), &good_log);
-    if let Some(Vector { kind: VectorKind::Log { anchor: a, .. }, .. }) = s.vectors.last_mut() {
+    if let Some(Vector {
+        kind: VectorKind::Log { anchor: a, .. },
+        ..
+    }) = s.vectors.last_mut()
+    {
         *a = Some(Anchor::from_record(&other[3]).unwrap());
     }
 
     // Forgeries: the whole log rewritten and re-signed.
     let forged = [
-        ("resigned-by-rogue-ca", &rogue_signed, Reason::CertificatePath),
-        ("leaf-issued-certificate", &leaf_issued, Reason::CertificatePath),
+        (
+            "resigned-by-rogue-ca",
+            &rogue_signed,
+            Reason::CertificatePath,
+        ),
+        (
+            "leaf-issued-certificate",
+            &leaf_issued,
+            Reason::CertificatePath,
+        ),
         ("wrong-eku", &wrong_eku, Reason::CertificateUsage),
         ("no-signing-key-usage", &no_ku, Reason::CertificateUsage),
         ("expired-at-signing", &expired, Reason::CertificateExpired),
-        ("issuer-name-mismatch", &name_mismatch, Reason::CertificatePath),
+        (
+            "issuer-name-mismatch",
+            &name_mismatch,
+            Reason::CertificatePath,
+        ),
         ("revoked-by-crl", &revoked, Reason::CertificateRevoked),
     ];
     for (name, id, reason) in forged {
         let log = gen(&s, name, id, Format::Current, &base, &none);
         s.log(&format!("{name}-log"), Some(reason), &log);
-        s.bundle(&format!("{name}-bundle"), Some(reason), &bundle_of(&log, "ex-1"));
+        s.bundle(
+            &format!("{name}-bundle"),
+            Some(reason),
+            &bundle_of(&log, "ex-1"),
+        );
     }
     // Status/token rules, re-signed by the real key (an insider or a buggy writer).
-    let granted_empty = gen(&s, "granted-no-token", &good, Format::Current, &base, &|_, cp| {
-        cp.tsa_status = "granted".into();
-    });
-    s.log("status-granted-without-token", Some(Reason::TimestampStatus), &granted_empty);
-    s.bundle("status-granted-without-token-bundle", Some(Reason::TimestampStatus), &bundle_of(&granted_empty, "ex-1"));
-    let unknown_status = gen(&s, "unknown-status", &good, Format::Current, &base, &|_, cp| {
-        cp.tsa_status = "maybe".into();
-    });
-    s.log("status-unknown", Some(Reason::TimestampStatus), &unknown_status);
-    let token_not_granted = gen(&s, "token-not-granted", &good, Format::Current, &base, &|_, cp| {
-        cp.timestamp_token = vec![0x30, 0x00].into();
-    });
-    s.log("token-with-status-disabled", Some(Reason::TimestampStatus), &token_not_granted);
+    let granted_empty = gen(
+        &s,
+        "granted-no-token",
+        &good,
+        Format::Current,
+        &base,
+        &|_, cp| {
+            cp.tsa_status = "granted".into();
+        },
+    );
+    s.log(
+        "status-granted-without-token",
+        Some(Reason::TimestampStatus),
+        &granted_empty,
+    );
+    s.bundle(
+        "status-granted-without-token-bundle",
+        Some(Reason::TimestampStatus),
+        &bundle_of(&granted_empty, "ex-1"),
+    );
+    let unknown_status = gen(
+        &s,
+        "unknown-status",
+        &good,
+        Format::Current,
+        &base,
+        &|_, cp| {
+            cp.tsa_status = "maybe".into();
+        },
+    );
+    s.log(
+        "status-unknown",
+        Some(Reason::TimestampStatus),
+        &unknown_status,
+    );
+    let token_not_granted = gen(
+        &s,
+        "token-not-granted",
+        &good,
+        Format::Current,
+        &base,
+        &|_, cp| {
+            cp.timestamp_token = vec![0x30, 0x00].into();
+        },
+    );
+    s.log(
+        "token-with-status-disabled",
+        Some(Reason::TimestampStatus),
+        &token_not_granted,
+    );
     // The first checkpoint's token stripped and its status rewritten, everything else
     // recomputed: the second checkpoint's signed binding still covers the original
     // (status, token), so the link breaks.
     let stripped = gen(&s, "stripped", &good, Format::Current, &base, &|i, cp| {
         if i == 1 {
-            cp.previous_timestamp_sha256 =
-                timestamp_binding("granted", b"the original token").to_vec().into();
+            cp.previous_timestamp_sha256 = timestamp_binding("granted", b"the original token")
+                .to_vec()
+                .into();
         }
     });
     s.log("stripped-token", Some(Reason::CheckpointLink), &stripped);
     // Domain separation: a genuine signature by the real key for another purpose ("report"),
     // or over the bare digest, replayed as a checkpoint signature.
-    for (name, purpose) in [("signature-of-another-purpose", Some("report")), ("bare-digest-signature", None)] {
+    for (name, purpose) in [
+        ("signature-of-another-purpose", Some("report")),
+        ("bare-digest-signature", None),
+    ] {
         let mut recs = gen(&s, name, &good, Format::Current, &base[..4], &none);
         let mut r = Record::decode(recs[3].as_slice()).unwrap();
         if let Some(Kind::Checkpoint(cp)) = &mut r.kind {
@@ -549,7 +650,8 @@ fn conformance_vectors() {
                 None => d.to_vec(),
             };
             let rng = ring::rand::SystemRandom::new();
-            let key = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &good.key, &rng).unwrap();
+            let key =
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_ASN1_SIGNING, &good.key, &rng).unwrap();
             cp.signature = key.sign(&rng, &msg).unwrap().as_ref().to_vec().into();
         }
         recs[3] = r.encode_to_vec();
@@ -563,13 +665,30 @@ fn conformance_vectors() {
         }
     });
     s.log("downgrade-to-legacy", Some(Reason::Downgrade), &downgrade);
-    let unknown_format = gen(&s, "unknown-format", &good, Format::Current, &base, &|_, cp| {
-        cp.format = 7;
-    });
-    s.log("unknown-checkpoint-format", Some(Reason::Downgrade), &unknown_format);
+    let unknown_format = gen(
+        &s,
+        "unknown-format",
+        &good,
+        Format::Current,
+        &base,
+        &|_, cp| {
+            cp.format = 7;
+        },
+    );
+    s.log(
+        "unknown-checkpoint-format",
+        Some(Reason::Downgrade),
+        &unknown_format,
+    );
     // Strict decoding.
     let mut kindless = base.clone();
-    kindless.insert(2, Record { exchange_id: "ex-1".into(), ..Record::default() });
+    kindless.insert(
+        2,
+        Record {
+            exchange_id: "ex-1".into(),
+            ..Record::default()
+        },
+    );
     let kl = gen(&s, "kindless", &good, Format::Current, &kindless, &none);
     s.log("kindless-record", Some(Reason::Kindless), &kl);
     let mut two = good_log.clone();
@@ -588,7 +707,14 @@ fn conformance_vectors() {
     unknown_field.truncate(0);
     unknown_field.extend(base.iter().cloned());
     let uf = {
-        let mut recs = gen(&s, "unknown-field-src", &good, Format::Current, &base[..3], &none);
+        let mut recs = gen(
+            &s,
+            "unknown-field-src",
+            &good,
+            Format::Current,
+            &base[..3],
+            &none,
+        );
         recs[0].extend_from_slice(&[0xa0, 0x06, 0x01]); // field 100
         recs
     };
@@ -620,7 +746,10 @@ fn conformance_vectors() {
             name: "starts-at-segment-2".into(),
             expect: Some(Reason::SegmentGap),
             warn: None,
-            kind: VectorKind::Log { dir: dir2, anchor: None },
+            kind: VectorKind::Log {
+                dir: dir2,
+                anchor: None,
+            },
         });
     }
 
@@ -630,22 +759,44 @@ fn conformance_vectors() {
     s.bundle("empty-bundle", Some(Reason::BundleEmpty), &empty);
     let mut foreign = bundle_of(&good_log, "ex-1");
     foreign.exchange_id = "ex-2".into();
-    s.bundle("bundle-of-another-exchange", Some(Reason::BundleForeign), &foreign);
+    s.bundle(
+        "bundle-of-another-exchange",
+        Some(Reason::BundleForeign),
+        &foreign,
+    );
     let mut mixed = bundle_of(&good_log, "ex-1");
-    mixed.records.push(bundle_of(&good_log, "ex-2").records[0].clone());
-    s.bundle("bundle-with-a-foreign-record", Some(Reason::BundleForeign), &mixed);
+    mixed
+        .records
+        .push(bundle_of(&good_log, "ex-2").records[0].clone());
+    s.bundle(
+        "bundle-with-a-foreign-record",
+        Some(Reason::BundleForeign),
+        &mixed,
+    );
     let mut no_request = bundle_of(&good_log, "ex-1");
     no_request.records.remove(0);
-    s.bundle("bundle-without-its-request", Some(Reason::BundleIncomplete), &no_request);
+    s.bundle(
+        "bundle-without-its-request",
+        Some(Reason::BundleIncomplete),
+        &no_request,
+    );
     let mut dup = bundle_of(&good_log, "ex-1");
     dup.records.push(dup.records[1].clone());
-    s.bundle("bundle-duplicated-record", Some(Reason::BundleIncomplete), &dup);
+    s.bundle(
+        "bundle-duplicated-record",
+        Some(Reason::BundleIncomplete),
+        &dup,
+    );
     let mut bad_proof = bundle_of(&good_log, "ex-1");
     bad_proof.records[1].inclusion_proof[0] = hex::encode([0u8; 32]);
     s.bundle("bundle-bad-proof", Some(Reason::BundleProof), &bad_proof);
     let mut invented = bundle_of(&leaf_issued_log(&s, &leaf_issued), "ex-1");
     invented.exchange_id = "ex-1".into();
-    s.bundle("bundle-invented-with-leaf-issued-certificate", Some(Reason::CertificatePath), &invented);
+    s.bundle(
+        "bundle-invented-with-leaf-issued-certificate",
+        Some(Reason::CertificatePath),
+        &invented,
+    );
     s.vectors.push(Vector {
         name: "bundle-not-json".into(),
         expect: Some(Reason::BundleMalformed),
@@ -672,11 +823,17 @@ fn conformance_vectors() {
             }
         };
         if got != v.expect {
-            failures.push(format!("{}: expected {:?}, got {:?}", v.name, v.expect, got));
+            failures.push(format!(
+                "{}: expected {:?}, got {:?}",
+                v.name, v.expect, got
+            ));
         }
         if let Some(w) = v.warn {
             if !warnings.iter().any(|x| x.contains(w)) {
-                failures.push(format!("{}: warning {w:?} missing from {warnings:?}", v.name));
+                failures.push(format!(
+                    "{}: warning {w:?} missing from {warnings:?}",
+                    v.name
+                ));
             }
         }
         manifest.push(serde_json::json!({
@@ -701,29 +858,58 @@ fn conformance_vectors() {
                         std::fs::copy(&p, ld.join(p.file_name().unwrap())).unwrap();
                     }
                     if let Some(a) = anchor {
-                        std::fs::write(d.join("anchor.json"), serde_json::to_vec_pretty(a).unwrap()).unwrap();
+                        std::fs::write(
+                            d.join("anchor.json"),
+                            serde_json::to_vec_pretty(a).unwrap(),
+                        )
+                        .unwrap();
                     }
                 }
                 VectorKind::Bundle(b) => std::fs::write(d.join("bundle.json"), b).unwrap(),
             }
-            std::fs::write(d.join("expected.json"), serde_json::to_vec_pretty(manifest.last().unwrap()).unwrap()).unwrap();
+            std::fs::write(
+                d.join("expected.json"),
+                serde_json::to_vec_pretty(manifest.last().unwrap()).unwrap(),
+            )
+            .unwrap();
         }
     }
     if let Some(out) = &out_dir {
-        std::fs::write(out.join("manifest.json"), serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+        std::fs::write(
+            out.join("manifest.json"),
+            serde_json::to_vec_pretty(&manifest).unwrap(),
+        )
+        .unwrap();
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // Every failure class a log or bundle can produce is exercised, except those that need a
     // TSA (covered by evidence_tsa.rs) and the framing classes of torn tails.
-    let covered: std::collections::HashSet<Reason> = s.vectors.iter().filter_map(|v| v.expect).collect();
+    let covered: std::collections::HashSet<Reason> =
+        s.vectors.iter().filter_map(|v| v.expect).collect();
     for r in [
-        Reason::Crc, Reason::Chain, Reason::Sequence, Reason::SegmentGap, Reason::Kindless,
-        Reason::DuplicateField, Reason::UnknownKind, Reason::Merkle, Reason::Downgrade,
+        Reason::Crc,
+        Reason::Chain,
+        Reason::Sequence,
+        Reason::SegmentGap,
+        Reason::Kindless,
+        Reason::DuplicateField,
+        Reason::UnknownKind,
+        Reason::Merkle,
+        Reason::Downgrade,
         Reason::CheckpointLink,
-        Reason::Signature, Reason::CertificatePath, Reason::CertificateUsage,
-        Reason::CertificateExpired, Reason::CertificateRevoked, Reason::TimestampStatus,
-        Reason::Anchor, Reason::Truncated, Reason::BundleMalformed, Reason::BundleEmpty,
-        Reason::BundleForeign, Reason::BundleIncomplete, Reason::BundleProof,
+        Reason::Signature,
+        Reason::CertificatePath,
+        Reason::CertificateUsage,
+        Reason::CertificateExpired,
+        Reason::CertificateRevoked,
+        Reason::TimestampStatus,
+        Reason::Anchor,
+        Reason::Truncated,
+        Reason::BundleMalformed,
+        Reason::BundleEmpty,
+        Reason::BundleForeign,
+        Reason::BundleIncomplete,
+        Reason::BundleProof,
     ] {
         assert!(covered.contains(&r), "no vector for {r}");
     }
@@ -732,7 +918,13 @@ fn conformance_vectors() {
 fn leaf_issued_log(s: &Suite, id: &Identity) -> Vec<Vec<u8>> {
     // An exchange that never happened, signed with a certificate issued by the signer's leaf.
     let recs = vec![request("ex-1"), outcome("ex-1", 1), checkpoint()];
-    write_log(&s.tmp.path().join("src-invented"), &recs, id, Format::Current, &|_, _| {})
+    write_log(
+        &s.tmp.path().join("src-invented"),
+        &recs,
+        id,
+        Format::Current,
+        &|_, _| {},
+    )
 }
 
 fn crc32c_of(b: &[u8]) -> u32 {
@@ -741,7 +933,11 @@ fn crc32c_of(b: &[u8]) -> u32 {
     for &byte in b {
         crc ^= u32::from(byte);
         for _ in 0..8 {
-            crc = if crc & 1 != 0 { (crc >> 1) ^ 0x82f6_3b78 } else { crc >> 1 };
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
         }
     }
     !crc
@@ -777,7 +973,11 @@ async fn legacy_log_resumed_by_the_current_writer_verifies() {
     assert_eq!(report.checkpoints, 3);
     for rule in ["legacy-signature: 2 ", "legacy-timestamp-binding: "] {
         assert_eq!(
-            report.warnings.iter().filter(|w| w.starts_with(rule)).count(),
+            report
+                .warnings
+                .iter()
+                .filter(|w| w.starts_with(rule))
+                .count(),
             1,
             "{:?}",
             report.warnings
@@ -808,10 +1008,21 @@ async fn legacy_log_resumed_by_the_current_writer_verifies() {
 fn bundle_without_token_verifies_with_a_warning_when_a_tsa_ca_is_given() {
     let tmp = TempDir::new("bundle-no-token");
     let root = ca("Root");
-    let id = identity(leaf_params("Signer"), &root.cert, &root.key, &[root.cert.der()]);
-    let recs = write_log(&tmp.path().join("log"), &base_records(), &id, Format::Current, &|_, cp| {
-        cp.tsa_status = "unavailable: TSA down".into();
-    });
+    let id = identity(
+        leaf_params("Signer"),
+        &root.cert,
+        &root.key,
+        &[root.cert.der()],
+    );
+    let recs = write_log(
+        &tmp.path().join("log"),
+        &base_records(),
+        &id,
+        Format::Current,
+        &|_, cp| {
+            cp.tsa_status = "unavailable: TSA down".into();
+        },
+    );
     let bundle = serde_json::to_vec(&bundle_of(&recs, "ex-1")).unwrap();
     let tsa_ca = ca("TSA CA");
     let opts = VerifyOptions {
@@ -821,7 +1032,13 @@ fn bundle_without_token_verifies_with_a_warning_when_a_tsa_ca_is_given() {
     };
     let v = check_bundle_bytes(&bundle, &opts).unwrap();
     assert!(v.result.is_ok(), "{:?}", v.result);
-    assert!(v.warnings.iter().any(|w| w.contains("no time-stamp (unavailable: TSA down)")), "{:?}", v.warnings);
+    assert!(
+        v.warnings
+            .iter()
+            .any(|w| w.contains("no time-stamp (unavailable: TSA down)")),
+        "{:?}",
+        v.warnings
+    );
     // verify gives the same verdict on the same checkpoints.
     let r = verify_dir(&tmp.path().join("log"), &opts, &mut |_| {}).unwrap();
     assert!(r.problem.is_none(), "{r:?}");

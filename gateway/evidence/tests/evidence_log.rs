@@ -552,3 +552,38 @@ async fn signer_refuses_a_certificate_that_would_not_validate() {
     assert!(k.sign("checkpoint", &[1; 32]).is_ok());
     assert!(k.sign("anything-else", &[1; 32]).is_err());
 }
+
+#[tokio::test]
+async fn export_includes_records_written_after_an_earlier_checkpoint() {
+    let tmp = TempDir::new("bundle-late-outcome");
+    let pki = pki(tmp.path(), false);
+    let dir = tmp.path().join("log");
+    let log = EvidenceLog::open(&settings(&dir, Some(&pki)), "node-a")
+        .await
+        .unwrap();
+    let req = log.append(request("ex-late")).await.unwrap();
+    log.checkpoint_now().await.unwrap(); // covers the request only
+    let outcome = Record {
+        exchange_id: "ex-late".into(),
+        kind: Some(Kind::Outcome(penghubung_evidence::schema::Outcome {
+            request_sequence: req,
+            status: 200,
+            ..Default::default()
+        })),
+        ..Record::default()
+    };
+    log.append(outcome).await.unwrap();
+    log.shutdown().await; // the final checkpoint covers the outcome
+    let out = tmp.path().join("bundle.json");
+    cli::export(&dir, "ex-late", &out).unwrap();
+    let bundle: cli::Bundle = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(
+        bundle
+            .records
+            .iter()
+            .map(|r| r.sequence)
+            .collect::<Vec<_>>(),
+        [1, 3]
+    );
+    assert!(cli::check_bundle(&out, Some(&pki.ca), None).unwrap());
+}

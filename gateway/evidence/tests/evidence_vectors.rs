@@ -882,6 +882,24 @@ fn conformance_vectors() {
         .unwrap();
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    // The specification lists every vector and every reason class.
+    let spec = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto/README.md"),
+    )
+    .unwrap();
+    for v in &s.vectors {
+        assert!(
+            spec.contains(&format!("`{}`", v.name)),
+            "vector {} missing from proto/README.md",
+            v.name
+        );
+    }
+    for r in Reason::ALL {
+        assert!(
+            spec.contains(&format!("`{}`", r.name())),
+            "reason {r} missing from proto/README.md"
+        );
+    }
     // Every failure class a log or bundle can produce is exercised, except those that need a
     // TSA (covered by evidence_tsa.rs) and the framing classes of torn tails.
     let covered: std::collections::HashSet<Reason> =

@@ -720,6 +720,37 @@ fn conformance_vectors() {
     };
     s.log("unknown-field", None, &uf);
     s.vectors.last_mut().unwrap().warn = Some("unknown fields");
+    // A torn final frame, time going backwards, an unsigned checkpoint, undecodable bytes.
+    {
+        let dir = s.tmp.path().join("torn-final-frame");
+        write_raw(&dir, &good_log);
+        let seg = segment_path(&dir, 1);
+        let bytes = std::fs::read(&seg).unwrap();
+        std::fs::write(&seg, &bytes[..bytes.len() - 10]).unwrap();
+        s.vectors.push(Vector {
+            name: "torn-final-frame".into(),
+            expect: Some(Reason::Frame),
+            warn: None,
+            kind: VectorKind::Log { dir, anchor: None },
+        });
+    }
+    let mut backwards = good_log.clone();
+    let mut r1 = Record::decode(backwards[1].as_slice()).unwrap();
+    r1.time_unix_nanos = 1;
+    backwards[1] = r1.encode_to_vec();
+    s.log("time-goes-backwards", Some(Reason::Time), &backwards);
+    let mut unsigned = good_log[..4].to_vec();
+    let mut c = Record::decode(unsigned[3].as_slice()).unwrap();
+    if let Some(Kind::Checkpoint(cp)) = &mut c.kind {
+        cp.signature = Vec::new().into();
+        cp.signature_algorithm = String::new();
+        cp.signer_certificate_chain.clear();
+    }
+    unsigned[3] = c.encode_to_vec();
+    s.log("unsigned-checkpoint", Some(Reason::Unsigned), &unsigned);
+    let mut undecodable = good_log.clone();
+    undecodable[1] = vec![0x0b, 0x01];
+    s.log("undecodable-record", Some(Reason::Decode), &undecodable);
     // Segment numbering.
     {
         let dir = s.tmp.path().join("segment-gap");

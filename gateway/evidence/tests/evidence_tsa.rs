@@ -478,7 +478,97 @@ fn time_stamp_tokens_are_checked_completely() {
     );
 
     // A TSA certificate issued by a non-CA certificate under the TSA CA.
-    let bad = tmp.path().join("tsa-bad");
+    let bad = non_ca_tsa(tmp.path(), &dir);
+    let forged = token_for(&bad, &imprint, &nonce);
+    assert_eq!(
+        class(verify_token_with(&forged, &imprint, &policy, &[], None)),
+        Reason::CertificatePath
+    );
+}
+
+#[test]
+fn checkpoint_time_stamp_window_and_tsa_usage() {
+    use penghubung_evidence::checkpoint::{digest_of, signed_bytes, tsa_imprint, FORMAT_CURRENT};
+    use penghubung_evidence::reason::Reason;
+    use penghubung_evidence::schema::Checkpoint;
+    use penghubung_evidence::signer::LocalKey;
+    use penghubung_evidence::verify::{check_checkpoint, CheckContext};
+    let tmp = TempDir::new("tst-window");
+    let pki = pki(tmp.path(), false);
+    let dir = tmp.path().join("tsa");
+    let tsa_ca = tsa_pki(&dir);
+    let key = LocalKey::load(&pki.key, &pki.chain).unwrap();
+    let ctx = CheckContext::new(&VerifyOptions {
+        trust_anchors: Some(load_pem_certificates(&pki.ca).unwrap()),
+        tsa_anchors: Some(load_pem_certificates(&tsa_ca).unwrap()),
+        ..VerifyOptions::default()
+    })
+    .unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as i64;
+    let stamped = |signed_time: i64| {
+        let mut cp = Checkpoint {
+            tree_size: 0,
+            root_hash: vec![0u8; 32].into(),
+            previous_checkpoint_sha256: vec![0u8; 32].into(),
+            previous_timestamp_sha256: vec![0u8; 32].into(),
+            signed_time_unix_nanos: signed_time,
+            format: FORMAT_CURRENT,
+            ..Checkpoint::default()
+        };
+        let d = digest_of("node-t", &cp);
+        let s = key.sign("checkpoint", &d).unwrap();
+        assert_eq!(signed_bytes(&cp, &d)[..23], b"penghubung.signature.v1"[..]);
+        cp.signature = s.signature.into();
+        cp.signature_algorithm = s.algorithm;
+        cp.signer_certificate_chain = s.chain.into_iter().map(Into::into).collect();
+        cp.timestamp_token = token_for(&dir, &tsa_imprint(&d, &cp.signature), &[7]).into();
+        cp.tsa_status = "granted".into();
+        cp
+    };
+    check_checkpoint(&ctx, "node-t", &stamped(now)).unwrap();
+    let two_hours = 2 * 3600 * 1_000_000_000i64;
+    assert_eq!(
+        check_checkpoint(&ctx, "node-t", &stamped(now - two_hours))
+            .unwrap_err()
+            .reason,
+        Reason::TimestampWindow
+    );
+    // A swapped token (another checkpoint's) fails the imprint.
+    let mut a = stamped(now);
+    a.timestamp_token = stamped(now).timestamp_token;
+    assert_eq!(
+        check_checkpoint(&ctx, "node-t", &a).unwrap_err().reason,
+        Reason::Timestamp
+    );
+    // A TSA certificate whose timeStamping EKU is not critical is refused by path validation.
+    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut cap = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    cap.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    cap.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
+    let ca = cap.self_signed(&ca_key).unwrap();
+    let k = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::TimeStamping];
+    let leaf = p.signed_by(&k, &ca, &ca_key).unwrap();
+    let policy = penghubung_evidence::pki::PathPolicy::tsa(vec![ca.der().to_vec()], Vec::new());
+    let err = penghubung_evidence::pki::validate(
+        &[leaf.der().as_ref()],
+        &policy,
+        penghubung_evidence::pki::Role::Tsa,
+        now / 1_000_000_000,
+    )
+    .unwrap_err();
+    assert_eq!(err.reason, Reason::CertificateUsage, "{err}");
+}
+
+/// A TSA in `root/tsa-bad` whose certificate is issued by a CA:FALSE certificate under the TSA
+/// CA of `good` (included in its tokens).
+fn non_ca_tsa(root: &Path, dir: &Path) -> PathBuf {
+    let bad = root.join("tsa-bad");
     std::fs::create_dir_all(&bad).unwrap();
     for f in ["ca.pem", "ca.key"] {
         std::fs::copy(dir.join(f), bad.join(f)).unwrap();
@@ -571,88 +661,191 @@ fn time_stamp_tokens_are_checked_completely() {
         .replace(&dir.display().to_string(), &bad.display().to_string())
         + "certs = $dir/mid.pem\n";
     std::fs::write(bad.join("tsa.cnf"), cfg).unwrap();
-    let forged = token_for(&bad, &imprint, &nonce);
-    assert_eq!(
-        class(verify_token_with(&forged, &imprint, &policy, &[], None)),
-        Reason::CertificatePath
-    );
+    bad
 }
 
+/// Writes a two-record log (a request of `ex-1`, then a checkpoint over it) signed with `pki`,
+/// whose checkpoint carries the token `stamp` makes for its imprint (or none).
+fn stamped_log(
+    dir: &Path,
+    pki: &Pki,
+    signed_time: i64,
+    stamp: &dyn Fn(&[u8; 32]) -> Option<Vec<u8>>,
+    status: &str,
+) {
+    use penghubung_evidence::checkpoint::{digest_of, tsa_imprint, FORMAT_CURRENT};
+    use penghubung_evidence::merkle::{leaf_hash, root_of};
+    use penghubung_evidence::schema::{record::Kind, Checkpoint, Record};
+    use prost::Message as _;
+    let key = penghubung_evidence::signer::LocalKey::load(&pki.key, &pki.chain).unwrap();
+    let mut r1 = request("ex-1");
+    r1.sequence = 1;
+    r1.time_unix_nanos = signed_time - 1;
+    r1.node_id = "node-t".into();
+    let r1 = r1.encode_to_vec();
+    let mut cp = Checkpoint {
+        tree_size: 1,
+        root_hash: root_of(&[leaf_hash(&r1)]).to_vec().into(),
+        previous_checkpoint_sha256: vec![0u8; 32].into(),
+        previous_timestamp_sha256: vec![0u8; 32].into(),
+        signed_time_unix_nanos: signed_time,
+        format: FORMAT_CURRENT,
+        tsa_status: status.into(),
+        ..Checkpoint::default()
+    };
+    let d = digest_of("node-t", &cp);
+    let s = key.sign("checkpoint", &d).unwrap();
+    cp.signature = s.signature.into();
+    cp.signature_algorithm = s.algorithm;
+    cp.signer_certificate_chain = s.chain.into_iter().map(Into::into).collect();
+    if let Some(t) = stamp(&tsa_imprint(&d, &cp.signature)) {
+        cp.timestamp_token = t.into();
+    }
+    let r2 = Record {
+        sequence: 2,
+        time_unix_nanos: signed_time,
+        node_id: "node-t".into(),
+        kind: Some(Kind::Checkpoint(cp)),
+        ..Record::default()
+    }
+    .encode_to_vec();
+    std::fs::create_dir_all(dir).unwrap();
+    let mut out = Vec::new();
+    let h = penghubung_evidence::segment::encode_frame(
+        &mut out,
+        &r1,
+        &penghubung_evidence::segment::GENESIS,
+    );
+    penghubung_evidence::segment::encode_frame(&mut out, &r2, &h);
+    std::fs::write(penghubung_evidence::segment::segment_path(dir, 1), out).unwrap();
+}
+
+/// Time-stamp conformance vectors: each log and its bundle get the same verdict from `verify`
+/// and `check-bundle`; written to `PENGHUBUNG_EVIDENCE_VECTORS_DIR/tsa-*` when set.
 #[test]
-fn checkpoint_time_stamp_window_and_tsa_usage() {
-    use penghubung_evidence::checkpoint::{digest_of, signed_bytes, tsa_imprint, FORMAT_CURRENT};
+fn time_stamp_vectors_are_refused_by_verify_and_check_bundle() {
     use penghubung_evidence::reason::Reason;
-    use penghubung_evidence::schema::Checkpoint;
-    use penghubung_evidence::signer::LocalKey;
-    use penghubung_evidence::verify::{check_checkpoint, CheckContext};
-    let tmp = TempDir::new("tst-window");
+    let tmp = TempDir::new("tsa-vectors");
     let pki = pki(tmp.path(), false);
     let dir = tmp.path().join("tsa");
     let tsa_ca = tsa_pki(&dir);
-    let key = LocalKey::load(&pki.key, &pki.chain).unwrap();
-    let ctx = CheckContext::new(&VerifyOptions {
+    let bad = non_ca_tsa(tmp.path(), &dir);
+    let opts = VerifyOptions {
         trust_anchors: Some(load_pem_certificates(&pki.ca).unwrap()),
         tsa_anchors: Some(load_pem_certificates(&tsa_ca).unwrap()),
         ..VerifyOptions::default()
-    })
-    .unwrap();
+    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as i64;
-    let stamped = |signed_time: i64| {
-        let mut cp = Checkpoint {
-            tree_size: 0,
-            root_hash: vec![0u8; 32].into(),
-            previous_checkpoint_sha256: vec![0u8; 32].into(),
-            previous_timestamp_sha256: vec![0u8; 32].into(),
-            signed_time_unix_nanos: signed_time,
-            format: FORMAT_CURRENT,
-            ..Checkpoint::default()
-        };
-        let d = digest_of("node-t", &cp);
-        let s = key.sign("checkpoint", &d).unwrap();
-        assert_eq!(signed_bytes(&cp, &d)[..23], b"penghubung.signature.v1"[..]);
-        cp.signature = s.signature.into();
-        cp.signature_algorithm = s.algorithm;
-        cp.signer_certificate_chain = s.chain.into_iter().map(Into::into).collect();
-        cp.timestamp_token = token_for(&dir, &tsa_imprint(&d, &cp.signature), &[7]).into();
-        cp.tsa_status = "granted".into();
-        cp
-    };
-    check_checkpoint(&ctx, "node-t", &stamped(now)).unwrap();
-    let two_hours = 2 * 3600 * 1_000_000_000i64;
-    assert_eq!(
-        check_checkpoint(&ctx, "node-t", &stamped(now - two_hours))
-            .unwrap_err()
-            .reason,
-        Reason::TimestampWindow
-    );
-    // A swapped token (another checkpoint's) fails the imprint.
-    let mut a = stamped(now);
-    a.timestamp_token = stamped(now).timestamp_token;
-    assert_eq!(
-        check_checkpoint(&ctx, "node-t", &a).unwrap_err().reason,
-        Reason::Timestamp
-    );
-    // A TSA certificate whose timeStamping EKU is not critical is refused by path validation.
-    let ca_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut cap = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    cap.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    cap.key_usages = vec![rcgen::KeyUsagePurpose::KeyCertSign];
-    let ca = cap.self_signed(&ca_key).unwrap();
-    let k = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    p.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-    p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::TimeStamping];
-    let leaf = p.signed_by(&k, &ca, &ca_key).unwrap();
-    let policy = penghubung_evidence::pki::PathPolicy::tsa(vec![ca.der().to_vec()], Vec::new());
-    let err = penghubung_evidence::pki::validate(
-        &[leaf.der().as_ref()],
-        &policy,
-        penghubung_evidence::pki::Role::Tsa,
-        now / 1_000_000_000,
-    )
-    .unwrap_err();
-    assert_eq!(err.reason, Reason::CertificateUsage, "{err}");
+    let good = |i: &[u8; 32]| Some(token_for(&dir, i, &[5]));
+    let other_token = token_for(&dir, &[1; 32], &[5]);
+    let cases: Vec<(
+        &str,
+        Option<Reason>,
+        i64,
+        Box<dyn Fn(&[u8; 32]) -> Option<Vec<u8>>>,
+        &str,
+    )> = vec![
+        ("tsa-good", None, now, Box::new(good), "granted"),
+        (
+            "tsa-non-ca-issuer",
+            Some(Reason::CertificatePath),
+            now,
+            Box::new(|i: &[u8; 32]| Some(token_for(&bad, i, &[5]))),
+            "granted",
+        ),
+        (
+            "tsa-missing-ess",
+            Some(Reason::TimestampEss),
+            now,
+            Box::new(|i: &[u8; 32]| {
+                Some(strip_ess(&token_for(&dir, i, &[5]), &dir.join("tsa.key")))
+            }),
+            "granted",
+        ),
+        (
+            "tsa-swapped-token",
+            Some(Reason::Timestamp),
+            now,
+            Box::new(move |_: &[u8; 32]| Some(other_token.clone())),
+            "granted",
+        ),
+        (
+            "tsa-outside-window",
+            Some(Reason::TimestampWindow),
+            now - 2 * 3600 * 1_000_000_000,
+            Box::new(good),
+            "granted",
+        ),
+        (
+            "tsa-granted-stripped",
+            Some(Reason::TimestampStatus),
+            now,
+            Box::new(|_: &[u8; 32]| None),
+            "granted",
+        ),
+        // The last checkpoint's token stripped and its status rewritten: indistinguishable from
+        // an outage (proto/README.md §5.3), so it verifies with warnings.
+        (
+            "tsa-last-stripped-as-outage",
+            None,
+            now,
+            Box::new(|_: &[u8; 32]| None),
+            "unavailable: stripped",
+        ),
+    ];
+    let out_dir = std::env::var_os("PENGHUBUNG_EVIDENCE_VECTORS_DIR").map(PathBuf::from);
+    for (name, expect, at, stamp, status) in &cases {
+        let log = tmp.path().join(name);
+        stamped_log(&log, &pki, *at, stamp.as_ref(), status);
+        let report = verify_dir(&log, &opts, &mut |_| {}).unwrap();
+        assert_eq!(
+            report.problem.as_ref().map(|p| p.class),
+            *expect,
+            "{name}: {report:?}"
+        );
+        if expect.is_none() && status.starts_with("unavailable") {
+            assert!(
+                report
+                    .warnings
+                    .iter()
+                    .any(|w| w.contains("cannot be told from a TSA outage")),
+                "{:?}",
+                report.warnings
+            );
+        }
+        let bundle = tmp.path().join(format!("{name}.json"));
+        cli::export(&log, "ex-1", &bundle).unwrap();
+        let verdict = cli::check_bundle_bytes(&std::fs::read(&bundle).unwrap(), &opts).unwrap();
+        assert_eq!(
+            verdict.result.as_ref().err().map(|f| f.reason),
+            *expect,
+            "{name} bundle"
+        );
+        if let Some(out) = &out_dir {
+            let d = out.join(name);
+            std::fs::create_dir_all(d.join("log")).unwrap();
+            std::fs::copy(
+                penghubung_evidence::segment::segment_path(&log, 1),
+                penghubung_evidence::segment::segment_path(&d.join("log"), 1),
+            )
+            .unwrap();
+            std::fs::copy(&bundle, d.join("bundle.json")).unwrap();
+            std::fs::copy(&pki.ca, d.join("trust.pem")).unwrap();
+            std::fs::copy(&tsa_ca, d.join("tsa-ca.pem")).unwrap();
+            let expected = serde_json::json!({
+                "name": name,
+                "verdict": if expect.is_none() { "ok" } else { "fail" },
+                "class": expect.map(|r| r.name()),
+                "kind": "log+bundle",
+            });
+            std::fs::write(
+                d.join("expected.json"),
+                serde_json::to_vec_pretty(&expected).unwrap(),
+            )
+            .unwrap();
+        }
+    }
 }

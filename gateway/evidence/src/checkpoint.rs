@@ -328,3 +328,61 @@ pub(crate) async fn run_periodic(inner: Weak<Inner>, mut stop: tokio::sync::watc
         }
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use ring::digest::{digest as ring_digest, SHA256};
+
+    /// The constructions of `proto/README.md` §5.1, spelled out byte by byte.
+    #[test]
+    fn digests_follow_the_specification() {
+        let (node, size, root, prev, time, prev_ts) =
+            ("node-a", 7u64, [1u8; 32], [2u8; 32], -5i64, [3u8; 32]);
+        let mut d = b"penghubung.evidence.v2.checkpoint\n".to_vec();
+        assert_eq!(d.len(), 34);
+        d.extend_from_slice(&[0, 0, 0, 6]);
+        d.extend_from_slice(b"node-a");
+        d.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 7]);
+        d.extend_from_slice(&root);
+        d.extend_from_slice(&prev);
+        d.extend_from_slice(&[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfb]);
+        d.extend_from_slice(&prev_ts);
+        let expected = ring_digest(&SHA256, &d);
+        let got = digest_v2(node, size, &root, &prev, time, &prev_ts);
+        assert_eq!(got.as_slice(), expected.as_ref());
+
+        let mut legacy = b"penghubung.evidence.v1.checkpoint\n".to_vec();
+        legacy.extend_from_slice(&d[34..d.len() - 32]);
+        assert_eq!(
+            digest(node, size, &root, &prev, time).as_slice(),
+            ring_digest(&SHA256, &legacy).as_ref()
+        );
+
+        let mut t = b"penghubung.evidence.v2.timestamp\n".to_vec();
+        assert_eq!(t.len(), 33);
+        t.extend_from_slice(&[0, 0, 0, 7]);
+        t.extend_from_slice(b"granted");
+        t.extend_from_slice(&[0, 0, 0, 2, 0x30, 0x00]);
+        assert_eq!(
+            timestamp_binding("granted", &[0x30, 0x00]).as_slice(),
+            ring_digest(&SHA256, &t).as_ref()
+        );
+
+        let mut m = b"penghubung.signature.v1\n".to_vec();
+        assert_eq!(m.len(), 24);
+        m.push(10);
+        m.extend_from_slice(b"checkpoint");
+        m.extend_from_slice(&got);
+        assert_eq!(signing_message(PURPOSE_CHECKPOINT, &got).unwrap(), m);
+        assert_eq!(signing_message("", &got), None);
+
+        let mut i = got.to_vec();
+        i.extend_from_slice(&[9, 9]);
+        assert_eq!(
+            tsa_imprint(&got, &[9, 9]).as_slice(),
+            ring_digest(&SHA256, &i).as_ref()
+        );
+    }
+}

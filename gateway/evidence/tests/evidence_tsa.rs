@@ -741,13 +741,9 @@ fn time_stamp_vectors_are_refused_by_verify_and_check_bundle() {
         .as_nanos() as i64;
     let good = |i: &[u8; 32]| Some(token_for(&dir, i, &[5]));
     let other_token = token_for(&dir, &[1; 32], &[5]);
-    let cases: Vec<(
-        &str,
-        Option<Reason>,
-        i64,
-        Box<dyn Fn(&[u8; 32]) -> Option<Vec<u8>>>,
-        &str,
-    )> = vec![
+    type Stamp<'a> = Box<dyn Fn(&[u8; 32]) -> Option<Vec<u8>> + 'a>;
+    type Case<'a> = (&'a str, Option<Reason>, i64, Stamp<'a>, &'a str);
+    let cases: Vec<Case<'_>> = vec![
         ("tsa-good", None, now, Box::new(good), "granted"),
         (
             "tsa-non-ca-issuer",

@@ -76,7 +76,21 @@ fn evidence(command: EvidenceCommand) -> ExitCode {
             trust,
             anchor,
             tsa_ca,
-        } => cli::verify(&dir, trust.as_deref(), anchor.as_deref(), tsa_ca.as_deref()),
+            crls,
+            tsa_crls,
+            ekus,
+            tsa_policies,
+        } => {
+            let args = cli::TrustArgs {
+                trust_ca: trust,
+                tsa_ca,
+                crls,
+                tsa_crls,
+                ekus,
+                tsa_policies,
+            };
+            cli::verify_with(&dir, &args, anchor.as_deref())
+        }
         EvidenceCommand::Show {
             dir,
             exchange,
@@ -91,7 +105,21 @@ fn evidence(command: EvidenceCommand) -> ExitCode {
             file,
             trust,
             tsa_ca,
-        } => cli::check_bundle(&file, trust.as_deref(), tsa_ca.as_deref()),
+            crls,
+            tsa_crls,
+            ekus,
+            tsa_policies,
+        } => {
+            let args = cli::TrustArgs {
+                trust_ca: trust,
+                tsa_ca,
+                crls,
+                tsa_crls,
+                ekus,
+                tsa_policies,
+            };
+            cli::check_bundle_with(&file, &args)
+        }
         EvidenceCommand::Anchor { dir, out } => cli::anchor(&dir, &out).map(|()| true),
     };
     match result {

@@ -16,18 +16,13 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 start=$SECONDS
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(canonicalize config route_pattern)
+[[ ${#targets[@]} -gt 0 ]] || targets=(canonicalize config route_pattern evidence_bundle evidence_record evidence_tst)
 
-# The fuzz crate is its own workspace (not a member of the root one). Start its lock file
-# from the root Cargo.lock so the gateway is built with exactly the versions it ships with;
-# cargo only adds libfuzzer-sys and its few dependencies.
-if [[ ! -f Cargo.lock ]]; then
-  cp ../../Cargo.lock Cargo.lock
-fi
-
+# The fuzz crate is its own workspace (not a member of the root one) with its own committed
+# Cargo.lock (the root lock's versions plus libfuzzer-sys); --locked refuses to drift from it.
 target_dir="${CARGO_TARGET_DIR:-$here/target}"
 echo "replay: building fuzz targets (stable, no sanitizers) into $target_dir"
-"${CARGO:-cargo}" build --bins --target-dir "$target_dir"
+"${CARGO:-cargo}" build --locked --bins --target-dir "$target_dir"
 built=$SECONDS
 
 failed=()

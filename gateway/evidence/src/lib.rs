@@ -7,8 +7,11 @@
 pub mod checkpoint;
 pub mod cli;
 pub mod commitment;
+pub mod decode;
 mod error;
 pub mod merkle;
+pub mod pki;
+pub mod reason;
 pub mod segment;
 mod settings;
 pub mod signer;

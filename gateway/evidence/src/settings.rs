@@ -62,6 +62,9 @@ pub struct TsaSettings {
     /// Timeout of one time-stamp request, in milliseconds.
     #[serde(default = "default_tsa_timeout")]
     pub timeout_ms: u64,
+    /// TSA policy OIDs (dotted) a token may carry; empty accepts any policy.
+    #[serde(default)]
+    pub accepted_policies: Vec<String>,
 }
 
 /// The `[evidence]` table.
@@ -159,6 +162,16 @@ impl EvidenceSettings {
             if tsa.timeout_ms == 0 {
                 err("tsa.timeout_ms", "must be at least 1");
             }
+            if tsa
+                .accepted_policies
+                .iter()
+                .any(|o| crate::pki::oid_der(o).is_none())
+            {
+                err(
+                    "tsa.accepted_policies",
+                    "must be dotted object identifiers (e.g. 1.2.3.4)",
+                );
+            }
             if self.signer.is_none() {
                 err(
                     "tsa",
@@ -195,6 +208,7 @@ mod tests {
                 url: "https://x".into(),
                 ca_certificate: "".into(),
                 unreachable_window_secs: 1,
+                accepted_policies: vec!["not-an-oid".into()],
                 policy: TsaPolicy::Continue,
                 timeout_ms: 1,
             }),
@@ -208,6 +222,7 @@ mod tests {
                 "checkpoint_interval_secs",
                 "tsa.url",
                 "tsa.ca_certificate",
+                "tsa.accepted_policies",
                 "tsa"
             ]
         );

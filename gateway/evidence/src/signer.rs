@@ -2,8 +2,10 @@
 //! socket ([`run_signer`]) or, for development, a key file in the gateway process.
 //!
 //! Socket protocol (one or more exchanges per connection), every message framed as
-//! `u32 BE length ‖ body`:
-//! - request body: `0x01 ‖ 32-byte checkpoint digest`
+//! `u32 BE length ‖ body` (`proto/README.md` §10):
+//! - request body: `0x02 ‖ u8 len ‖ purpose tag ‖ 32-byte digest`; the signer signs
+//!   [`signing_message`](crate::checkpoint::signing_message)`(purpose, digest)`, never a bare
+//!   digest, and only for the purposes in [`PURPOSES`] (the legacy `0x01` request is refused);
 //! - response body: `0x00 ‖ u16 BE len ‖ algorithm ‖ u32 BE len ‖ signature ‖ u16 BE count ‖
 //!   (u32 BE len ‖ certificate DER)*` or `0x01 ‖ UTF-8 error message`.
 
@@ -17,7 +19,14 @@ use rustls_pki_types::{CertificateDer, PrivatePkcs8KeyDer};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use super::checkpoint::signing_message;
+use super::pki::{self, PathPolicy, Role};
 use super::{EvidenceError, SignerSettings};
+
+/// Purpose tags the signer signs for. A signature for one purpose never verifies as another:
+/// the tag is inside the signed message. New purposes (catalogue revisions, reports) are added
+/// here and in `proto/README.md` §10 together.
+pub const PURPOSES: &[&str] = &[super::checkpoint::PURPOSE_CHECKPOINT];
 
 /// Ed25519 signature algorithm name stored in checkpoints.
 pub const ED25519: &str = "ed25519";
@@ -92,6 +101,7 @@ impl LocalKey {
                 "leaf certificate does not match the key".into(),
             ));
         }
+        validate_own_chain(&chain)?;
         Ok(Self { key, chain })
     }
 
@@ -103,12 +113,20 @@ impl LocalKey {
         }
     }
 
-    /// Signs a checkpoint digest.
-    pub fn sign(&self, digest: &[u8; 32]) -> Result<Signed, EvidenceError> {
+    /// Signs `digest` for `purpose` (one of [`PURPOSES`]): the signature is over
+    /// `signing_message(purpose, digest)`.
+    pub fn sign(&self, purpose: &str, digest: &[u8; 32]) -> Result<Signed, EvidenceError> {
+        if !PURPOSES.contains(&purpose) {
+            return Err(EvidenceError::Signer(format!(
+                "unknown signature purpose {purpose:?}"
+            )));
+        }
+        let message = signing_message(purpose, digest)
+            .ok_or_else(|| EvidenceError::Signer("bad purpose tag".into()))?;
         let signature = match &self.key {
-            KeyKind::Ed(k) => k.sign(digest).as_ref().to_vec(),
+            KeyKind::Ed(k) => k.sign(&message).as_ref().to_vec(),
             KeyKind::Ec(k, rng) => k
-                .sign(rng, digest)
+                .sign(rng, &message)
                 .map_err(|_| EvidenceError::Signer("ECDSA signing failed".into()))?
                 .as_ref()
                 .to_vec(),
@@ -149,12 +167,16 @@ impl Signer {
     }
 
     /// `Ok(None)` when no signer is configured.
-    pub(crate) async fn sign(&self, digest: &[u8; 32]) -> Result<Option<Signed>, EvidenceError> {
+    pub(crate) async fn sign(
+        &self,
+        purpose: &str,
+        digest: &[u8; 32],
+    ) -> Result<Option<Signed>, EvidenceError> {
         match self {
             Self::None => Ok(None),
-            Self::Local(k) => k.sign(digest).map(Some),
+            Self::Local(k) => k.sign(purpose, digest).map(Some),
             Self::Socket(path) => {
-                tokio::time::timeout(Duration::from_secs(5), sign_remote(path, digest))
+                tokio::time::timeout(Duration::from_secs(5), sign_remote(path, purpose, digest))
                     .await
                     .map_err(|_| EvidenceError::Signer("signer did not answer within 5 s".into()))?
                     .map(Some)
@@ -194,11 +216,36 @@ async fn write_message<W: AsyncWriteExt + Unpin>(w: &mut W, body: &[u8]) -> std:
     w.flush().await
 }
 
-async fn sign_remote(path: &Path, digest: &[u8; 32]) -> Result<Signed, EvidenceError> {
+/// The request body asking for a `purpose` signature of `digest`.
+pub fn encode_request(purpose: &str, digest: &[u8; 32]) -> Option<Vec<u8>> {
+    let len = u8::try_from(purpose.len()).ok()?;
+    let mut req = vec![2u8, len];
+    req.extend_from_slice(purpose.as_bytes());
+    req.extend_from_slice(digest);
+    Some(req)
+}
+
+/// `(purpose, digest)` of a request body, `None` if it is not a well-formed `0x02` request.
+pub fn decode_request(body: &[u8]) -> Option<(&str, [u8; 32])> {
+    let mut r = Reader(body);
+    if r.take(1)? != [2] {
+        return None;
+    }
+    let len = r.take(1)?[0] as usize;
+    let purpose = std::str::from_utf8(r.take(len)?).ok()?;
+    let digest = <[u8; 32]>::try_from(r.take(32)?).ok()?;
+    r.0.is_empty().then_some((purpose, digest))
+}
+
+async fn sign_remote(
+    path: &Path,
+    purpose: &str,
+    digest: &[u8; 32],
+) -> Result<Signed, EvidenceError> {
     let io = |e| EvidenceError::io(format!("signer socket {}", path.display()), e);
     let mut stream = tokio::net::UnixStream::connect(path).await.map_err(io)?;
-    let mut req = vec![1u8];
-    req.extend_from_slice(digest);
+    let req = encode_request(purpose, digest)
+        .ok_or_else(|| EvidenceError::Signer("bad purpose tag".into()))?;
     write_message(&mut stream, &req).await.map_err(io)?;
     let body = read_message(&mut stream)
         .await
@@ -289,18 +336,15 @@ pub async fn run_signer(
         let key = key.clone();
         tokio::spawn(async move {
             while let Ok(Some(req)) = read_message(&mut stream).await {
-                let answer = match (
-                    req.first(),
-                    req.get(1..).and_then(|d| <[u8; 32]>::try_from(d).ok()),
-                ) {
-                    (Some(1), Some(digest)) => match key.sign(&digest) {
+                let answer = match decode_request(&req) {
+                    Some((purpose, digest)) => match key.sign(purpose, &digest) {
                         Ok(s) => {
-                            tracing::info!(digest = %hex::encode(digest), "signed checkpoint digest");
+                            tracing::info!(purpose, digest = %hex::encode(digest), "signed digest");
                             encode_response(&s)
                         }
                         Err(e) => [&[1u8][..], e.to_string().as_bytes()].concat(),
                     },
-                    _ => [&[1u8][..], b"bad request"].concat(),
+                    None => [&[1u8][..], b"bad request"].concat(),
                 };
                 if write_message(&mut stream, &answer).await.is_err() {
                     break;
@@ -310,81 +354,42 @@ pub async fn run_signer(
     }
 }
 
-/// Checks a checkpoint signature and its certificate chain up to one of `anchors` (DER), with
-/// every certificate valid at `at_unix` (the checkpoint's signed time).
+/// Checks `signature` over `message` with the public key of the certificate `leaf_der`.
 pub fn verify_signature(
     algorithm: &str,
-    digest: &[u8; 32],
+    message: &[u8],
     signature: &[u8],
-    chain: &[impl AsRef<[u8]>],
-    anchors: &[Vec<u8>],
-    at_unix: i64,
+    leaf_der: &[u8],
 ) -> Result<(), String> {
-    let leaf_der = chain.first().ok_or("no signer certificate")?;
-    let (_, leaf) = X509Certificate::from_der(leaf_der.as_ref())
-        .map_err(|e| format!("signer certificate: {e}"))?;
+    let (_, leaf) =
+        X509Certificate::from_der(leaf_der).map_err(|e| format!("signer certificate: {e}"))?;
     let alg: &dyn signature::VerificationAlgorithm = match algorithm {
         ED25519 => &signature::ED25519,
         ECDSA_P256 => &signature::ECDSA_P256_SHA256_ASN1,
         other => return Err(format!("unknown signature algorithm {other:?}")),
     };
     signature::UnparsedPublicKey::new(alg, leaf.public_key().subject_public_key.data.as_ref())
-        .verify(digest, signature)
-        .map_err(|_| "checkpoint signature does not verify".to_string())?;
-    verify_chain(chain, anchors, at_unix)
+        .verify(message, signature)
+        .map_err(|_| "checkpoint signature does not verify".to_string())
 }
 
-/// Checks that `chain` (leaf first) is a valid chain to one of `anchors` at `at_unix`.
-pub fn verify_chain(
-    chain: &[impl AsRef<[u8]>],
-    anchors: &[Vec<u8>],
-    at_unix: i64,
-) -> Result<(), String> {
-    let mut certs = Vec::new();
-    for der in chain {
-        let (_, c) =
-            X509Certificate::from_der(der.as_ref()).map_err(|e| format!("certificate: {e}"))?;
-        certs.push(c);
-    }
-    let mut parsed_anchors = Vec::new();
-    for der in anchors {
-        let (_, c) = X509Certificate::from_der(der).map_err(|e| format!("trust anchor: {e}"))?;
-        parsed_anchors.push(c);
-    }
-    for c in &certs {
-        let v = c.validity();
-        if at_unix < v.not_before.timestamp() || at_unix > v.not_after.timestamp() {
-            return Err(format!(
-                "certificate {} not valid at signing time",
-                c.subject()
-            ));
+/// Refuses a signer chain that a verifier trusting the chain's own last certificate would
+/// refuse now (path, keyUsage, the default extended key usages, validity).
+pub fn validate_own_chain(chain: &[Vec<u8>]) -> Result<(), EvidenceError> {
+    let root = match chain {
+        [_, .., root] => root.clone(),
+        _ => {
+            return Err(EvidenceError::Signer(
+                "the certificate chain must hold the signer certificate and its CA".into(),
+            ))
         }
-    }
-    for pair in certs.windows(2) {
-        pair[0]
-            .verify_signature(Some(pair[1].public_key()))
-            .map_err(|_| {
-                format!(
-                    "certificate {} not signed by {}",
-                    pair[0].subject(),
-                    pair[1].subject()
-                )
-            })?;
-    }
-    let last = certs.last().ok_or("empty certificate chain")?;
-    let last_der = chain.last().map(|c| c.as_ref()).unwrap_or_default();
-    let anchored = anchors.iter().any(|a| a.as_slice() == last_der)
-        || parsed_anchors.iter().any(|a| {
-            last.issuer() == a.subject() && last.verify_signature(Some(a.public_key())).is_ok()
-        });
-    if anchored {
-        Ok(())
-    } else {
-        Err(format!(
-            "certificate chain of {} does not reach a trust anchor",
-            last.subject()
-        ))
-    }
+    };
+    let policy = PathPolicy::signer(vec![root], Vec::new(), &pki::default_signer_ekus())
+        .map_err(EvidenceError::Signer)?;
+    let refs: Vec<&[u8]> = chain.iter().map(|c| c.as_slice()).collect();
+    let now = super::writer::now_nanos().div_euclid(1_000_000_000);
+    pki::validate(&refs, &policy, Role::Signer, now)
+        .map_err(|f| EvidenceError::Signer(format!("certificate would not validate: {f}")))
 }
 
 /// Reads every certificate of a PEM file as DER.

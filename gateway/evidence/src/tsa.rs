@@ -1,9 +1,11 @@
 //! RFC 3161 time-stamping of checkpoints: request over HTTP, token verification.
 //!
-//! The token is verified before it is stored: status granted, the message imprint and nonce
-//! match, the CMS `messageDigest` attribute matches the TSTInfo, the signature verifies with a
-//! certificate in the token that has the critical `timeStamping` extended key usage, and that
-//! certificate chains (directly or through one intermediate in the token) to the configured CA.
+//! The token is verified before it is stored, and again by the verifier (`proto/README.md`
+//! §5.3): status granted, the message imprint (and, when the request is known, the nonce)
+//! match, the policy is accepted, the CMS `messageDigest` attribute matches the TSTInfo, an ESS
+//! `signingCertificate` or `signingCertificateV2` attribute names the certificate whose key
+//! verifies the signature, and that certificate (critical EKU exactly id-kp-timeStamping)
+//! validates to the TSA CA at `genTime` (RFC 5280, [`crate::pki`]).
 
 use std::time::Duration;
 
@@ -13,7 +15,9 @@ use ring::signature;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use super::merkle::sha256;
-use super::signer::{load_pem_certificates, verify_chain};
+use super::pki::{self, PathPolicy, Role};
+use super::reason::{Failure, Reason};
+use super::signer::load_pem_certificates;
 use super::{EvidenceError, TsaSettings};
 
 const OID_SHA256: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x01];
@@ -26,6 +30,16 @@ const OID_ECDSA_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03, 0x02
 const OID_RSA_SHA256: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x0b];
 const OID_RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
 const OID_ED25519: &[u8] = &[0x2b, 0x65, 0x70];
+/// id-aa-signingCertificate (RFC 2634), 1.2.840.113549.1.9.16.2.12.
+const OID_SIGNING_CERTIFICATE: &[u8] = &[
+    0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x02, 0x0c,
+];
+/// id-aa-signingCertificateV2 (RFC 5035), 1.2.840.113549.1.9.16.2.47.
+const OID_SIGNING_CERTIFICATE_V2: &[u8] = &[
+    0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x10, 0x02, 0x2f,
+];
+const OID_SHA384: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x02];
+const OID_SHA512: &[u8] = &[0x60, 0x86, 0x48, 0x01, 0x65, 0x03, 0x04, 0x02, 0x03];
 
 /// `(host, port, path)` of an `http://` URL.
 pub fn parse_http_url(url: &str) -> Option<(String, u16, String)> {
@@ -44,15 +58,28 @@ pub fn parse_http_url(url: &str) -> Option<(String, u16, String)> {
 /// A configured TSA.
 pub(crate) struct TsaClient {
     url: String,
-    anchors: Vec<Vec<u8>>,
+    policy: PathPolicy,
+    accepted_policies: Vec<Vec<u8>>,
     timeout: Duration,
 }
 
 impl TsaClient {
     pub(crate) fn new(settings: &TsaSettings) -> Result<Self, EvidenceError> {
+        let accepted_policies = settings
+            .accepted_policies
+            .iter()
+            .map(|o| {
+                pki::oid_der(o).ok_or_else(|| {
+                    EvidenceError::Config(format!(
+                        "evidence.tsa.accepted_policies: not an OID: {o:?}"
+                    ))
+                })
+            })
+            .collect::<Result<_, _>>()?;
         Ok(Self {
             url: settings.url.clone(),
-            anchors: load_pem_certificates(&settings.ca_certificate)?,
+            policy: PathPolicy::tsa(load_pem_certificates(&settings.ca_certificate)?, Vec::new()),
+            accepted_policies,
             timeout: Duration::from_millis(settings.timeout_ms),
         })
     }
@@ -67,7 +94,14 @@ impl TsaClient {
             .await
             .map_err(|_| EvidenceError::Tsa("timed out".into()))??;
         let token = token_from_response(&reply).map_err(EvidenceError::Tsa)?;
-        verify_token(&token, imprint, &self.anchors, Some(&nonce)).map_err(EvidenceError::Tsa)?;
+        verify_token_with(
+            &token,
+            imprint,
+            &self.policy,
+            &self.accepted_policies,
+            Some(&nonce),
+        )
+        .map_err(|f| EvidenceError::Tsa(f.to_string()))?;
         Ok(token)
     }
 }
@@ -196,13 +230,48 @@ pub struct TokenInfo {
     pub serial: String,
 }
 
-/// Verifies a DER `TimeStampToken` over `imprint` against the TSA CA `anchors` (DER).
+/// Verifies a DER `TimeStampToken` over `imprint` against the TSA CA `anchors` (DER), any
+/// policy, no CRL.
 pub fn verify_token(
     token: &[u8],
     imprint: &[u8; 32],
     anchors: &[Vec<u8>],
     nonce: Option<&[u8]>,
 ) -> Result<TokenInfo, String> {
+    verify_token_with(
+        token,
+        imprint,
+        &PathPolicy::tsa(anchors.to_vec(), Vec::new()),
+        &[],
+        nonce,
+    )
+    .map_err(|f| f.detail)
+}
+
+fn malformed(e: String) -> Failure {
+    Failure::new(Reason::Timestamp, format!("time-stamp token: {e}"))
+}
+
+/// The parts of a `TimeStampToken` the checks need.
+#[derive(Debug)]
+pub struct ParsedToken<'a> {
+    /// DER of the TSTInfo (the eContent).
+    pub tst_info: &'a [u8],
+    /// Certificates in the SignedData.
+    pub certs: Vec<&'a [u8]>,
+    /// Signed attributes, whole DER (context tag 0xa0).
+    pub signed_attrs: &'a [u8],
+    /// `(attrType OID, attrValues content)` of each signed attribute.
+    pub attrs: Vec<(&'a [u8], &'a [u8])>,
+    /// Signature algorithm OID.
+    pub sig_alg: &'a [u8],
+    /// Signature.
+    pub signature: &'a [u8],
+}
+
+/// Parses the structure of a DER `TimeStampToken` (CMS ContentInfo with SignedData holding a
+/// TSTInfo and exactly one SignerInfo with SHA-256 digest and signed attributes).
+pub fn parse_token(token: &[u8]) -> Result<ParsedToken<'_>, String> {
     let mut ci = Der(Der(token).expect(0x30, "ContentInfo")?.content);
     if ci.expect(0x06, "contentType")?.content != OID_SIGNED_DATA {
         return Err("token is not CMS SignedData".into());
@@ -223,7 +292,7 @@ pub fn verify_token(
     if next.tag == 0xa0 {
         let mut set = Der(next.content);
         while !set.0.is_empty() {
-            certs.push(set.next()?.whole.to_vec());
+            certs.push(set.next()?.whole);
         }
         next = sd.next()?;
     }
@@ -233,69 +302,136 @@ pub fn verify_token(
     if next.tag != 0x31 {
         return Err("signerInfos missing".into());
     }
-    let mut si = Der(Der(next.content).expect(0x30, "SignerInfo")?.content);
+    let mut infos = Der(next.content);
+    let mut si = Der(infos.expect(0x30, "SignerInfo")?.content);
+    if !infos.0.is_empty() {
+        return Err("more than one SignerInfo".into());
+    }
     si.expect(0x02, "SignerInfo version")?;
-    si.next()?; // sid: the certificate is found by trying the signature below
+    si.next()?; // sid: the certificate is found by the signature and bound by ESS below
     let digest_alg = Der(si.expect(0x30, "digestAlgorithm")?.content).expect(0x06, "digest OID")?;
     if digest_alg.content != OID_SHA256 {
         return Err("only SHA-256 signer digests are supported".into());
     }
-    let attrs = si.expect(0xa0, "signedAttrs")?;
+    let signed_attrs = si.expect(0xa0, "signedAttrs")?;
     let sig_alg =
         Der(si.expect(0x30, "signatureAlgorithm")?.content).expect(0x06, "signature OID")?;
-    let sig = si.expect(0x04, "signature")?.content;
-
-    let mut message_digest = None;
-    let mut a = Der(attrs.content);
+    let signature = si.expect(0x04, "signature")?.content;
+    let mut attrs = Vec::new();
+    let mut a = Der(signed_attrs.content);
     while !a.0.is_empty() {
         let mut attr = Der(a.expect(0x30, "Attribute")?.content);
-        if attr.expect(0x06, "attrType")?.content == OID_MESSAGE_DIGEST {
-            message_digest = Some(
-                Der(attr.expect(0x31, "attrValues")?.content)
-                    .expect(0x04, "digest")?
-                    .content,
-            );
-        }
+        let oid = attr.expect(0x06, "attrType")?.content;
+        let values = attr.expect(0x31, "attrValues")?.content;
+        attrs.push((oid, values));
     }
-    if message_digest != Some(&sha256(tst_info)[..]) {
-        return Err("messageDigest attribute does not match the TSTInfo".into());
+    Ok(ParsedToken {
+        tst_info,
+        certs,
+        signed_attrs: signed_attrs.whole,
+        attrs,
+        sig_alg: sig_alg.content,
+        signature,
+    })
+}
+
+/// Checks that an ESS signingCertificate(V2) attribute's first ESSCertID hashes `cert`.
+fn ess_binds(attrs: &[(&[u8], &[u8])], cert: &[u8]) -> Result<(), Failure> {
+    let ess = |d: &str| Failure::new(Reason::TimestampEss, d.to_owned());
+    for (oid, values) in attrs {
+        let v2 = *oid == OID_SIGNING_CERTIFICATE_V2;
+        if !v2 && *oid != OID_SIGNING_CERTIFICATE {
+            continue;
+        }
+        let parse = || -> Result<bool, String> {
+            let sc = Der(values).expect(0x30, "SigningCertificate")?;
+            let certs = Der(sc.content).expect(0x30, "certs")?;
+            let mut id = Der(Der(certs.content).expect(0x30, "ESSCertID")?.content);
+            let mut first = id.next()?;
+            let alg: &ring::digest::Algorithm = if v2 {
+                if first.tag == 0x30 {
+                    let oid = Der(first.content).expect(0x06, "hashAlgorithm")?.content;
+                    first = id.next()?;
+                    match oid {
+                        OID_SHA256 => &ring::digest::SHA256,
+                        OID_SHA384 => &ring::digest::SHA384,
+                        OID_SHA512 => &ring::digest::SHA512,
+                        _ => return Err("unsupported ESSCertIDv2 hash".into()),
+                    }
+                } else {
+                    &ring::digest::SHA256
+                }
+            } else {
+                &ring::digest::SHA1_FOR_LEGACY_USE_ONLY
+            };
+            if first.tag != 0x04 {
+                return Err("certHash missing".into());
+            }
+            Ok(ring::digest::digest(alg, cert).as_ref() == first.content)
+        };
+        return match parse() {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(ess(
+                "ESS signingCertificate does not name the certificate that signed the token",
+            )),
+            Err(e) => Err(ess(&format!("ESS signingCertificate: {e}"))),
+        };
+    }
+    Err(ess(
+        "token has no ESS signingCertificate or signingCertificateV2 attribute",
+    ))
+}
+
+/// Verifies a DER `TimeStampToken` over `imprint` under `policy` (TSA CA, CRLs), with the
+/// TSTInfo policy in `accepted_policies` (DER OID contents; empty accepts any) and, when
+/// given, the request's nonce echoed.
+pub fn verify_token_with(
+    token: &[u8],
+    imprint: &[u8; 32],
+    policy: &PathPolicy,
+    accepted_policies: &[Vec<u8>],
+    nonce: Option<&[u8]>,
+) -> Result<TokenInfo, Failure> {
+    let t = parse_token(token).map_err(malformed)?;
+    let bad = |d: &str| Failure::new(Reason::Timestamp, d.to_owned());
+    let message_digest = t
+        .attrs
+        .iter()
+        .find(|(oid, _)| *oid == OID_MESSAGE_DIGEST)
+        .and_then(|(_, v)| Der(v).expect(0x04, "digest").ok())
+        .map(|d| d.content);
+    if message_digest != Some(&sha256(t.tst_info)[..]) {
+        return Err(bad("messageDigest attribute does not match the TSTInfo"));
     }
     // The signature covers the attributes re-tagged as a SET OF (RFC 5652 §5.4).
-    let mut signed = attrs.whole.to_vec();
+    let mut signed = t.signed_attrs.to_vec();
     signed[0] = 0x31;
-    let tsa_cert = certs
+    let tsa_cert = *t
+        .certs
         .iter()
-        .find(|c| verify_with_cert(c, sig_alg.content, &signed, sig))
-        .ok_or("TSA signature does not verify with any certificate in the token")?;
-    let (_, cert) =
-        X509Certificate::from_der(tsa_cert).map_err(|e| format!("TSA certificate: {e}"))?;
-    match cert.extended_key_usage() {
-        Ok(Some(eku)) if eku.critical && eku.value.time_stamping => {}
-        _ => return Err("TSA certificate lacks critical extendedKeyUsage timeStamping".into()),
-    }
-
-    let info = parse_tst_info(tst_info)?;
+        .find(|c| verify_with_cert(c, t.sig_alg, &signed, t.signature))
+        .ok_or_else(|| bad("TSA signature does not verify with any certificate in the token (certReq requires the certificate)"))?;
+    ess_binds(&t.attrs, tsa_cert)?;
+    let info = parse_tst_info(t.tst_info).map_err(malformed)?;
     if info.1 != imprint {
-        return Err("messageImprint does not match".into());
+        return Err(bad("messageImprint does not match"));
     }
     if let Some(n) = nonce {
         if info.2 != Some(n) {
-            return Err("nonce does not match".into());
+            return Err(bad("nonce does not match"));
         }
     }
+    if !accepted_policies.is_empty() && !accepted_policies.iter().any(|p| p.as_slice() == info.4) {
+        return Err(bad("TSA policy is not in the accepted set"));
+    }
     let token_info = TokenInfo {
-        gen_time_unix: generalized_time_unix(&info.0)?,
+        gen_time_unix: generalized_time_unix(&info.0).map_err(malformed)?,
         gen_time: info.0,
         serial: hex::encode(info.3),
     };
-    let chained = verify_chain(&[tsa_cert], anchors, token_info.gen_time_unix).is_ok()
-        || certs
-            .iter()
-            .filter(|c| *c != tsa_cert)
-            .any(|i| verify_chain(&[tsa_cert, i], anchors, token_info.gen_time_unix).is_ok());
-    if !chained {
-        return Err("TSA certificate does not chain to the configured TSA CA".into());
-    }
+    let mut chain = vec![tsa_cert];
+    chain.extend(t.certs.iter().copied().filter(|c| *c != tsa_cert));
+    pki::validate(&chain, policy, Role::Tsa, token_info.gen_time_unix)?;
     Ok(token_info)
 }
 
@@ -314,13 +450,16 @@ fn verify_with_cert(cert: &[u8], sig_alg: &[u8], msg: &[u8], sig: &[u8]) -> bool
         .is_ok()
 }
 
-/// (genTime, hashedMessage, nonce, serial) of a TSTInfo.
-type TstFields<'a> = (String, &'a [u8], Option<&'a [u8]>, &'a [u8]);
+/// (genTime, hashedMessage, nonce, serial, policy) of a TSTInfo.
+type TstFields<'a> = (String, &'a [u8], Option<&'a [u8]>, &'a [u8], &'a [u8]);
 
-fn parse_tst_info(der: &[u8]) -> Result<TstFields<'_>, String> {
+/// Parses a DER TSTInfo (RFC 3161 §2.4.2).
+pub fn parse_tst_info(der: &[u8]) -> Result<TstFields<'_>, String> {
     let mut t = Der(Der(der).expect(0x30, "TSTInfo")?.content);
-    t.expect(0x02, "TSTInfo version")?;
-    t.expect(0x06, "policy")?;
+    if t.expect(0x02, "TSTInfo version")?.content != [1] {
+        return Err("TSTInfo version is not 1".into());
+    }
+    let policy = t.expect(0x06, "policy")?.content;
     let mut mi = Der(t.expect(0x30, "messageImprint")?.content);
     let alg = Der(mi.expect(0x30, "hashAlgorithm")?.content).expect(0x06, "hash OID")?;
     if alg.content != OID_SHA256 {
@@ -336,7 +475,7 @@ fn parse_tst_info(der: &[u8]) -> Result<TstFields<'_>, String> {
             nonce = Some(e.content);
         }
     }
-    Ok((gen_time, hashed, nonce, serial))
+    Ok((gen_time, hashed, nonce, serial, policy))
 }
 
 fn generalized_time_unix(s: &str) -> Result<i64, String> {

@@ -49,6 +49,8 @@ pub(crate) struct Tail {
     /// Digest and sequence of the last checkpoint record (zeros/0 before the first).
     pub(crate) last_checkpoint_digest: Hash,
     pub(crate) last_checkpoint_sequence: u64,
+    /// Time-stamp binding of the last checkpoint (zeros before the first).
+    pub(crate) last_timestamp_binding: Hash,
 }
 
 /// What the recovery scan found.
@@ -96,6 +98,8 @@ pub(crate) fn recover(dir: &Path) -> Result<Recovered, EvidenceError> {
                     if let Some(Kind::Checkpoint(cp)) = &record.kind {
                         tail.last_checkpoint_digest = checkpoint::digest_of(&record.node_id, cp);
                         tail.last_checkpoint_sequence = record.sequence;
+                        tail.last_timestamp_binding =
+                            checkpoint::timestamp_binding(&cp.tsa_status, &cp.timestamp_token);
                     }
                     tail.sequence = record.sequence;
                     tail.last_time = tail.last_time.max(record.time_unix_nanos);
@@ -304,6 +308,8 @@ impl Writer {
             if let Some(Kind::Checkpoint(cp)) = &record.kind {
                 tail.last_checkpoint_digest = checkpoint::digest_of(&record.node_id, cp);
                 tail.last_checkpoint_sequence = record.sequence;
+                tail.last_timestamp_binding =
+                    checkpoint::timestamp_binding(&cp.tsa_status, &cp.timestamp_token);
             }
         }
         if tail.segment_len > 0 && tail.segment_len + buf.len() as u64 > self.segment_size {

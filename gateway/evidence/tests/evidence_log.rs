@@ -514,3 +514,76 @@ async fn throughput_of_group_commit_and_verification() {
     assert!(report.problem.is_none(), "{report:?}");
     assert_eq!(report.records, n);
 }
+
+#[tokio::test]
+async fn signer_refuses_a_certificate_that_would_not_validate() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, KeyUsagePurpose};
+    let tmp = TempDir::new("signer-refuses");
+    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.distinguished_name.push(DnType::CommonName, "CA");
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign];
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    // No extended key usage: a verifier would refuse every checkpoint it signs.
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let mut p = CertificateParams::new(Vec::<String>::new()).unwrap();
+    p.distinguished_name.push(DnType::CommonName, "signer");
+    p.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    let leaf = p.signed_by(&key, &ca, &ca_key).unwrap();
+    let key_path = tmp.path().join("k.pem");
+    let chain_path = tmp.path().join("c.pem");
+    std::fs::write(&key_path, key.serialize_pem()).unwrap();
+    std::fs::write(&chain_path, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
+    let err = penghubung_evidence::signer::LocalKey::load(&key_path, &chain_path).unwrap_err();
+    assert!(err.to_string().contains("would not validate"), "{err}");
+    let socket = tmp.path().join("s.sock");
+    let err = penghubung_evidence::signer::run_signer(&key_path, &chain_path, &socket)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("would not validate"), "{err}");
+    assert!(!socket.exists());
+    // The leaf alone (no CA in the chain) is refused too.
+    std::fs::write(&chain_path, leaf.pem()).unwrap();
+    assert!(penghubung_evidence::signer::LocalKey::load(&key_path, &chain_path).is_err());
+    // A proper certificate loads, and signs only known purposes.
+    let pki = pki(tmp.path(), false);
+    let k = penghubung_evidence::signer::LocalKey::load(&pki.key, &pki.chain).unwrap();
+    assert!(k.sign("checkpoint", &[1; 32]).is_ok());
+    assert!(k.sign("anything-else", &[1; 32]).is_err());
+}
+
+#[tokio::test]
+async fn export_includes_records_written_after_an_earlier_checkpoint() {
+    let tmp = TempDir::new("bundle-late-outcome");
+    let pki = pki(tmp.path(), false);
+    let dir = tmp.path().join("log");
+    let log = EvidenceLog::open(&settings(&dir, Some(&pki)), "node-a")
+        .await
+        .unwrap();
+    let req = log.append(request("ex-late")).await.unwrap();
+    log.checkpoint_now().await.unwrap(); // covers the request only
+    let outcome = Record {
+        exchange_id: "ex-late".into(),
+        kind: Some(Kind::Outcome(penghubung_evidence::schema::Outcome {
+            request_sequence: req,
+            status: 200,
+            ..Default::default()
+        })),
+        ..Record::default()
+    };
+    log.append(outcome).await.unwrap();
+    log.shutdown().await; // the final checkpoint covers the outcome
+    let out = tmp.path().join("bundle.json");
+    cli::export(&dir, "ex-late", &out).unwrap();
+    let bundle: cli::Bundle = serde_json::from_slice(&std::fs::read(&out).unwrap()).unwrap();
+    assert_eq!(
+        bundle
+            .records
+            .iter()
+            .map(|r| r.sequence)
+            .collect::<Vec<_>>(),
+        [1, 3]
+    );
+    assert!(cli::check_bundle(&out, Some(&pki.ca), None).unwrap());
+}

@@ -92,6 +92,19 @@ pub enum EvidenceCommand {
         /// PEM trust anchors of the time-stamping authority.
         #[arg(long)]
         tsa_ca: Option<PathBuf>,
+        /// CRL files (PEM or DER) checked against the signer's certificate path (repeatable).
+        #[arg(long = "crl")]
+        crls: Vec<PathBuf>,
+        /// CRL files (PEM or DER) checked against the TSA's certificate path (repeatable).
+        #[arg(long = "tsa-crl")]
+        tsa_crls: Vec<PathBuf>,
+        /// Accepted signer extended key usage OID (repeatable; default: id-kp-documentSigning
+        /// and the Penghubung checkpoint OID).
+        #[arg(long = "eku")]
+        ekus: Vec<String>,
+        /// Accepted TSA policy OID (repeatable; default: any).
+        #[arg(long = "tsa-policy")]
+        tsa_policies: Vec<String>,
     },
     /// Print records readably, optionally filtered.
     Show {
@@ -132,6 +145,19 @@ pub enum EvidenceCommand {
         /// PEM trust anchors of the TSA.
         #[arg(long)]
         tsa_ca: Option<PathBuf>,
+        /// CRL files (PEM or DER) checked against the signer's certificate path (repeatable).
+        #[arg(long = "crl")]
+        crls: Vec<PathBuf>,
+        /// CRL files (PEM or DER) checked against the TSA's certificate path (repeatable).
+        #[arg(long = "tsa-crl")]
+        tsa_crls: Vec<PathBuf>,
+        /// Accepted signer extended key usage OID (repeatable; default: id-kp-documentSigning
+        /// and the Penghubung checkpoint OID).
+        #[arg(long = "eku")]
+        ekus: Vec<String>,
+        /// Accepted TSA policy OID (repeatable; default: any).
+        #[arg(long = "tsa-policy")]
+        tsa_policies: Vec<String>,
     },
     /// Export the latest checkpoint as an anchor file (keep it somewhere else).
     Anchor {

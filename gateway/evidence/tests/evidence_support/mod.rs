@@ -49,6 +49,10 @@ pub fn pki(dir: &Path, ed25519: bool) -> Pki {
         .distinguished_name
         .push(DnType::CommonName, "Test Evidence CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let alg = if ed25519 {
         &rcgen::PKCS_ED25519
@@ -60,6 +64,8 @@ pub fn pki(dir: &Path, ed25519: bool) -> Pki {
     params
         .distinguished_name
         .push(DnType::CommonName, "Penghubung checkpoint signer");
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![document_signing()];
     let leaf = params.signed_by(&key, &ca, &ca_key).unwrap();
     let p = Pki {
         key: dir.join("signer.key"),
@@ -70,6 +76,11 @@ pub fn pki(dir: &Path, ed25519: bool) -> Pki {
     std::fs::write(&p.chain, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
     std::fs::write(&p.ca, ca.pem()).unwrap();
     p
+}
+
+/// id-kp-documentSigning (RFC 9336) as an rcgen key purpose.
+pub fn document_signing() -> rcgen::ExtendedKeyUsagePurpose {
+    rcgen::ExtendedKeyUsagePurpose::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 36])
 }
 
 /// Settings writing to `dir` with a key-file signer and no periodic checkpoints in test time.

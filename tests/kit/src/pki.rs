@@ -317,7 +317,14 @@ pub struct SignerFiles {
     pub ca: PathBuf,
 }
 
-/// Makes a CA and a checkpoint signer certificate (P-256, or Ed25519) and writes them to `dir`.
+/// id-kp-documentSigning (RFC 9336), the extended key usage a checkpoint signer carries.
+pub fn document_signing() -> rcgen::ExtendedKeyUsagePurpose {
+    rcgen::ExtendedKeyUsagePurpose::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 36])
+}
+
+/// Makes a CA (keyCertSign) and a checkpoint signer certificate (P-256, or Ed25519; keyUsage
+/// digitalSignature, EKU documentSigning, so RFC 5280 path validation accepts it) and writes them
+/// to `dir`.
 pub fn signer_files(dir: &Path, ed25519: bool) -> SignerFiles {
     let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
@@ -325,6 +332,10 @@ pub fn signer_files(dir: &Path, ed25519: bool) -> SignerFiles {
         .distinguished_name
         .push(DnType::CommonName, "Test Evidence CA");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params.key_usages = vec![
+        rcgen::KeyUsagePurpose::KeyCertSign,
+        rcgen::KeyUsagePurpose::CrlSign,
+    ];
     let ca = ca_params.self_signed(&ca_key).unwrap();
     let alg = if ed25519 {
         &rcgen::PKCS_ED25519
@@ -336,6 +347,8 @@ pub fn signer_files(dir: &Path, ed25519: bool) -> SignerFiles {
     params
         .distinguished_name
         .push(DnType::CommonName, "Penghubung checkpoint signer");
+    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![document_signing()];
     let leaf = params.signed_by(&key, &ca, &ca_key).unwrap();
     let files = SignerFiles {
         key: dir.join("signer.key"),

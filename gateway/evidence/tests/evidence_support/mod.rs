@@ -34,54 +34,10 @@ impl Drop for TempDir {
     }
 }
 
-/// A CA and a checkpoint signer certificate (P-256) written as PEM files in `dir`.
-pub struct Pki {
-    pub key: PathBuf,
-    pub chain: PathBuf,
-    pub ca: PathBuf,
-}
-
-pub fn pki(dir: &Path, ed25519: bool) -> Pki {
-    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
-    let ca_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "Test Evidence CA");
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params.key_usages = vec![
-        rcgen::KeyUsagePurpose::KeyCertSign,
-        rcgen::KeyUsagePurpose::CrlSign,
-    ];
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let alg = if ed25519 {
-        &rcgen::PKCS_ED25519
-    } else {
-        &rcgen::PKCS_ECDSA_P256_SHA256
-    };
-    let key = KeyPair::generate_for(alg).unwrap();
-    let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    params
-        .distinguished_name
-        .push(DnType::CommonName, "Penghubung checkpoint signer");
-    params.key_usages = vec![rcgen::KeyUsagePurpose::DigitalSignature];
-    params.extended_key_usages = vec![document_signing()];
-    let leaf = params.signed_by(&key, &ca, &ca_key).unwrap();
-    let p = Pki {
-        key: dir.join("signer.key"),
-        chain: dir.join("signer-chain.pem"),
-        ca: dir.join("ca.pem"),
-    };
-    std::fs::write(&p.key, key.serialize_pem()).unwrap();
-    std::fs::write(&p.chain, format!("{}{}", leaf.pem(), ca.pem())).unwrap();
-    std::fs::write(&p.ca, ca.pem()).unwrap();
-    p
-}
-
-/// id-kp-documentSigning (RFC 9336) as an rcgen key purpose.
-pub fn document_signing() -> rcgen::ExtendedKeyUsagePurpose {
-    rcgen::ExtendedKeyUsagePurpose::Other(vec![1, 3, 6, 1, 5, 5, 7, 3, 36])
-}
+/// A CA and a checkpoint signer certificate written as PEM files (the test kit's).
+pub use penghubung_testkit::pki::SignerFiles as Pki;
+#[allow(unused_imports)] // not every test file that includes this module uses both
+pub use penghubung_testkit::pki::{document_signing, signer_files as pki};
 
 /// Settings writing to `dir` with a key-file signer and no periodic checkpoints in test time.
 pub fn settings(dir: &Path, pki: Option<&Pki>) -> EvidenceSettings {

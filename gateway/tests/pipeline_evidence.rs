@@ -657,3 +657,89 @@ async fn kill_9_under_load_loses_no_acknowledged_exchange() {
         acked.len()
     );
 }
+
+/// SIGTERM and SIGINT drain the gateway and then write a final checkpoint: every record the
+/// process wrote is covered by a checkpoint when it exits (checkpoints are otherwise hourly in
+/// this config, so only the shutdown checkpoint can cover them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sigint_write_a_final_checkpoint_covering_the_last_records() {
+    for signal in ["TERM", "INT"] {
+        let dir = Dir::new(&format!("final-checkpoint-{signal}"));
+        let work = Dir::new(&format!("final-checkpoint-{signal}-work"));
+        let up = Upstream::start().await;
+        let (listen, admin_port) = (free_port(), free_port());
+        let listen_addr: SocketAddr = format!("127.0.0.1:{listen}").parse().unwrap();
+        let admin_addr: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+        let text = config(
+            up.addr,
+            &Opts {
+                listen: listen_addr.to_string(),
+                admin: admin_addr.to_string(),
+                evidence: Some(dir.path()),
+                ..Opts::default()
+            },
+        );
+        let config_file = work.path().join("gateway.toml");
+        std::fs::write(&config_file, text).unwrap();
+        let log = work.path().join("gateway.log");
+        let mut proc = start_binary(&config_file, admin_addr, &log).await;
+        for n in 0..5 {
+            let r = send(
+                listen_addr,
+                "POST",
+                "data.test",
+                &format!("/data/{n}"),
+                &[("apikey", KEY)],
+                b"x",
+            )
+            .await;
+            assert_eq!(r.status, 200);
+        }
+        // A refusal too: the last record before the signal is a `refused` one.
+        let r = send(listen_addr, "GET", "data.test", "/data/x", &[], b"").await;
+        assert_eq!(r.status, 401);
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &proc.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let started = Instant::now();
+        let exit = loop {
+            if let Some(exit) = proc.0.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "gateway did not stop after SIG{signal}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(exit.success(), "SIG{signal}: exit status {exit}");
+
+        let all = records(dir.path());
+        let last_data = all
+            .iter()
+            .filter(|r| !matches!(r.kind, Some(Kind::Checkpoint(_))))
+            .map(|r| r.sequence)
+            .max()
+            .unwrap();
+        assert!(all
+            .iter()
+            .any(|r| r.sequence == last_data && matches!(r.kind, Some(Kind::Refused(_)))));
+        let covered = all
+            .iter()
+            .filter_map(|r| match &r.kind {
+                Some(Kind::Checkpoint(c)) => Some(c.tree_size),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        assert!(
+            covered >= last_data,
+            "SIG{signal}: the last record ({last_data}) is not covered by a checkpoint (latest covers {covered})\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let report = verify_dir(dir.path(), &VerifyOptions::default(), &mut |_| {}).unwrap();
+        assert!(report.problem.is_none(), "{report:?}");
+    }
+}

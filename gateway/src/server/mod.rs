@@ -171,23 +171,50 @@ pub struct Running {
 }
 
 impl Running {
-    /// Begins a graceful shutdown and waits until listeners and connections are done (bounded
-    /// by `limits.drain_timeout_secs`).
+    /// Begins a graceful shutdown, waits until listeners and connections are done (bounded by
+    /// `limits.drain_timeout_secs`), then closes the evidence log with a final checkpoint.
     pub async fn shutdown(mut self) {
         self.gateway.begin_shutdown();
+        self.drain_and_close().await;
+    }
+
+    /// Waits until a shutdown starts (a signal, or [`Gateway::begin_shutdown`]), drains
+    /// connections (bounded by `limits.drain_timeout_secs`), then closes the evidence log with a
+    /// final checkpoint covering every record written, so no record is left uncovered by a
+    /// signed checkpoint when the process exits.
+    pub async fn wait(mut self) {
+        let mut shutdown = self.gateway.shutdown_signal();
+        loop {
+            if *shutdown.borrow_and_update() {
+                break;
+            }
+            tokio::select! {
+                changed = shutdown.changed() => if changed.is_err() { break },
+                joined = self.tasks.join_next() => if joined.is_none() { break },
+            }
+        }
+        self.drain_and_close().await;
+    }
+
+    async fn drain_and_close(&mut self) {
         let drain = std::time::Duration::from_secs(
             self.gateway.runtime.load().limits.drain_timeout_secs + 1,
         );
-        let _ = tokio::time::timeout(drain, async {
+        let drained = tokio::time::timeout(drain, async {
             while self.tasks.join_next().await.is_some() {}
         })
         .await;
+        if drained.is_err() {
+            tracing::warn!(
+                seconds = drain.as_secs(),
+                "connections did not drain in time; closing them"
+            );
+        }
         self.tasks.abort_all();
-    }
-
-    /// Waits until the gateway stops (after a shutdown signal).
-    pub async fn wait(mut self) {
         while self.tasks.join_next().await.is_some() {}
+        // After the drain: the last outcomes are in, so the final checkpoint covers them.
+        self.gateway.evidence.shutdown().await;
+        tracing::info!("stopped");
     }
 }
 

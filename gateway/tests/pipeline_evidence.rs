@@ -743,3 +743,87 @@ async fn sigterm_and_sigint_write_a_final_checkpoint_covering_the_last_records()
         assert!(report.problem.is_none(), "{report:?}");
     }
 }
+
+/// A refusal carries the query and header digests a request record carries, so the refusal of
+/// a request can be tied to the request (and to a later, accepted retry of it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_carry_the_request_digests_of_request_records() {
+    let dir = Dir::new("refusal-digests");
+    let up = Upstream::start().await;
+    let text = config(
+        up.addr,
+        &Opts {
+            evidence: Some(dir.path()),
+            ..Opts::default()
+        },
+    );
+    let gw = start(&text).await;
+    let addr = gw.listeners[0];
+    let headers = |key: Option<&'static str>| {
+        let mut h = vec![
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+            ("user-agent", "simpeg/2.1"),
+        ];
+        if let Some(k) = key {
+            h.push(("apikey", k));
+        }
+        h
+    };
+    let path = "/data/penduduk?nik=3201010101010001&page=2";
+    let body = b"{}";
+    let ok = send(addr, "POST", "data.test", path, &headers(Some(KEY)), body).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let missing = send(addr, "POST", "data.test", path, &headers(None), body).await;
+    assert_eq!(missing.status, 401);
+    let no_grant = send(
+        addr,
+        "POST",
+        "data.test",
+        path,
+        &headers(Some(KEY_NO_GRANT)),
+        body,
+    )
+    .await;
+    assert_eq!(no_grant.status, 403);
+    let other_query = send(
+        addr,
+        "POST",
+        "data.test",
+        "/data/penduduk?nik=1",
+        &headers(None),
+        body,
+    )
+    .await;
+    assert_eq!(other_query.status, 401);
+    let no_query = get(addr, "data.test", "/data/penduduk", &[]).await;
+    assert_eq!(no_query.status, 401);
+
+    let request = records(dir.path())
+        .into_iter()
+        .find_map(|r| match r.kind {
+            Some(Kind::Request(q)) if r.exchange_id == ok.exchange_id() => Some(q),
+            _ => None,
+        })
+        .expect("the request record");
+    assert_eq!(
+        request.query_sha256.to_vec(),
+        sha(b"nik=3201010101010001&page=2")
+    );
+    assert_eq!(request.headers_sha256.len(), 32);
+    for refused in [&missing, &no_grant] {
+        let x = refused_of(dir.path(), &refused.exchange_id());
+        assert_eq!(x.query_sha256, request.query_sha256, "{x:?}");
+        // The credential is not a digested header: the same request with or without it
+        // has the same header digest.
+        assert_eq!(x.headers_sha256, request.headers_sha256, "{x:?}");
+    }
+    let x = refused_of(dir.path(), &other_query.exchange_id());
+    assert_eq!(x.query_sha256.to_vec(), sha(b"nik=1"));
+    assert_eq!(x.headers_sha256, request.headers_sha256);
+    let x = refused_of(dir.path(), &no_query.exchange_id());
+    assert!(x.query_sha256.is_empty());
+    assert_eq!(x.headers_sha256.len(), 32);
+    assert_ne!(x.headers_sha256, request.headers_sha256);
+    gw.shutdown().await;
+}

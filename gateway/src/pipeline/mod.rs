@@ -25,7 +25,7 @@ use crate::server::io::{Activity, InFlight};
 use crate::server::Gateway;
 use crate::telemetry::ServiceMetrics;
 use penghubung_evidence::EvidenceLog;
-use record::{OutcomeFacts, RecordingBody, RefusalFacts, RequestFacts};
+use record::{OutcomeFacts, RecordingBody, RefusalFacts, RequestDigests, RequestFacts};
 
 const APIKEY: HeaderName = HeaderName::from_static("apikey");
 const CONSUMER_OPD: HeaderName = HeaderName::from_static("x-penghubung-consumer-opd");
@@ -58,6 +58,9 @@ pub struct Exchange {
     pub grant: Option<Arc<GrantRuntime>>,
     /// Sequence of the request record, once durable: later failures are outcomes, not refusals.
     pub request_sequence: Option<u64>,
+    /// Query and header digests of the head as received (when evidence is recorded): the
+    /// request record and a refusal record carry the same ones.
+    pub digests: Option<RequestDigests>,
 }
 
 /// Handles one request: runs the stages and turns any error into a response in one place.
@@ -76,6 +79,10 @@ pub async fn handle(
         id: uuid::Uuid::now_v7().to_string(),
         method: request.method().as_str().to_owned(),
         path: request.uri().path().chars().take(1024).collect(),
+        digests: gateway
+            .evidence
+            .is_enabled()
+            .then(|| RequestDigests::of(request.headers(), request.uri().query())),
         ..Exchange::default()
     };
     // hyper drops Content-Length when Transfer-Encoding is present, so admission cannot see
@@ -206,7 +213,9 @@ async fn run(
             head: &head,
             host: &admitted.host,
             path: &matched.path,
-            query: admitted.query.as_deref(),
+            digests: exchange.digests.get_or_insert_with(|| {
+                RequestDigests::of(&head.headers, admitted.query.as_deref())
+            }),
             body: match &body {
                 RequestBody::Buffered(b) => Some(b),
                 RequestBody::Streaming(_) => None,
@@ -427,6 +436,7 @@ async fn refuse(
                 path: &exchange.path,
                 service_id: exchange.service.as_deref().unwrap_or_default(),
                 grant: exchange.grant.as_deref(),
+                digests: exchange.digests.as_ref(),
             }),
         };
         if let Err(e) = evidence.append(record).await {
@@ -500,6 +510,7 @@ pub fn connection_refused(
         path: "",
         service_id: "",
         grant: None,
+        digests: None,
     });
     let evidence = gateway.evidence.clone();
     tokio::spawn(async move {

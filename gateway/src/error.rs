@@ -142,6 +142,13 @@ pub enum GatewayError {
     /// The gateway is shutting down or not ready.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
+    /// The source address is over its refusal limit and the request presents no credential
+    /// (`limits.refusals_per_source`, see `pipeline::refusals`).
+    #[error("too many refused requests from this source")]
+    SourceRefusalsLimited {
+        /// Seconds until the source's refusal window ends (`Retry-After`).
+        retry_after_secs: u64,
+    },
 }
 
 impl GatewayError {
@@ -165,6 +172,7 @@ impl GatewayError {
             GatewayError::EvidenceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Upstream(e) => e.status(),
             GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::SourceRefusalsLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -183,7 +191,8 @@ impl GatewayError {
             | GatewayError::TransferCodingNotImplemented
             | GatewayError::NoRoute
             | GatewayError::MethodNotAllowed { .. }
-            | GatewayError::RouteDenied => Blame::Client,
+            | GatewayError::RouteDenied
+            | GatewayError::SourceRefusalsLimited { .. } => Blame::Client,
             GatewayError::Auth(e) => match e {
                 AuthError::LimiterUnavailable | AuthError::Internal(_) => Blame::Internal,
                 _ => Blame::Client,
@@ -206,7 +215,8 @@ impl GatewayError {
             | GatewayError::BodyInvalid(_)
             | GatewayError::ExpectationFailed
             | GatewayError::TransferCodingNotImplemented
-            | GatewayError::Unavailable(_) => Stage::Admit,
+            | GatewayError::Unavailable(_)
+            | GatewayError::SourceRefusalsLimited { .. } => Stage::Admit,
             GatewayError::NoRoute
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::RouteDenied => Stage::Route,
@@ -241,6 +251,7 @@ impl GatewayError {
             GatewayError::EvidenceUnavailable(_) => "evidence_unavailable",
             GatewayError::Upstream(e) => e.class(),
             GatewayError::Unavailable(reason) => reason,
+            GatewayError::SourceRefusalsLimited { .. } => "source_refusals_limited",
         }
     }
 
@@ -399,6 +410,15 @@ mod tests {
                 403,
                 Blame::Client,
                 Stage::Route,
+                false,
+            ),
+            (
+                GatewayError::SourceRefusalsLimited {
+                    retry_after_secs: 3,
+                },
+                429,
+                Blame::Client,
+                Stage::Admit,
                 false,
             ),
             (

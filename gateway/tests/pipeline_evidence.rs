@@ -827,3 +827,111 @@ async fn refusals_carry_the_request_digests_of_request_records() {
     assert_ne!(x.headers_sha256, request.headers_sha256);
     gw.shutdown().await;
 }
+
+/// A refusal storm from one source is durable but bounded: `limits.refusals_per_source`
+/// refusals are recorded one by one, the rest are counted into one `refusals_suppressed`
+/// record; credential-less requests beyond the limit are answered 429 before authentication,
+/// while requests presenting a credential are still authenticated and succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusal_storm_is_recorded_as_a_bounded_summary() {
+    let dir = Dir::new("refusal-storm");
+    let up = Upstream::start().await;
+    let text = config(
+        up.addr,
+        &Opts {
+            evidence: Some(dir.path()),
+            ..Opts::default()
+        },
+    )
+    .replace(
+        "[evidence]",
+        "[limits]\nrefusals_per_source = 5\nrefusal_window_secs = 3600\n\n[evidence]",
+    );
+    let gw = start(&text).await;
+    let addr = gw.listeners[0];
+    let mut recorded_ids = Vec::new();
+    for _ in 0..5 {
+        let r = get(addr, "data.test", "/data/x", &[]).await;
+        assert_eq!(r.status, 401);
+        recorded_ids.push(r.exchange_id());
+    }
+    for _ in 0..5 {
+        let r = get(addr, "data.test", "/data/x", &[]).await;
+        assert_eq!(r.status, 429, "{}", r.text());
+        assert!(r.header("retry-after").is_some());
+    }
+    assert_eq!(up.count(), 0);
+    // A credential is still checked: a wrong key is refused by authentication, a right one
+    // passes although the source is over its limit.
+    for _ in 0..2 {
+        let r = get(addr, "data.test", "/data/x", &[("apikey", "wrong-key-000")]).await;
+        assert_eq!(r.status, 401);
+    }
+    let ok = get(addr, "data.test", "/data/x", &[("apikey", KEY)]).await;
+    assert_eq!(ok.status, 200);
+    // After a successful exchange the source is not answered early any more (NAT).
+    for _ in 0..2 {
+        let r = get(addr, "data.test", "/data/x", &[]).await;
+        assert_eq!(r.status, 401);
+    }
+    let open = get(addr, "open.test", "/open/x", &[]).await;
+    assert_eq!(open.status, 200);
+    gw.shutdown().await;
+
+    let all = records(dir.path());
+    let refused: Vec<_> = all
+        .iter()
+        .filter(|r| matches!(r.kind, Some(Kind::Refused(_))))
+        .map(|r| r.exchange_id.clone())
+        .collect();
+    assert_eq!(
+        refused, recorded_ids,
+        "only the first five refusals are recorded alone"
+    );
+    let summaries: Vec<_> = all
+        .iter()
+        .filter_map(|r| match &r.kind {
+            Some(Kind::RefusalsSuppressed(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    let s = &summaries[0];
+    assert_eq!(s.source, "127.0.0.1");
+    assert_eq!((s.recorded, s.suppressed, s.limit), (5, 9, 5));
+    let reasons: Vec<_> = s
+        .reasons
+        .iter()
+        .map(|r| (r.stage.as_str(), r.reason_class.as_str(), r.status, r.count))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("admit", "source_refusals_limited", 429, 5),
+            ("authenticate", "apikey_unknown", 401, 2),
+            ("authenticate", "credential_missing", 401, 2),
+        ]
+    );
+    let report = verify_dir(dir.path(), &VerifyOptions::default(), &mut |_| {}).unwrap();
+    assert!(report.problem.is_none(), "{report:?}");
+}
+
+/// With the default limits, a source whose requests authenticate is never limited, however
+/// many refusals come from the same address (an OPD behind NAT with one broken application).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_refusal_limits_never_limit_a_source_that_authenticates() {
+    let up = Upstream::start().await;
+    let gw = start(&config(up.addr, &Opts::default())).await;
+    let addr = gw.listeners[0];
+    for n in 0..300 {
+        let r = get(addr, "data.test", "/data/x", &[]).await;
+        assert!(matches!(r.status, 401 | 429), "{}", r.status);
+        if n % 10 == 0 {
+            let r = get(addr, "data.test", "/data/x", &[("apikey", KEY)]).await;
+            assert_eq!(r.status, 200, "request {n}");
+            let r = get(addr, "open.test", "/open/x", &[]).await;
+            assert_eq!(r.status, 200, "request {n}");
+        }
+    }
+    gw.shutdown().await;
+}

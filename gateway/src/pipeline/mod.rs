@@ -3,6 +3,7 @@
 //! constraint says why at the call site. Evidence records are built in [`record`].
 
 pub mod record;
+pub mod refusals;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -26,6 +27,7 @@ use crate::server::Gateway;
 use crate::telemetry::ServiceMetrics;
 use penghubung_evidence::EvidenceLog;
 use record::{OutcomeFacts, RecordingBody, RefusalFacts, RequestDigests, RequestFacts};
+use refusals::{Disposition, Refusal, RefusalGuard};
 
 const APIKEY: HeaderName = HeaderName::from_static("apikey");
 const CONSUMER_OPD: HeaderName = HeaderName::from_static("x-penghubung-consumer-opd");
@@ -92,6 +94,15 @@ pub async fn handle(
             reason: "content_length_with_transfer_encoding",
             close: true,
         })
+    } else if let Some(retry) = gateway
+        .refusals
+        .limited(conn.peer.ip(), &runtime.limits)
+        .filter(|_| !presents_credential(request.headers(), conn))
+    {
+        // Cheapest possible answer for a source in a refusal storm (pipeline::refusals).
+        Err(GatewayError::SourceRefusalsLimited {
+            retry_after_secs: retry.as_secs().max(1),
+        })
     } else {
         run(
             &runtime,
@@ -105,6 +116,9 @@ pub async fn handle(
     };
     match outcome {
         Ok((response, metrics)) => {
+            if exchange.principal.is_some() || response.status().as_u16() < 400 {
+                gateway.refusals.succeeded(conn.peer.ip(), &runtime.limits);
+            }
             metrics.observe(
                 Stage::Dispatch,
                 response.status().as_u16(),
@@ -124,6 +138,7 @@ pub async fn handle(
             let response = refuse(
                 &runtime,
                 &gateway.evidence,
+                &gateway.refusals,
                 conn,
                 &exchange,
                 &error,
@@ -338,6 +353,14 @@ fn identity_headers(
     Ok(out)
 }
 
+/// Whether a request presents a credential (a client certificate, `Authorization` or `apikey`):
+/// such a request is always authenticated, never answered early for its source's refusals.
+fn presents_credential(headers: &http::HeaderMap, conn: &ConnInfo) -> bool {
+    conn.client.is_some()
+        || headers.contains_key(header::AUTHORIZATION)
+        || headers.contains_key(APIKEY)
+}
+
 fn is_gateway_endpoint(runtime: &Runtime, path: &str) -> bool {
     runtime.config.auth.token_endpoint.enabled
         && matches!(path, "/oauth2/token" | "/.well-known/jwks.json")
@@ -393,6 +416,7 @@ async fn gateway_endpoint(
 async fn refuse(
     runtime: &Runtime,
     evidence: &EvidenceLog,
+    refusals: &RefusalGuard,
     conn: &ConnInfo,
     exchange: &Exchange,
     error: &GatewayError,
@@ -405,7 +429,20 @@ async fn refuse(
     };
     metrics.observe(error.stage(), status.as_u16(), started.elapsed());
     tracing::debug!(exchange = %exchange.id, peer = %conn.peer, stage = error.stage().as_str(), reason = error.reason(), %error, "request refused");
-    if evidence.is_enabled() {
+    // An unauthenticated refusal beyond its source's limit is counted, not recorded alone.
+    let suppressed = exchange.request_sequence.is_none()
+        && exchange.principal.is_none()
+        && refusals.refused(
+            conn.peer.ip(),
+            &runtime.limits,
+            Refusal {
+                stage: error.stage().as_str(),
+                reason: error.reason(),
+                status: status.as_u16(),
+                exchange_id: &exchange.id,
+            },
+        ) == Disposition::Suppressed;
+    if evidence.is_enabled() && !suppressed {
         let record = match exchange.request_sequence {
             Some(sequence) => record::outcome_record(
                 &OutcomeFacts {
@@ -456,6 +493,9 @@ async fn refuse(
                 headers.insert(header::ALLOW, v);
             }
         }
+        GatewayError::SourceRefusalsLimited { retry_after_secs } => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
         GatewayError::Auth(e) => {
             if let Some(challenge) = e.www_authenticate() {
                 headers.insert(
@@ -484,7 +524,22 @@ pub fn connection_refused(
     client: Option<&PeerIdentity>,
 ) {
     tracing::debug!(%peer, reason, "connection refused");
-    if !gateway.evidence.is_enabled() {
+    let status = match reason {
+        "http_parse" => 400,
+        "header_too_large" => 431,
+        _ => 0,
+    };
+    let disposition = gateway.refusals.refused(
+        peer.ip(),
+        &gateway.runtime.load().limits,
+        Refusal {
+            stage: Stage::Accept.as_str(),
+            reason,
+            status,
+            exchange_id: "",
+        },
+    );
+    if !gateway.evidence.is_enabled() || disposition == Disposition::Suppressed {
         return;
     }
     let mut consumer = penghubung_evidence::schema::Consumer::default();
@@ -492,11 +547,6 @@ pub fn connection_refused(
         consumer.tls_subject = c.subject.clone();
         consumer.tls_sha256 = hex::decode(&c.sha256).map(Bytes::from).unwrap_or_default();
     }
-    let status = match reason {
-        "http_parse" => 400,
-        "header_too_large" => 431,
-        _ => 0,
-    };
     let record = record::refused_record(RefusalFacts {
         exchange_id: "",
         trace_id: "",

@@ -33,6 +33,8 @@ pub struct Gateway {
     pub config_path: Option<PathBuf>,
     /// Set once listeners are up; cleared when shutdown starts.
     pub ready: AtomicBool,
+    /// Per-source accounting of unauthenticated refusals (survives reloads).
+    pub refusals: crate::pipeline::refusals::RefusalGuard,
     shutdown_tx: watch::Sender<bool>,
     reload_lock: tokio::sync::Mutex<()>,
 }
@@ -212,6 +214,13 @@ impl Running {
         }
         self.tasks.abort_all();
         while self.tasks.join_next().await.is_some() {}
+        // The suppressed refusals of the windows still open are counted too.
+        let limits = self.gateway.runtime.load().limits.clone();
+        for record in self.gateway.refusals.take_summaries(&limits, true) {
+            if let Err(error) = self.gateway.evidence.append(record).await {
+                tracing::error!(%error, "suppressed refusals could not be recorded");
+            }
+        }
         // After the drain: the last outcomes are in, so the final checkpoint covers them.
         self.gateway.evidence.shutdown().await;
         tracing::info!("stopped");
@@ -243,6 +252,7 @@ pub async fn start(
         evidence,
         config_path,
         ready: AtomicBool::new(false),
+        refusals: Default::default(),
         shutdown_tx,
         reload_lock: tokio::sync::Mutex::new(()),
     });
@@ -285,6 +295,7 @@ pub async fn start(
         tracing::info!(%addr, "admin listening");
         Some(addr)
     };
+    tasks.spawn(write_refusal_summaries(gateway.clone()));
     gateway.ready.store(true, Ordering::SeqCst);
     Ok(Running {
         gateway,
@@ -292,4 +303,24 @@ pub async fn start(
         admin,
         tasks,
     })
+}
+
+/// Writes the `refusals_suppressed` records of refusal windows that have ended (checked every
+/// second), until shutdown; the shutdown writes those of the windows still open.
+async fn write_refusal_summaries(gateway: Arc<Gateway>) {
+    let mut shutdown = gateway.shutdown_signal();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let limits = gateway.runtime.load().limits.clone();
+        for record in gateway.refusals.take_summaries(&limits, false) {
+            if let Err(error) = gateway.evidence.append(record).await {
+                tracing::error!(%error, "suppressed refusals could not be recorded");
+            }
+        }
+    }
 }

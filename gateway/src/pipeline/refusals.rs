@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, RwLock};
 use penghubung_evidence::schema;
 
-use crate::config::file::Limits;
+use crate::config::file::RequestLimits;
 
 const SHARDS: usize = 16;
 
@@ -151,7 +151,7 @@ impl RefusalGuard {
         self.base.elapsed().as_secs()
     }
 
-    fn window_of(&self, limits: &Limits) -> u64 {
+    fn window_of(&self, limits: &RequestLimits) -> u64 {
         self.now_secs() / limits.refusal_window_secs.max(1)
     }
 
@@ -184,7 +184,7 @@ impl RefusalGuard {
     /// When `ip` is over its refusal limit in this window and had no successful exchange in
     /// this or the previous window: how long until the window ends. The caller answers 429
     /// only to requests that present no credential.
-    pub fn limited(&self, ip: IpAddr, limits: &Limits) -> Option<Duration> {
+    pub fn limited(&self, ip: IpAddr, limits: &RequestLimits) -> Option<Duration> {
         if limits.refusals_per_source == 0 || self.tracked.load(Ordering::Relaxed) == 0 {
             return None;
         }
@@ -207,7 +207,7 @@ impl RefusalGuard {
 
     /// A request from `ip` was answered without a refusal: the source is exempt from early
     /// answers for this window and the next. Costs one atomic load when nothing is tracked.
-    pub fn succeeded(&self, ip: IpAddr, limits: &Limits) {
+    pub fn succeeded(&self, ip: IpAddr, limits: &RequestLimits) {
         if self.tracked.load(Ordering::Relaxed) == 0 {
             return;
         }
@@ -219,7 +219,7 @@ impl RefusalGuard {
     }
 
     /// Counts an unauthenticated refusal from `ip` and says whether it gets a record of its own.
-    pub fn refused(&self, ip: IpAddr, limits: &Limits, refusal: Refusal<'_>) -> Disposition {
+    pub fn refused(&self, ip: IpAddr, limits: &RequestLimits, refusal: Refusal<'_>) -> Disposition {
         if limits.refusals_per_source == 0 {
             return Disposition::Record;
         }
@@ -264,7 +264,7 @@ impl RefusalGuard {
 
     /// Summaries of windows that have ended (all of them when `all`), as records to append;
     /// forgets sources quiet for two windows.
-    pub fn take_summaries(&self, limits: &Limits, all: bool) -> Vec<schema::Record> {
+    pub fn take_summaries(&self, limits: &RequestLimits, all: bool) -> Vec<schema::Record> {
         let window = self.window_of(limits);
         let mut out = Vec::new();
         for shard in &self.shards {
@@ -349,11 +349,11 @@ fn summary_record(key: SourceKey, s: Summary) -> schema::Record {
 mod tests {
     use super::*;
 
-    fn limits(n: u64) -> Limits {
-        Limits {
+    fn limits(n: u64) -> RequestLimits {
+        RequestLimits {
             refusals_per_source: n,
             refusal_window_secs: 3600,
-            ..Limits::default()
+            ..RequestLimits::default()
         }
     }
 

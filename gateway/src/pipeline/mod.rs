@@ -24,7 +24,7 @@ use crate::error::{self, FaultStyle, GatewayError};
 use crate::forward::{self, Forwarding, ResponseBody};
 use crate::identity::{ConnInfo, PeerIdentity};
 use crate::routing::Matched;
-use crate::server::io::{Activity, InFlight};
+use crate::server::io::{Activity, InFlight, ParserRefusal};
 use crate::server::Gateway;
 use crate::snapshot::Snapshot;
 use crate::telemetry::ServiceMetrics;
@@ -488,7 +488,13 @@ async fn refuse(
         GatewayError::Auth(e) => e.wso2_code(),
         _ => None,
     };
-    let mut response = error::rescue(status, &exchange.id, wso2, exchange.fault_style);
+    let mut response = error::rescue(
+        status,
+        &exchange.id,
+        error.reason(),
+        wso2,
+        exchange.fault_style,
+    );
     let headers = response.headers_mut();
     match error {
         GatewayError::MethodNotAllowed { allow } => {
@@ -520,26 +526,46 @@ async fn refuse(
 
 /// Records a refusal that happened below HTTP (TLS handshake failure, or a parse error hyper
 /// answered itself). The record is written in the background: the connection is already gone.
+/// `answered` is the problem response the client got instead of hyper's bare one (its exchange
+/// id, status and reason code go into the record and the access log).
 pub fn connection_refused(
     gateway: &Gateway,
     peer: SocketAddr,
     reason: &'static str,
     client: Option<&PeerIdentity>,
+    answered: Option<ParserRefusal>,
 ) {
     tracing::debug!(%peer, reason, "connection refused");
-    let status = match reason {
-        "http_parse" => 400,
-        "header_too_large" => 431,
-        _ => 0,
+    let (exchange_id, status, reason) = match answered {
+        Some(a) => (a.exchange_id, a.status, a.reason),
+        None => (String::new(), 0, reason),
     };
+    let snapshot = gateway.snapshot.load();
+    if snapshot.config.log.access_log {
+        tracing::info!(
+            target: "penghubung::access",
+            exchange = if exchange_id.is_empty() { "-" } else { exchange_id.as_str() },
+            peer = %peer,
+            method = "-",
+            host = "-",
+            path = "-",
+            service = "-",
+            consumer = "-",
+            grant = "-",
+            status,
+            reason,
+            micros = 0u64,
+            trace = "-",
+        );
+    }
     let disposition = gateway.refusals.refused(
         peer.ip(),
-        &gateway.snapshot.load().limits,
+        &snapshot.limits,
         Refusal {
             stage: Stage::Accept.as_str(),
             reason,
             status,
-            exchange_id: "",
+            exchange_id: &exchange_id,
         },
     );
     if !gateway.evidence.is_enabled() || disposition == Disposition::Suppressed {
@@ -551,7 +577,7 @@ pub fn connection_refused(
         consumer.tls_sha256 = hex::decode(&c.sha256).map(Bytes::from).unwrap_or_default();
     }
     let record = record::refused_record(RefusalFacts {
-        exchange_id: "",
+        exchange_id: &exchange_id,
         trace_id: "",
         stage: Stage::Accept.as_str(),
         reason,

@@ -83,7 +83,17 @@ fn evidence(command: EvidenceCommand) -> ExitCode {
             since,
             until,
             service,
-        } => cli::show(&dir, exchange.as_deref(), since, until, service.as_deref()).map(|()| true),
+            format,
+        } => cli::show::show(
+            &dir,
+            &cli::show::ShowOptions {
+                exchange,
+                since,
+                until,
+                service,
+                format,
+            },
+        ),
         EvidenceCommand::Export { dir, exchange, out } => {
             cli::export(&dir, &exchange, &out).map(|()| true)
         }

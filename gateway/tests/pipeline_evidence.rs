@@ -935,3 +935,120 @@ async fn default_refusal_limits_never_limit_a_source_that_authenticates() {
     }
     gw.shutdown().await;
 }
+
+/// `evidence show`: a readable table, `--format json` with hex digests and RFC 3339 times,
+/// `--since/--until` in RFC 3339 or Unix nanoseconds, a quiet end when the pipe closes, and
+/// exit 1 for an exchange the log does not know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_show_prints_a_table_and_json_and_survives_a_closed_pipe() {
+    let dir = Dir::new("show");
+    let up = Upstream::start().await;
+    let text = config(
+        up.addr,
+        &Opts {
+            evidence: Some(dir.path()),
+            ..Opts::default()
+        },
+    );
+    let gw = start(&text).await;
+    let addr = gw.listeners[0];
+    let mut ids = Vec::new();
+    for n in 0..300 {
+        let r = send(
+            addr,
+            "POST",
+            "data.test",
+            &format!("/data/{n}"),
+            &[("apikey", KEY)],
+            b"abc",
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        ids.push(r.exchange_id());
+    }
+    let refused = get(addr, "data.test", "/data/x", &[]).await;
+    assert_eq!(refused.status, 401);
+    gw.shutdown().await;
+
+    let show = |args: &[&str]| {
+        Command::new(bin())
+            .args(["evidence", "show"])
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Table: a header line, then one line per record, no Rust Debug output.
+    let out = show(&["--exchange", &ids[0]]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].contains("SEQ") && lines[0].contains("EXCHANGE"));
+    assert!(lines[1].contains(" request ") && lines[1].contains("POST data.test/data/0"));
+    assert!(lines[2].contains(" outcome ") && lines[2].contains("200 ok"));
+    assert!(!text.contains("Some(") && !text.contains("b\""), "{text}");
+    let out = show(&["--exchange", &refused.exchange_id()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("401 authenticate/credential_missing"),
+        "{text}"
+    );
+
+    // JSON Lines: hex digests, RFC 3339 times.
+    let out = show(&["--format", "json", "--exchange", &ids[1]]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["kind"], "request");
+    assert_eq!(
+        records[0]["request"]["body_sha256"],
+        hex::encode(sha(b"abc")),
+        "{}",
+        records[0]
+    );
+    let time = records[0]["time"].as_str().unwrap();
+    assert!(time.ends_with('Z') && time.contains('T'), "{time}");
+
+    // --since/--until accept RFC 3339 and Unix nanoseconds alike.
+    let nanos = records[0]["time_unix_nanos"].as_i64().unwrap();
+    for since in [time.to_owned(), nanos.to_string()] {
+        let out = show(&["--format", "json", "--since", &since, "--until", &since]);
+        assert!(out.status.success());
+        assert!(out.stdout.is_empty(), "since == until selects nothing");
+        let out = show(&["--format", "json", "--since", &since]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.lines().count() >= 2 * 299);
+        assert!(!text.contains(&ids[0]));
+    }
+    let out = show(&["--since", "yesterday"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
+
+    // Unknown exchange: says so, exit 1.
+    let out = show(&["--exchange", "01890000-0000-7000-8000-000000000000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no record of exchange"));
+
+    // A closed pipe ends the listing quietly (no panic, no error message).
+    for format in ["table", "json"] {
+        let mut child = Command::new(bin())
+            .args(["evidence", "show", "--format", format])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 16];
+        std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(out.status.success(), "{format}: {:?} {stderr}", out.status);
+    }
+}

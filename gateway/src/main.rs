@@ -191,6 +191,7 @@ fn run(file: config::ConfigFile, path: Option<std::path::PathBuf>) -> ExitCode {
 }
 
 fn demo(listen: String, admin: String) -> ExitCode {
+    use penghubung::cli::demo;
     penghubung::telemetry::init_logging(false);
     let runtime = match tokio_runtime(0) {
         Ok(rt) => rt,
@@ -199,17 +200,30 @@ fn demo(listen: String, admin: String) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let files = demo::DemoFiles::under(
+        &std::env::temp_dir().join(format!("penghubung-demo-{}", std::process::id())),
+    );
+    if let Err(error) = demo::write_pki(&files) {
+        eprintln!("penghubung: {error}");
+        return ExitCode::FAILURE;
+    }
     runtime.block_on(async move {
-        let upstream = match penghubung::cli::demo::start_upstream().await {
+        let upstream = match demo::start_upstream().await {
             Ok(addr) => addr,
             Err(error) => {
                 eprintln!("penghubung: demo upstream: {error}");
                 return ExitCode::FAILURE;
             }
         };
-        let evidence =
-            std::env::temp_dir().join(format!("penghubung-demo-evidence-{}", std::process::id()));
-        let text = penghubung::cli::demo::config_text(&listen, &admin, upstream, &evidence);
+        // Held until the gateway has written its final checkpoint; killed when dropped.
+        let _signer = match demo::spawn_signer(&files).await {
+            Ok(child) => child,
+            Err(error) => {
+                eprintln!("penghubung: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let text = demo::config_text(&listen, &admin, upstream, &files);
         let file = match config::parse(&text, "embedded demo config") {
             Ok(f) => f,
             Err(error) => {
@@ -217,20 +231,29 @@ fn demo(listen: String, admin: String) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match penghubung::server::start(file, None).await {
-            Ok(running) => {
-                println!(
-                    "{}",
-                    penghubung::cli::demo::curl_lines(&listen, &admin, &evidence)
-                );
-                penghubung::server::signals::install(running.gateway.clone());
-                running.wait().await;
-                ExitCode::SUCCESS
+        let running = match penghubung::server::start(file, None).await {
+            Ok(running) => running,
+            Err(error) => {
+                eprintln!("penghubung: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        penghubung::server::signals::install(running.gateway.clone());
+        let first = match running.listeners.first() {
+            Some(addr) => demo::first_exchange(*addr).await,
+            None => Err("demo: no listener".to_owned()),
+        };
+        match first {
+            Ok(exchange) => {
+                println!("{}", demo::curl_lines(&listen, &admin, &files, &exchange));
             }
             Err(error) => {
                 eprintln!("penghubung: {error}");
-                ExitCode::FAILURE
+                running.shutdown().await;
+                return ExitCode::FAILURE;
             }
         }
+        running.wait().await;
+        ExitCode::SUCCESS
     })
 }

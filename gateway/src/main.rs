@@ -69,6 +69,7 @@ fn main() -> ExitCode {
 }
 
 fn evidence(command: EvidenceCommand) -> ExitCode {
+    use anyhow::Context as _;
     use penghubung_evidence::cli;
     let result = match command {
         EvidenceCommand::Verify {
@@ -76,7 +77,8 @@ fn evidence(command: EvidenceCommand) -> ExitCode {
             trust,
             anchor,
             tsa_ca,
-        } => cli::verify(&dir, trust.as_deref(), anchor.as_deref(), tsa_ca.as_deref()),
+        } => cli::verify(&dir, trust.as_deref(), anchor.as_deref(), tsa_ca.as_deref())
+            .with_context(|| dir.display().to_string()),
         EvidenceCommand::Show {
             dir,
             exchange,
@@ -93,22 +95,29 @@ fn evidence(command: EvidenceCommand) -> ExitCode {
                 service,
                 format,
             },
-        ),
-        EvidenceCommand::Export { dir, exchange, out } => {
-            cli::export(&dir, &exchange, &out).map(|()| true)
-        }
+        )
+        .with_context(|| dir.display().to_string()),
+        EvidenceCommand::Export { dir, exchange, out } => cli::export(&dir, &exchange, &out)
+            .map(|()| true)
+            .with_context(|| dir.display().to_string()),
         EvidenceCommand::CheckBundle {
             file,
             trust,
             tsa_ca,
-        } => cli::check_bundle(&file, trust.as_deref(), tsa_ca.as_deref()),
-        EvidenceCommand::Anchor { dir, out } => cli::anchor(&dir, &out).map(|()| true),
+        } => cli::check_bundle(&file, trust.as_deref(), tsa_ca.as_deref())
+            .with_context(|| file.display().to_string()),
+        EvidenceCommand::Anchor { dir, out } => cli::anchor(&dir, &out)
+            .map(|()| true)
+            .with_context(|| dir.display().to_string()),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
-            eprintln!("penghubung evidence: {error:#}");
+            eprintln!(
+                "penghubung evidence: {}",
+                config::error_chain(AsRef::<dyn std::error::Error>::as_ref(&error))
+            );
             ExitCode::FAILURE
         }
     }
@@ -121,6 +130,12 @@ fn validate(path: &std::path::Path, offline: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(file) => {
+            if file.evidence.enabled {
+                if let Err(error) = config::check_evidence_dir_writable(&file.evidence.dir) {
+                    eprintln!("{}: {error}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
             // The build step without binding sockets: certificates, keys, CAs, upstream TLS.
             let built = tokio::runtime::Builder::new_current_thread()
                 .enable_all()

@@ -9,7 +9,6 @@
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::Context as _;
 use serde_json::{json, Value};
 
 use crate::schema::{record::Kind, Consumer, Record};
@@ -122,8 +121,7 @@ pub fn show_to(dir: &Path, options: &ShowOptions, out: &mut dyn Write) -> anyhow
                 false
             }
         }
-    })
-    .with_context(|| format!("read {}", dir.display()))?;
+    })?;
     if let Some(e) = failure {
         return closed_or(e, shown);
     }

@@ -1,4 +1,4 @@
-//! Config lifecycle (DESIGN.md §5): **load → validate → build → swap**.
+//! Config lifecycle: **load → validate → build → swap** (README, "Architecture").
 //!
 //! [`load`] reads and parses the TOML file, [`validate::validate`] checks it without I/O and
 //! collects every problem with its path, [`crate::snapshot::Snapshot::build`] does all I/O

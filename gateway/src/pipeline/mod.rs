@@ -1,4 +1,4 @@
-//! The request pipeline, top to bottom (DESIGN.md §3). This is the one screen where the flow of
+//! The request pipeline, top to bottom (stages in README, "Architecture"). This is the one screen where the flow of
 //! an exchange can be read: each stage is a plain function called in order, and each ordering
 //! constraint says why at the call site. Evidence records are built in [`record`].
 

@@ -1052,3 +1052,53 @@ async fn evidence_show_prints_a_table_and_json_and_survives_a_closed_pipe() {
         assert!(out.status.success(), "{format}: {:?} {stderr}", out.status);
     }
 }
+
+/// A refusal hyper's parser answers (431) gets an access-log line with the exchange id the
+/// client saw in the problem response, like every other exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parser_refusals_get_an_access_log_line_with_their_exchange_id() {
+    let dir = Dir::new("parser-access-log");
+    let work = Dir::new("parser-access-log-work");
+    let up = Upstream::start().await;
+    let (listen, admin_port) = (free_port(), free_port());
+    let listen_addr: SocketAddr = format!("127.0.0.1:{listen}").parse().unwrap();
+    let admin_addr: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    let text = config(
+        up.addr,
+        &Opts {
+            listen: listen_addr.to_string(),
+            admin: admin_addr.to_string(),
+            evidence: Some(dir.path()),
+            ..Opts::default()
+        },
+    )
+    .replace(
+        "[evidence]",
+        "[log]\naccess_log = true\njson = true\n\n[evidence]",
+    );
+    let config_file = work.path().join("gateway.toml");
+    std::fs::write(&config_file, text).unwrap();
+    let log = work.path().join("gateway.log");
+    let proc = start_binary(&config_file, admin_addr, &log).await;
+    let big = format!(
+        "GET /open/x HTTP/1.1\r\nHost: open.test\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let r = raw(listen_addr, big.as_bytes()).await;
+    assert_eq!(r.status, 431);
+    let id = r.exchange_id();
+    assert!(!id.is_empty());
+    let line = poll(250, || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.contains("penghubung::access") && l.contains(&id))
+            .map(str::to_owned)
+    })
+    .await
+    .expect("an access-log line for the 431");
+    let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(entry["fields"]["status"], 431, "{line}");
+    assert_eq!(entry["fields"]["reason"], "headers_too_large", "{line}");
+    drop(proc);
+}

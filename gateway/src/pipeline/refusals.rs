@@ -119,6 +119,7 @@ pub struct RefusalGuard {
     shards: Vec<RwLock<HashMap<SourceKey, Arc<Source>>>>,
     tracked: AtomicUsize,
     base: Instant,
+    suppressed_total: AtomicU64,
 }
 
 impl Default for RefusalGuard {
@@ -127,6 +128,7 @@ impl Default for RefusalGuard {
             shards: (0..SHARDS).map(|_| RwLock::new(HashMap::new())).collect(),
             tracked: AtomicUsize::new(0),
             base: Instant::now(),
+            suppressed_total: AtomicU64::new(0),
         }
     }
 }
@@ -235,6 +237,7 @@ impl RefusalGuard {
         if count <= limits.refusals_per_source {
             return Disposition::Record;
         }
+        self.suppressed_total.fetch_add(1, Ordering::Relaxed);
         let now = unix_nanos();
         let mut pending = source.pending.lock();
         let summary = match pending.iter_mut().position(|s| s.window == window) {
@@ -260,6 +263,23 @@ impl RefusalGuard {
             .entry((refusal.stage, refusal.reason, refusal.status))
             .or_default() += 1;
         Disposition::Suppressed
+    }
+
+    /// Appends Prometheus lines: refusals counted into summaries instead of recorded one by
+    /// one, and the sources being tracked.
+    pub fn write_metrics(&self, out: &mut String) {
+        use crate::telemetry::names::{REFUSALS_SUPPRESSED, REFUSAL_SOURCES};
+        use std::fmt::Write as _;
+        let _ = writeln!(
+            out,
+            "# HELP {REFUSALS_SUPPRESSED} Unauthenticated refusals counted into refusals_suppressed records instead of recorded one by one.\n# TYPE {REFUSALS_SUPPRESSED} counter\n{REFUSALS_SUPPRESSED} {}",
+            self.suppressed_total.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP {REFUSAL_SOURCES} Source addresses whose refusals are being counted.\n# TYPE {REFUSAL_SOURCES} gauge\n{REFUSAL_SOURCES} {}",
+            self.tracked.load(Ordering::Relaxed)
+        );
     }
 
     /// Summaries of windows that have ended (all of them when `all`), as records to append;
@@ -405,6 +425,12 @@ mod tests {
         assert_eq!(s.reasons.len(), 1);
         assert_eq!(s.reasons[0].count, 7);
         assert!(guard.take_summaries(&l, true).is_empty());
+        let mut metrics = String::new();
+        guard.write_metrics(&mut metrics);
+        assert!(
+            metrics.contains("penghubung_refusals_suppressed_total 7\n"),
+            "{metrics}"
+        );
     }
 
     #[test]

@@ -214,9 +214,11 @@ impl RefusalGuard {
             return;
         }
         if let Some(source) = self.get(SourceKey::of(ip)) {
-            source
-                .succeeded
-                .store(self.window_of(limits) + 1, Ordering::Relaxed);
+            // Written once per window, so a busy source behind NAT does not bounce the line.
+            let mark = self.window_of(limits) + 1;
+            if source.succeeded.load(Ordering::Relaxed) != mark {
+                source.succeeded.store(mark, Ordering::Relaxed);
+            }
         }
     }
 

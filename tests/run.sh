@@ -16,6 +16,21 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+echo "== self-contained docs"
+# Nothing tracked points outside the repository: a clone must explain itself. (Fuzz corpus
+# entries are inputs, not documentation.)
+if git grep -n -I -e '\.\./shared' -e 'DESIGN\.md' -- ':!tests/fuzz/corpus' ':!tests/run.sh'; then
+  echo "tracked files mention ../shared or DESIGN.md (above): move the notes into the project" >&2
+  exit 1
+fi
+# minimal.toml says at the top what it needs and where it listens and writes.
+head -n 12 deploy/examples/minimal.toml | grep -q '127.0.0.1:8081' &&
+  head -n 12 deploy/examples/minimal.toml | grep -q '127.0.0.1:8080' &&
+  head -n 12 deploy/examples/minimal.toml | grep -q 'evidence' || {
+  echo "deploy/examples/minimal.toml must say at the top: back end, listen address, evidence dir" >&2
+  exit 1
+}
+
 echo "== rustfmt"
 cargo fmt --all -- --check
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # CPU per request of a JWT-protected route against an open route, in the same run (issue #5:
-# within 1.1x thanks to the verified-token cache). Same pinning as ../shared/bench/run.sh:
+# within 1.1x thanks to the verified-token cache). Same pinning as the benchmark harness ($BENCH_DIR/run.sh):
 # gateway alone on core 0, load generator and origin on core 1. Loopback only.
 #
 #   cargo build --release -p penghubung && deploy/bench/auth-bench.sh
@@ -10,7 +10,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-bench=${BENCH_DIR:-$repo/../shared/bench}
+bench=${BENCH_DIR:?set BENCH_DIR to the benchmark harness directory (see deploy/bench/README.md)}
 work=${BENCH_WORK:-/tmp/penghubung-auth-bench}
 bin=${PENGHUBUNG_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/penghubung}
 DURATION=${DURATION:-8}; ROUNDS=${ROUNDS:-3}; CONNS=${CONNS:-64}; EVIDENCE=${EVIDENCE:-0}

@@ -75,6 +75,13 @@ pub enum GatewayError {
     /// The gateway is shutting down or not ready.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
+    /// The source address is over its refusal limit and the request presents no credential
+    /// (`limits.refusals_per_source`, see `pipeline::refusals`).
+    #[error("too many refused requests from this source")]
+    SourceRefusalsLimited {
+        /// Seconds until the source's refusal window ends (`Retry-After`).
+        retry_after_secs: u64,
+    },
 }
 
 impl GatewayError {
@@ -98,6 +105,7 @@ impl GatewayError {
             GatewayError::EvidenceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Upstream(e) => e.status(),
             GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            GatewayError::SourceRefusalsLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
         }
     }
 
@@ -114,7 +122,8 @@ impl GatewayError {
             | GatewayError::BodyInvalid(_)
             | GatewayError::ExpectationFailed
             | GatewayError::TransferCodingNotImplemented
-            | GatewayError::Unavailable(_) => Stage::Admit,
+            | GatewayError::Unavailable(_)
+            | GatewayError::SourceRefusalsLimited { .. } => Stage::Admit,
             GatewayError::NoRoute
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::RouteDenied => Stage::Route,
@@ -149,6 +158,7 @@ impl GatewayError {
             GatewayError::EvidenceUnavailable(_) => "evidence_unavailable",
             GatewayError::Upstream(e) => e.class(),
             GatewayError::Unavailable(reason) => reason,
+            GatewayError::SourceRefusalsLimited { .. } => "source_refusals_limited",
         }
     }
 
@@ -168,9 +178,14 @@ impl GatewayError {
 
 /// Turns an error into the response the client sees: a generic title, the status, the exchange
 /// id, never internal detail (that goes to the log and the evidence record).
+///
+/// `reason` is the stable, machine-readable reason code (`route_denied`,
+/// `grant_outside_cakupan`, ...; [`GatewayError::reason`]), listed in README's "Problem
+/// responses": it names the class of refusal and never carries internal detail.
 pub fn rescue(
     status: StatusCode,
     exchange_id: &str,
+    reason: &str,
     wso2: Option<(&str, &str)>,
     style: FaultStyle,
 ) -> Response<Bytes> {
@@ -181,6 +196,7 @@ pub fn rescue(
                 "code": code,
                 "message": message,
                 "description": title,
+                "reason": reason,
                 "exchange_id": exchange_id,
             }),
             "application/json",
@@ -190,6 +206,7 @@ pub fn rescue(
                 "type": "about:blank",
                 "title": title,
                 "status": status.as_u16(),
+                "reason": reason,
                 "exchange_id": exchange_id,
             }),
             "application/problem+json",
@@ -262,6 +279,14 @@ mod tests {
             ),
             (GatewayError::RouteDenied, 403, Stage::Route, false),
             (
+                GatewayError::SourceRefusalsLimited {
+                    retry_after_secs: 3,
+                },
+                429,
+                Stage::Admit,
+                false,
+            ),
+            (
                 GatewayError::EvidenceUnavailable("x".into()),
                 503,
                 Stage::RecordRequest,
@@ -287,11 +312,82 @@ mod tests {
         }
     }
 
+    /// README's "Problem responses" lists every reason code a client can see.
+    #[test]
+    fn every_reason_code_is_documented() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("## Problem responses")
+            .nth(1)
+            .and_then(|s| s.split("\n## ").next())
+            .expect("README has a Problem responses section");
+        let errors = [
+            GatewayError::Path(PathError::BadEscape),
+            GatewayError::Misdirected("unknown_host"),
+            GatewayError::Misdirected("sni_host_mismatch"),
+            GatewayError::UriTooLong,
+            GatewayError::HeadersTooLarge,
+            GatewayError::BodyTooLarge,
+            GatewayError::BodyTimeout,
+            GatewayError::BodyInvalid("x".into()),
+            GatewayError::ExpectationFailed,
+            GatewayError::TransferCodingNotImplemented,
+            GatewayError::NoRoute,
+            GatewayError::MethodNotAllowed {
+                allow: "GET".into(),
+            },
+            GatewayError::RouteDenied,
+            GatewayError::EvidenceUnavailable("x".into()),
+            GatewayError::Unavailable("draining"),
+            GatewayError::SourceRefusalsLimited {
+                retry_after_secs: 1,
+            },
+            GatewayError::Upstream(AdapterError::NoHealthyTarget),
+            GatewayError::Upstream(AdapterError::Connect("x".into())),
+            GatewayError::Upstream(AdapterError::Reset("x".into())),
+            GatewayError::Upstream(AdapterError::BadResponse("x".into())),
+            GatewayError::Upstream(AdapterError::Request("x".into())),
+            GatewayError::Auth(AuthError::MissingCredentials),
+            GatewayError::Auth(AuthError::AmbiguousCredentials),
+            GatewayError::Auth(AuthError::CredentialInQuery),
+            GatewayError::Auth(AuthError::CredentialInCookie),
+            GatewayError::Auth(AuthError::MalformedCredential),
+            GatewayError::Auth(AuthError::CredentialTooLarge),
+            GatewayError::Auth(AuthError::CredentialNotAccepted),
+            GatewayError::Auth(AuthError::UnknownApiKey),
+            GatewayError::Auth(AuthError::UnknownCertificate),
+            GatewayError::Auth(AuthError::UnknownSubject),
+            GatewayError::Auth(AuthError::NoGrant),
+            GatewayError::Auth(AuthError::GrantNotYetValid),
+            GatewayError::Auth(AuthError::GrantExpired),
+            GatewayError::Auth(AuthError::NoConsent),
+            GatewayError::Auth(AuthError::OutsideCakupan),
+            GatewayError::Auth(AuthError::MtlsRequired),
+            GatewayError::Auth(AuthError::LimiterUnavailable),
+        ];
+        let mut reasons: Vec<&str> = errors.iter().map(GatewayError::reason).collect();
+        reasons.extend(["rate_limited", "quota_exceeded", "upstream_timeout"]);
+        reasons.extend([400, 414, 431, 505].map(crate::server::io::parser_reason));
+        for reason in reasons {
+            assert!(
+                section.contains(&format!("`{reason}`")),
+                "reason code {reason} is not documented in README"
+            );
+        }
+    }
+
     #[test]
     fn rescue_hides_detail() {
-        let response = rescue(StatusCode::BAD_GATEWAY, "abc", None, FaultStyle::Problem);
+        let response = rescue(
+            StatusCode::BAD_GATEWAY,
+            "abc",
+            "upstream_connect",
+            None,
+            FaultStyle::Problem,
+        );
         let body = String::from_utf8_lossy(response.body()).to_string();
         assert!(body.contains("\"status\":502"));
+        assert!(body.contains("\"reason\":\"upstream_connect\""));
         assert!(body.contains("abc"));
         assert_eq!(
             response.headers()[header::CONTENT_TYPE],
@@ -300,6 +396,7 @@ mod tests {
         let wso2 = rescue(
             StatusCode::UNAUTHORIZED,
             "e",
+            "apikey_unknown",
             Some(("900901", "Invalid Credentials")),
             FaultStyle::Wso2,
         );

@@ -69,6 +69,7 @@ fn main() -> ExitCode {
 }
 
 fn evidence(command: EvidenceCommand) -> ExitCode {
+    use anyhow::Context as _;
     use penghubung_evidence::cli;
     let result = match command {
         EvidenceCommand::Verify {
@@ -90,6 +91,7 @@ fn evidence(command: EvidenceCommand) -> ExitCode {
                 tsa_policies,
             };
             cli::verify_with(&dir, &args, anchor.as_deref())
+                .with_context(|| dir.display().to_string())
         }
         EvidenceCommand::Show {
             dir,
@@ -97,10 +99,21 @@ fn evidence(command: EvidenceCommand) -> ExitCode {
             since,
             until,
             service,
-        } => cli::show(&dir, exchange.as_deref(), since, until, service.as_deref()).map(|()| true),
-        EvidenceCommand::Export { dir, exchange, out } => {
-            cli::export(&dir, &exchange, &out).map(|()| true)
-        }
+            format,
+        } => cli::show::show(
+            &dir,
+            &cli::show::ShowOptions {
+                exchange,
+                since,
+                until,
+                service,
+                format,
+            },
+        )
+        .with_context(|| dir.display().to_string()),
+        EvidenceCommand::Export { dir, exchange, out } => cli::export(&dir, &exchange, &out)
+            .map(|()| true)
+            .with_context(|| dir.display().to_string()),
         EvidenceCommand::CheckBundle {
             file,
             trust,
@@ -118,15 +131,20 @@ fn evidence(command: EvidenceCommand) -> ExitCode {
                 ekus,
                 tsa_policies,
             };
-            cli::check_bundle_with(&file, &args)
+            cli::check_bundle_with(&file, &args).with_context(|| file.display().to_string())
         }
-        EvidenceCommand::Anchor { dir, out } => cli::anchor(&dir, &out).map(|()| true),
+        EvidenceCommand::Anchor { dir, out } => cli::anchor(&dir, &out)
+            .map(|()| true)
+            .with_context(|| dir.display().to_string()),
     };
     match result {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::FAILURE,
         Err(error) => {
-            eprintln!("penghubung evidence: {error:#}");
+            eprintln!(
+                "penghubung evidence: {}",
+                config::error_chain(AsRef::<dyn std::error::Error>::as_ref(&error))
+            );
             ExitCode::FAILURE
         }
     }
@@ -139,6 +157,12 @@ fn validate(path: &std::path::Path, offline: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(file) => {
+            if file.evidence.enabled {
+                if let Err(error) = config::check_evidence_dir_writable(&file.evidence.dir) {
+                    eprintln!("{}: {error}", path.display());
+                    return ExitCode::FAILURE;
+                }
+            }
             // The build step without binding sockets: certificates, keys, CAs, upstream TLS.
             let built = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -209,6 +233,7 @@ fn run(file: config::ConfigFile, path: Option<std::path::PathBuf>) -> ExitCode {
 }
 
 fn demo(listen: String, admin: String) -> ExitCode {
+    use penghubung::cli::demo;
     penghubung::telemetry::init_logging(false);
     let runtime = match tokio_runtime(0) {
         Ok(rt) => rt,
@@ -217,17 +242,30 @@ fn demo(listen: String, admin: String) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let files = demo::DemoFiles::under(
+        &std::env::temp_dir().join(format!("penghubung-demo-{}", std::process::id())),
+    );
+    if let Err(error) = demo::write_pki(&files) {
+        eprintln!("penghubung: {error}");
+        return ExitCode::FAILURE;
+    }
     runtime.block_on(async move {
-        let upstream = match penghubung::cli::demo::start_upstream().await {
+        let upstream = match demo::start_upstream().await {
             Ok(addr) => addr,
             Err(error) => {
                 eprintln!("penghubung: demo upstream: {error}");
                 return ExitCode::FAILURE;
             }
         };
-        let evidence =
-            std::env::temp_dir().join(format!("penghubung-demo-evidence-{}", std::process::id()));
-        let text = penghubung::cli::demo::config_text(&listen, &admin, upstream, &evidence);
+        // Held until the gateway has written its final checkpoint; killed when dropped.
+        let _signer = match demo::spawn_signer(&files).await {
+            Ok(child) => child,
+            Err(error) => {
+                eprintln!("penghubung: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let text = demo::config_text(&listen, &admin, upstream, &files);
         let file = match config::parse(&text, "embedded demo config") {
             Ok(f) => f,
             Err(error) => {
@@ -235,20 +273,29 @@ fn demo(listen: String, admin: String) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        match penghubung::server::start(file, None).await {
-            Ok(running) => {
-                println!(
-                    "{}",
-                    penghubung::cli::demo::curl_lines(&listen, &admin, &evidence)
-                );
-                penghubung::server::signals::install(running.gateway.clone());
-                running.wait().await;
-                ExitCode::SUCCESS
+        let running = match penghubung::server::start(file, None).await {
+            Ok(running) => running,
+            Err(error) => {
+                eprintln!("penghubung: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
+        penghubung::server::signals::install(running.gateway.clone());
+        let first = match running.listeners.first() {
+            Some(addr) => demo::first_exchange(*addr).await,
+            None => Err("demo: no listener".to_owned()),
+        };
+        match first {
+            Ok(exchange) => {
+                println!("{}", demo::curl_lines(&listen, &admin, &files, &exchange));
             }
             Err(error) => {
                 eprintln!("penghubung: {error}");
-                ExitCode::FAILURE
+                running.shutdown().await;
+                return ExitCode::FAILURE;
             }
         }
+        running.wait().await;
+        ExitCode::SUCCESS
     })
 }

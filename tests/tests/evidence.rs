@@ -15,7 +15,7 @@ use parking_lot::Mutex;
 use penghubung_e2e::config::{access_config, AccessOpts, KEY, KEY_NO_GRANT};
 use penghubung_e2e::evidence::{kind, records};
 use penghubung_e2e::gateway::{gateway_binary, Gateway};
-use penghubung_e2e::raw::{admin, get, read_response, request_bytes, send, RawResponse};
+use penghubung_e2e::raw::{admin, get, read_response, request, request_bytes, send, RawResponse};
 use penghubung_e2e::testkit::dir::temp_dir;
 use penghubung_e2e::testkit::pki::signer_files;
 use penghubung_e2e::testkit::{free_port, poll};
@@ -655,4 +655,449 @@ async fn kill_9_under_load_loses_no_acknowledged_exchange() {
         "kill -9: {} acknowledged exchanges over 4 rounds, all recorded; {torn} torn tails recovered",
         acked.len()
     );
+}
+
+/// SIGTERM and SIGINT drain the gateway and then write a final checkpoint: every record the
+/// process wrote is covered by a checkpoint when it exits (checkpoints are otherwise hourly in
+/// this config, so only the shutdown checkpoint can cover them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_and_sigint_write_a_final_checkpoint_covering_the_last_records() {
+    for signal in ["TERM", "INT"] {
+        let dir = temp_dir(&format!("final-checkpoint-{signal}"));
+        let work = temp_dir(&format!("final-checkpoint-{signal}-work"));
+        let up = Upstream::echo().await;
+        let (listen, admin_port) = (free_port(), free_port());
+        let listen_addr: SocketAddr = format!("127.0.0.1:{listen}").parse().unwrap();
+        let admin_addr: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+        let text = access_config(
+            up.addr,
+            &AccessOpts {
+                listen: listen_addr.to_string(),
+                admin: admin_addr.to_string(),
+                evidence: Some(dir.path()),
+                ..AccessOpts::default()
+            },
+        );
+        let config_file = work.path().join("gateway.toml");
+        std::fs::write(&config_file, text).unwrap();
+        let log = work.path().join("gateway.log");
+        let mut proc = start_binary(&config_file, admin_addr, &log).await;
+        for n in 0..5 {
+            let r = send(
+                listen_addr,
+                "POST",
+                "data.test",
+                &format!("/data/{n}"),
+                &[("apikey", KEY)],
+                b"x",
+            )
+            .await;
+            assert_eq!(r.status, 200);
+        }
+        // A refusal too: the last record before the signal is a `refused` one.
+        let r = send(listen_addr, "GET", "data.test", "/data/x", &[], b"").await;
+        assert_eq!(r.status, 401);
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &proc.0.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let started = Instant::now();
+        let exit = loop {
+            if let Some(exit) = proc.0.try_wait().unwrap() {
+                break exit;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(15),
+                "gateway did not stop after SIG{signal}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(exit.success(), "SIG{signal}: exit status {exit}");
+
+        let all = records(dir.path());
+        let last_data = all
+            .iter()
+            .filter(|r| !matches!(r.kind, Some(Kind::Checkpoint(_))))
+            .map(|r| r.sequence)
+            .max()
+            .unwrap();
+        assert!(all
+            .iter()
+            .any(|r| r.sequence == last_data && matches!(r.kind, Some(Kind::Refused(_)))));
+        let covered = all
+            .iter()
+            .filter_map(|r| match &r.kind {
+                Some(Kind::Checkpoint(c)) => Some(c.tree_size),
+                _ => None,
+            })
+            .max()
+            .unwrap_or(0);
+        assert!(
+            covered >= last_data,
+            "SIG{signal}: the last record ({last_data}) is not covered by a checkpoint (latest covers {covered})\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        let report = verify_dir(dir.path(), &VerifyOptions::default(), &mut |_| {}).unwrap();
+        assert!(report.problem.is_none(), "{report:?}");
+    }
+}
+
+/// A refusal carries the query and header digests a request record carries, so the refusal of
+/// a request can be tied to the request (and to a later, accepted retry of it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusals_carry_the_request_digests_of_request_records() {
+    let dir = temp_dir("refusal-digests");
+    let up = Upstream::echo().await;
+    let text = access_config(
+        up.addr,
+        &AccessOpts {
+            evidence: Some(dir.path()),
+            ..AccessOpts::default()
+        },
+    );
+    let gw = Gateway::start(&text).await;
+    let addr = gw.addr;
+    let headers = |key: Option<&'static str>| {
+        let mut h = vec![
+            ("content-type", "application/json"),
+            ("accept", "application/json"),
+            ("user-agent", "simpeg/2.1"),
+        ];
+        if let Some(k) = key {
+            h.push(("apikey", k));
+        }
+        h
+    };
+    let path = "/data/penduduk?nik=3201010101010001&page=2";
+    let body = b"{}";
+    let ok = send(addr, "POST", "data.test", path, &headers(Some(KEY)), body).await;
+    assert_eq!(ok.status, 200, "{}", ok.text());
+    let missing = send(addr, "POST", "data.test", path, &headers(None), body).await;
+    assert_eq!(missing.status, 401);
+    let no_grant = send(
+        addr,
+        "POST",
+        "data.test",
+        path,
+        &headers(Some(KEY_NO_GRANT)),
+        body,
+    )
+    .await;
+    assert_eq!(no_grant.status, 403);
+    let other_query = send(
+        addr,
+        "POST",
+        "data.test",
+        "/data/penduduk?nik=1",
+        &headers(None),
+        body,
+    )
+    .await;
+    assert_eq!(other_query.status, 401);
+    let no_query = get(addr, "data.test", "/data/penduduk", &[]).await;
+    assert_eq!(no_query.status, 401);
+
+    let request = records(dir.path())
+        .into_iter()
+        .find_map(|r| match r.kind {
+            Some(Kind::Request(q)) if r.exchange_id == ok.exchange_id() => Some(q),
+            _ => None,
+        })
+        .expect("the request record");
+    assert_eq!(
+        request.query_sha256.to_vec(),
+        sha(b"nik=3201010101010001&page=2")
+    );
+    assert_eq!(request.headers_sha256.len(), 32);
+    for refused in [&missing, &no_grant] {
+        let x = refused_of(dir.path(), &refused.exchange_id());
+        assert_eq!(x.query_sha256, request.query_sha256, "{x:?}");
+        // The credential is not a digested header: the same request with or without it
+        // has the same header digest.
+        assert_eq!(x.headers_sha256, request.headers_sha256, "{x:?}");
+    }
+    let x = refused_of(dir.path(), &other_query.exchange_id());
+    assert_eq!(x.query_sha256.to_vec(), sha(b"nik=1"));
+    assert_eq!(x.headers_sha256, request.headers_sha256);
+    let x = refused_of(dir.path(), &no_query.exchange_id());
+    assert!(x.query_sha256.is_empty());
+    assert_eq!(x.headers_sha256.len(), 32);
+    assert_ne!(x.headers_sha256, request.headers_sha256);
+    gw.shutdown().await;
+}
+
+/// A refusal storm from one source is durable but bounded: `limits.refusals_per_source`
+/// refusals are recorded one by one, the rest are counted into one `refusals_suppressed`
+/// record; credential-less requests beyond the limit are answered 429 before authentication,
+/// while requests presenting a credential are still authenticated and succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refusal_storm_is_recorded_as_a_bounded_summary() {
+    let dir = temp_dir("refusal-storm");
+    let up = Upstream::echo().await;
+    let text = access_config(
+        up.addr,
+        &AccessOpts {
+            evidence: Some(dir.path()),
+            ..AccessOpts::default()
+        },
+    )
+    .replace(
+        "[evidence]",
+        "[limits]\nrefusals_per_source = 5\nrefusal_window_secs = 3600\n\n[evidence]",
+    );
+    let gw = Gateway::start(&text).await;
+    let addr = gw.addr;
+    let mut recorded_ids = Vec::new();
+    for _ in 0..5 {
+        let r = get(addr, "data.test", "/data/x", &[]).await;
+        assert_eq!(r.status, 401);
+        recorded_ids.push(r.exchange_id());
+    }
+    for _ in 0..5 {
+        let r = get(addr, "data.test", "/data/x", &[]).await;
+        assert_eq!(r.status, 429, "{}", r.text());
+        assert!(r.header("retry-after").is_some());
+    }
+    assert_eq!(up.count(), 0);
+    // A credential is still checked: a wrong key is refused by authentication, a right one
+    // passes although the source is over its limit.
+    for _ in 0..2 {
+        let r = get(addr, "data.test", "/data/x", &[("apikey", "wrong-key-000")]).await;
+        assert_eq!(r.status, 401);
+    }
+    let ok = get(addr, "data.test", "/data/x", &[("apikey", KEY)]).await;
+    assert_eq!(ok.status, 200);
+    // After a successful exchange the source is not answered early any more (NAT).
+    for _ in 0..2 {
+        let r = get(addr, "data.test", "/data/x", &[]).await;
+        assert_eq!(r.status, 401);
+    }
+    let open = get(addr, "open.test", "/open/x", &[]).await;
+    assert_eq!(open.status, 200);
+    gw.shutdown().await;
+
+    let all = records(dir.path());
+    let refused: Vec<_> = all
+        .iter()
+        .filter(|r| matches!(r.kind, Some(Kind::Refused(_))))
+        .map(|r| r.exchange_id.clone())
+        .collect();
+    assert_eq!(
+        refused, recorded_ids,
+        "only the first five refusals are recorded alone"
+    );
+    let summaries: Vec<_> = all
+        .iter()
+        .filter_map(|r| match &r.kind {
+            Some(Kind::RefusalsSuppressed(s)) => Some(s.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(summaries.len(), 1, "{summaries:?}");
+    let s = &summaries[0];
+    assert_eq!(s.source, "127.0.0.1");
+    assert_eq!((s.recorded, s.suppressed, s.limit), (5, 9, 5));
+    let reasons: Vec<_> = s
+        .reasons
+        .iter()
+        .map(|r| (r.stage.as_str(), r.reason_class.as_str(), r.status, r.count))
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            ("admit", "source_refusals_limited", 429, 5),
+            ("authenticate", "apikey_unknown", 401, 2),
+            ("authenticate", "credential_missing", 401, 2),
+        ]
+    );
+    let report = verify_dir(dir.path(), &VerifyOptions::default(), &mut |_| {}).unwrap();
+    assert!(report.problem.is_none(), "{report:?}");
+}
+
+/// With the default limits, a source whose requests authenticate is never limited, however
+/// many refusals come from the same address (an OPD behind NAT with one broken application).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_refusal_limits_never_limit_a_source_that_authenticates() {
+    let up = Upstream::echo().await;
+    let gw = Gateway::start(&access_config(up.addr, &AccessOpts::default())).await;
+    let addr = gw.addr;
+    for n in 0..300 {
+        let r = get(addr, "data.test", "/data/x", &[]).await;
+        assert!(matches!(r.status, 401 | 429), "{}", r.status);
+        if n % 10 == 0 {
+            let r = get(addr, "data.test", "/data/x", &[("apikey", KEY)]).await;
+            assert_eq!(r.status, 200, "request {n}");
+            let r = get(addr, "open.test", "/open/x", &[]).await;
+            assert_eq!(r.status, 200, "request {n}");
+        }
+    }
+    gw.shutdown().await;
+}
+
+/// `evidence show`: a readable table, `--format json` with hex digests and RFC 3339 times,
+/// `--since/--until` in RFC 3339 or Unix nanoseconds, a quiet end when the pipe closes, and
+/// exit 1 for an exchange the log does not know.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evidence_show_prints_a_table_and_json_and_survives_a_closed_pipe() {
+    let dir = temp_dir("show");
+    let up = Upstream::echo().await;
+    let text = access_config(
+        up.addr,
+        &AccessOpts {
+            evidence: Some(dir.path()),
+            ..AccessOpts::default()
+        },
+    );
+    let gw = Gateway::start(&text).await;
+    let addr = gw.addr;
+    let mut ids = Vec::new();
+    for n in 0..300 {
+        let r = send(
+            addr,
+            "POST",
+            "data.test",
+            &format!("/data/{n}"),
+            &[("apikey", KEY)],
+            b"abc",
+        )
+        .await;
+        assert_eq!(r.status, 200);
+        ids.push(r.exchange_id());
+    }
+    let refused = get(addr, "data.test", "/data/x", &[]).await;
+    assert_eq!(refused.status, 401);
+    gw.shutdown().await;
+
+    let show = |args: &[&str]| {
+        Command::new(gateway_binary())
+            .args(["evidence", "show"])
+            .arg(dir.path())
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    // Table: a header line, then one line per record, no Rust Debug output.
+    let out = show(&["--exchange", &ids[0]]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert!(lines[0].contains("SEQ") && lines[0].contains("EXCHANGE"));
+    assert!(lines[1].contains(" request ") && lines[1].contains("POST data.test/data/0"));
+    assert!(lines[2].contains(" outcome ") && lines[2].contains("200 ok"));
+    assert!(!text.contains("Some(") && !text.contains("b\""), "{text}");
+    let out = show(&["--exchange", &refused.exchange_id()]);
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.contains("401 authenticate/credential_missing"),
+        "{text}"
+    );
+
+    // JSON Lines: hex digests, RFC 3339 times.
+    let out = show(&["--format", "json", "--exchange", &ids[1]]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let records: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(records.len(), 2);
+    assert_eq!(records[0]["kind"], "request");
+    assert_eq!(
+        records[0]["request"]["body_sha256"],
+        hex::encode(sha(b"abc")),
+        "{}",
+        records[0]
+    );
+    let time = records[0]["time"].as_str().unwrap();
+    assert!(time.ends_with('Z') && time.contains('T'), "{time}");
+
+    // --since/--until accept RFC 3339 and Unix nanoseconds alike.
+    let nanos = records[0]["time_unix_nanos"].as_i64().unwrap();
+    for since in [time.to_owned(), nanos.to_string()] {
+        let out = show(&["--format", "json", "--since", &since, "--until", &since]);
+        assert!(out.status.success());
+        assert!(out.stdout.is_empty(), "since == until selects nothing");
+        let out = show(&["--format", "json", "--since", &since]);
+        let text = String::from_utf8(out.stdout).unwrap();
+        assert!(text.lines().count() >= 2 * 299);
+        assert!(!text.contains(&ids[0]));
+    }
+    let out = show(&["--since", "yesterday"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
+
+    // Unknown exchange: says so, exit 1.
+    let out = show(&["--exchange", "01890000-0000-7000-8000-000000000000"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no record of exchange"));
+
+    // A closed pipe ends the listing quietly (no panic, no error message).
+    for format in ["table", "json"] {
+        let mut child = Command::new(gateway_binary())
+            .args(["evidence", "show", "--format", format])
+            .arg(dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut first = [0u8; 16];
+        std::io::Read::read_exact(child.stdout.as_mut().unwrap(), &mut first).unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{stderr}");
+        assert!(out.status.success(), "{format}: {:?} {stderr}", out.status);
+    }
+}
+
+/// A refusal hyper's parser answers (431) gets an access-log line with the exchange id the
+/// client saw in the problem response, like every other exchange.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn parser_refusals_get_an_access_log_line_with_their_exchange_id() {
+    let dir = temp_dir("parser-access-log");
+    let work = temp_dir("parser-access-log-work");
+    let up = Upstream::echo().await;
+    let (listen, admin_port) = (free_port(), free_port());
+    let listen_addr: SocketAddr = format!("127.0.0.1:{listen}").parse().unwrap();
+    let admin_addr: SocketAddr = format!("127.0.0.1:{admin_port}").parse().unwrap();
+    let text = access_config(
+        up.addr,
+        &AccessOpts {
+            listen: listen_addr.to_string(),
+            admin: admin_addr.to_string(),
+            evidence: Some(dir.path()),
+            ..AccessOpts::default()
+        },
+    )
+    .replace(
+        "[evidence]",
+        "[log]\naccess_log = true\njson = true\n\n[evidence]",
+    );
+    let config_file = work.path().join("gateway.toml");
+    std::fs::write(&config_file, text).unwrap();
+    let log = work.path().join("gateway.log");
+    let proc = start_binary(&config_file, admin_addr, &log).await;
+    let big = format!(
+        "GET /open/x HTTP/1.1\r\nHost: open.test\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let r = request(listen_addr, big.as_bytes()).await;
+    assert_eq!(r.status, 431);
+    let id = r.exchange_id();
+    assert!(!id.is_empty());
+    let line = poll(250, || {
+        std::fs::read_to_string(&log)
+            .unwrap_or_default()
+            .lines()
+            .find(|l| l.contains("penghubung::access") && l.contains(&id))
+            .map(str::to_owned)
+    })
+    .await
+    .expect("an access-log line for the 431");
+    let entry: serde_json::Value = serde_json::from_str(&line).unwrap();
+    assert_eq!(entry["fields"]["status"], 431, "{line}");
+    assert_eq!(entry["fields"]["reason"], "headers_too_large", "{line}");
+    drop(proc);
 }

@@ -138,49 +138,9 @@ pub fn verify_with(dir: &Path, args: &TrustArgs, anchor: Option<&Path>) -> anyho
     }
 }
 
-/// `evidence show`: one line per matching record (time bounds in Unix nanoseconds).
-pub fn show(
-    dir: &Path,
-    exchange: Option<&str>,
-    since: Option<i64>,
-    until: Option<i64>,
-    service: Option<&str>,
-) -> anyhow::Result<()> {
-    scan(dir, &mut |s| {
-        let r = &s.record;
-        let service_of = match &r.kind {
-            Some(Kind::Request(q)) => q.provider.as_ref().map(|p| p.service_id.as_str()),
-            Some(Kind::Refused(x)) => Some(x.service_id.as_str()),
-            _ => None,
-        };
-        let keep = exchange.is_none_or(|e| r.exchange_id == e)
-            && since.is_none_or(|t| r.time_unix_nanos >= t)
-            && until.is_none_or(|t| r.time_unix_nanos < t)
-            && service.is_none_or(|sv| service_of == Some(sv));
-        if keep {
-            println!(
-                "#{} {} node={} exchange={} {:?}",
-                r.sequence,
-                format_time(r.time_unix_nanos),
-                r.node_id,
-                r.exchange_id,
-                r.kind
-            );
-        }
-        true
-    })?;
-    Ok(())
-}
-
-fn format_time(nanos: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(nanos))
-        .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
-        .unwrap_or_else(|| nanos.to_string())
-}
+/// `evidence show` lives in its own module: a readable table or JSON Lines.
+#[path = "show.rs"]
+pub mod show;
 
 /// One record in a bundle.
 #[derive(Debug, Clone, Serialize, Deserialize)]

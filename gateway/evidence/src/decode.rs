@@ -29,6 +29,7 @@ pub const KNOWN_KINDS: &[(u32, &str)] = &[
     (12, "refused"),
     (13, "admin"),
     (14, "checkpoint"),
+    (20, "refusals_suppressed"),
 ];
 
 /// Singular (non-repeated) top-level fields of `Record` besides the kind.
@@ -197,6 +198,7 @@ pub fn kind_name(kind: &Kind) -> &'static str {
         Kind::Refused(_) => "refused",
         Kind::Admin(_) => "admin",
         Kind::Checkpoint(_) => "checkpoint",
+        Kind::RefusalsSuppressed(_) => "refusals_suppressed",
     }
 }
 

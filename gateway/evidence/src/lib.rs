@@ -1,4 +1,4 @@
-//! The evidence log: signed, time-stamped, tamper-evident records of every call (DESIGN §4).
+//! The evidence log: signed, time-stamped, tamper-evident records of every call (format: proto/README.md).
 //!
 //! The pipeline calls [`EvidenceLog::append`] before forwarding (request) and after the response
 //! (outcome); a failed append means the call is answered 503 and nothing is forwarded. The

@@ -185,6 +185,31 @@ fn outcome(ex: &str, request_sequence: u64) -> Record {
     }
 }
 
+/// A summary of refusals counted instead of recorded (proto/README.md §13); no exchange id.
+fn refusals_suppressed() -> Record {
+    use penghubung_evidence::schema::{RefusalsSuppressed, SuppressedReason};
+    Record {
+        kind: Some(Kind::RefusalsSuppressed(RefusalsSuppressed {
+            source: "192.0.2.7".into(),
+            window_secs: 10,
+            recorded: 100,
+            suppressed: 3,
+            first_unix_nanos: 1,
+            last_unix_nanos: 2,
+            first_exchange_id: "ex-9".into(),
+            last_exchange_id: "ex-11".into(),
+            limit: 100,
+            reasons: vec![SuppressedReason {
+                stage: "authenticate".into(),
+                reason_class: "credential_missing".into(),
+                status: 401,
+                count: 3,
+            }],
+        })),
+        ..Record::default()
+    }
+}
+
 fn checkpoint() -> Record {
     Record {
         kind: Some(Kind::Checkpoint(Checkpoint::default())),
@@ -418,6 +443,25 @@ fn conformance_vectors() {
     // Good log, good bundle, good anchor; the same log in the legacy format.
     let good_log = gen(&s, "good", &good, Format::Current, &base, &none);
     s.log("good-log", None, &good_log);
+    // A refusal-storm summary is a leaf like any other: it verifies, and editing it breaks the
+    // Merkle root its checkpoint signed (the chain is recomputed).
+    let mut with_summary = base.clone();
+    with_summary.insert(5, refusals_suppressed());
+    let summary_log = gen(&s, "summary", &good, Format::Current, &with_summary, &none);
+    s.log("good-log-with-refusals-suppressed", None, &summary_log);
+    let mut edited_summary = summary_log.clone();
+    edited_summary[5] = {
+        let mut r = Record::decode(summary_log[5].as_slice()).unwrap();
+        if let Some(Kind::RefusalsSuppressed(x)) = &mut r.kind {
+            x.suppressed = 0;
+        }
+        r.encode_to_vec()
+    };
+    s.log(
+        "refusals-suppressed-edited",
+        Some(Reason::Merkle),
+        &edited_summary,
+    );
     s.bundle("good-bundle", None, &bundle_of(&good_log, "ex-1"));
     s.bundle("good-bundle-ex-2", None, &bundle_of(&good_log, "ex-2"));
     let anchor = Anchor::from_record(&good_log[3]).unwrap();

@@ -86,6 +86,7 @@ async fn route(gateway: &Arc<Gateway>, request: Request<Incoming>) -> Response<F
             runtime.write_upstream_metrics(&mut out);
             runtime.auth.write_metrics(&mut out);
             gateway.evidence.write_metrics(&mut out);
+            gateway.refusals.write_metrics(&mut out);
             text(StatusCode::OK, "text/plain; version=0.0.4", out)
         }
         (&Method::POST, "/reload") => match gateway.reload(None).await {

@@ -106,22 +106,27 @@ pub enum EvidenceCommand {
         #[arg(long = "tsa-policy")]
         tsa_policies: Vec<String>,
     },
-    /// Print records readably, optionally filtered.
+    /// Print records as a readable table (or JSON Lines), optionally filtered. Exits 1 when
+    /// `--exchange` names an exchange the log has no record of.
     Show {
         /// The evidence directory.
         dir: PathBuf,
         /// Only this exchange.
         #[arg(long)]
         exchange: Option<String>,
-        /// Only records at or after this time (Unix nanoseconds).
-        #[arg(long)]
+        /// Only records at or after this time: RFC 3339 (2026-12-07T10:00:00Z) or Unix
+        /// nanoseconds.
+        #[arg(long, value_parser = penghubung_evidence::cli::show::parse_time)]
         since: Option<i64>,
-        /// Only records before this time (Unix nanoseconds).
-        #[arg(long)]
+        /// Only records before this time: RFC 3339 or Unix nanoseconds.
+        #[arg(long, value_parser = penghubung_evidence::cli::show::parse_time)]
         until: Option<i64>,
         /// Only this service.
         #[arg(long)]
         service: Option<String>,
+        /// `table` (default) or `json` (one object per line: hex digests, RFC 3339 times).
+        #[arg(long, default_value = "table")]
+        format: penghubung_evidence::cli::show::Format,
     },
     /// Write a self-contained bundle for one exchange (records, inclusion proof, checkpoint,
     /// time-stamp token, certificates).

@@ -193,6 +193,15 @@ pub struct RequestLimits {
     pub h2_max_control_frames_per_sec: u32,
     /// How long a shutting-down gateway lets requests in flight finish, in seconds.
     pub drain_timeout_secs: u64,
+    /// Unauthenticated refusals per source address (IPv4 address, IPv6 /64) and window that are
+    /// recorded one by one; beyond it, further refusals from the source in that window are
+    /// summed into one `refusals_suppressed` evidence record, and a request from the source
+    /// that presents no credential is answered 429 before any other stage runs. A source that
+    /// had a successful exchange in the current or the previous window is never answered
+    /// early (OPDs sit behind NAT). `0` turns both off: every refusal is then a record.
+    pub refusals_per_source: u64,
+    /// Length of the refusal window, in seconds (see `refusals_per_source`).
+    pub refusal_window_secs: u64,
 }
 
 impl Default for RequestLimits {
@@ -211,6 +220,8 @@ impl Default for RequestLimits {
             h2_max_pending_reset_streams: 20,
             h2_max_control_frames_per_sec: 100,
             drain_timeout_secs: 30,
+            refusals_per_source: 100,
+            refusal_window_secs: 10,
         }
     }
 }

@@ -1,4 +1,4 @@
-//! Config lifecycle: **load → validate → build → swap**.
+//! Config lifecycle: **load → validate → build → swap** (README, "Architecture").
 //!
 //! [`load`] reads and parses the TOML file, [`validate::validate`] checks it without I/O and
 //! collects every problem with its path, [`crate::snapshot::Snapshot::build`] does all I/O
@@ -54,12 +54,138 @@ pub enum ConfigError {
     Build(String),
 }
 
-/// Parses a config document.
+/// Parses a config document. A syntax or type error names the key path it is at (as far as
+/// the document's table headers and the offending line tell) besides toml's line and column.
 pub fn parse(text: &str, origin: &str) -> Result<ConfigFile, ConfigError> {
-    toml::from_str(text).map_err(|e| ConfigError::Parse {
-        path: origin.to_owned(),
-        message: e.to_string(),
+    toml::from_str(text).map_err(|e| {
+        let message = e.to_string();
+        let at = e
+            .span()
+            .and_then(|span| key_path_at(text, span.start))
+            .map(|key| format!("at {key}: "))
+            .unwrap_or_default();
+        ConfigError::Parse {
+            path: origin.to_owned(),
+            message: format!("{at}{}", message.trim_end()),
+        }
     })
+}
+
+/// The dotted key path (`service[1].route[0].path`) of the line holding byte `offset` of a TOML
+/// document: the innermost table header above it (arrays of tables indexed by occurrence) and
+/// the key assigned on that line, if any.
+pub fn key_path_at(text: &str, offset: usize) -> Option<String> {
+    let before = text.get(..offset.min(text.len()))?;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    let line_end = text
+        .get(line_start..)?
+        .find('\n')
+        .map_or(text.len(), |i| line_start + i);
+    let line = text.get(line_start..line_end)?.trim();
+    let is_header = line.starts_with('[');
+    let scanned = if is_header { line_end } else { line_start };
+    let mut arrays: std::collections::HashMap<String, usize> = Default::default();
+    let mut table = String::new();
+    for l in text.get(..scanned)?.lines() {
+        let l = l.trim();
+        let (header, array) =
+            if let Some(h) = l.strip_prefix("[[").and_then(|h| h.split("]]").next()) {
+                (h, true)
+            } else if let Some(h) = l.strip_prefix('[').and_then(|h| h.split(']').next()) {
+                (h, false)
+            } else {
+                continue;
+            };
+        let segments: Vec<&str> = header.split('.').map(str::trim).collect();
+        let full = segments.join(".");
+        if array {
+            *arrays.entry(full.clone()).or_insert(0) += 1;
+        }
+        let mut path = String::new();
+        for i in 1..=segments.len() {
+            let prefix = segments[..i].join(".");
+            if !path.is_empty() {
+                path.push('.');
+            }
+            path.push_str(segments[i - 1]);
+            if let Some(n) = arrays.get(&prefix) {
+                path.push_str(&format!("[{}]", n.saturating_sub(1)));
+            }
+        }
+        table = path;
+    }
+    let key = if is_header {
+        None
+    } else {
+        line.split_once('=')
+            .map(|(k, _)| k.trim().trim_matches('"'))
+    };
+    match (table.is_empty(), key) {
+        (true, Some(k)) => Some(k.to_owned()),
+        (false, Some(k)) => Some(format!("{table}.{k}")),
+        (false, None) => Some(table),
+        (true, None) => None,
+    }
+}
+
+/// Checks that the evidence directory can be written by this user: it exists and takes a new
+/// file, or the nearest existing parent does (the gateway creates it at start).
+pub fn check_evidence_dir_writable(dir: &Path) -> Result<(), String> {
+    let mut probe_dir = dir;
+    while !probe_dir.exists() {
+        match probe_dir.parent() {
+            Some(p) if !p.as_os_str().is_empty() => probe_dir = p,
+            _ => {
+                probe_dir = Path::new(".");
+                break;
+            }
+        }
+    }
+    if !probe_dir.is_dir() {
+        return Err(format!(
+            "evidence.dir: {} is not a directory",
+            probe_dir.display()
+        ));
+    }
+    let probe = probe_dir.join(format!(".penghubung-validate-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) => Err(format!(
+            "evidence.dir: cannot write in {}: {e}{}",
+            probe_dir.display(),
+            if probe_dir == dir {
+                String::new()
+            } else {
+                format!(" (needed to create {})", dir.display())
+            }
+        )),
+    }
+}
+
+/// An error and its causes, each cause once: a cause whose text the message already holds
+/// (many errors print their source themselves) is not repeated.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if text.contains(&out) {
+            // The cause repeats the context (e.g. a path) and says more: keep the cause.
+            out = text;
+        } else if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = cause.source();
+    }
+    out
 }
 
 /// Reads, parses and validates a config file.
@@ -87,4 +213,71 @@ pub fn load_with_digest(path: &Path) -> Result<(ConfigFile, [u8; 32]), ConfigErr
 pub fn digest_of(config: &ConfigFile) -> [u8; 32] {
     use sha2::Digest as _;
     sha2::Sha256::digest(format!("{config:?}").as_bytes()).into()
+}
+
+#[cfg(test)]
+mod error_tests {
+    use super::*;
+
+    #[test]
+    fn toml_errors_name_their_key_path_and_line() {
+        let text = "node_id = \"x\"\n[[listener]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\n\n[[service]]\nid = \"s\"\nhosts = []\n[[service]]\nid = \"t\"\nhosts = []\n[[service.route]]\npath = 5\n";
+        let Err(ConfigError::Parse { message, .. }) = parse(text, "t.toml") else {
+            panic!("a type error");
+        };
+        assert!(
+            message.starts_with("at service[1].route[0].path: "),
+            "{message}"
+        );
+        assert!(message.contains("line 13"), "{message}");
+        let Err(ConfigError::Parse { message, .. }) = parse(
+            "[[service]]\nid = \"s\"\nhosts = []\n[[service]]\nid = \"t\"\n",
+            "t",
+        ) else {
+            panic!("a missing field");
+        };
+        assert!(message.starts_with("at service[1]: "), "{message}");
+        let Err(ConfigError::Parse { message, .. }) =
+            parse("[limits]\nheader_bytes = \"big\"\n", "t")
+        else {
+            panic!("a type error");
+        };
+        assert!(message.starts_with("at limits.header_bytes: "), "{message}");
+        let Err(ConfigError::Parse { message, .. }) = parse("node_id = \"x\"\n[limits\n", "t")
+        else {
+            panic!("a syntax error");
+        };
+        assert!(message.contains("line 2"), "{message}");
+    }
+
+    #[test]
+    fn error_chains_print_each_cause_once() {
+        #[derive(Debug)]
+        struct Outer(std::io::Error);
+        impl std::fmt::Display for Outer {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                write!(f, "list segments in /x: {}", self.0)
+            }
+        }
+        impl std::error::Error for Outer {
+            fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+                Some(&self.0)
+            }
+        }
+        let e = Outer(std::io::Error::from(std::io::ErrorKind::NotFound));
+        let text = error_chain(&e);
+        assert_eq!(text.matches("not found").count(), 1, "{text}");
+        assert!(text.starts_with("list segments in /x: "));
+    }
+
+    #[test]
+    fn an_evidence_dir_that_cannot_be_written_is_refused() {
+        // Even root cannot create files in /proc.
+        let e = check_evidence_dir_writable(Path::new("/proc/penghubung-evidence"))
+            .expect_err("not writable");
+        assert!(e.contains("/proc"), "{e}");
+        let dir = std::env::temp_dir().join(format!("penghubung-vw-{}", std::process::id()));
+        assert_eq!(check_evidence_dir_writable(&dir.join("evidence")), Ok(()));
+        assert!(!dir.exists(), "validation creates nothing");
+    }
 }

@@ -124,7 +124,7 @@ fn validate_listeners(config: &ConfigFile, issues: &mut Issues) {
 
 fn validate_limits(config: &ConfigFile, issues: &mut Issues) {
     let l = &config.limits;
-    let checks: [(&str, bool); 10] = [
+    let checks: [(&str, bool); 11] = [
         (
             "header_bytes",
             l.header_bytes >= 1024 && l.header_bytes <= 1024 * 1024,
@@ -149,6 +149,10 @@ fn validate_limits(config: &ConfigFile, issues: &mut Issues) {
         (
             "h2_max_control_frames_per_sec",
             (10..=100_000).contains(&l.h2_max_control_frames_per_sec),
+        ),
+        (
+            "refusal_window_secs",
+            (1..=3600).contains(&l.refusal_window_secs),
         ),
     ];
     for (field, ok) in checks {

@@ -1,8 +1,9 @@
-//! The request pipeline, top to bottom. This is the one screen where the flow of
-//! an exchange can be read: each stage is a plain function called in order, and each ordering
+//! The request pipeline, top to bottom (stages in README, "Architecture"). This is the one
+//! screen where the flow of an exchange can be read: each stage is a plain function called in order, and each ordering
 //! constraint says why at the call site. Evidence records are built in [`record`].
 
 pub mod record;
+pub mod refusals;
 pub mod stage;
 
 use std::net::SocketAddr;
@@ -21,12 +22,13 @@ use crate::error::{self, FaultStyle, GatewayError};
 use crate::forward::{self, Forwarding, ResponseBody};
 use crate::identity::{ConnInfo, PeerIdentity};
 use crate::routing::Matched;
-use crate::server::io::{Activity, InFlight};
+use crate::server::io::{Activity, InFlight, ParserRefusal};
 use crate::server::Gateway;
 use crate::snapshot::Snapshot;
 use crate::telemetry::ServiceMetrics;
 use penghubung_evidence::EvidenceLog;
-use record::{OutcomeFacts, RecordingBody, RefusalFacts, RequestFacts};
+use record::{OutcomeFacts, RecordingBody, RefusalFacts, RequestDigests, RequestFacts};
+use refusals::{Disposition, Refusal, RefusalGuard};
 use stage::Stage;
 
 const APIKEY: HeaderName = HeaderName::from_static("apikey");
@@ -60,6 +62,9 @@ pub struct Exchange {
     pub grant: Option<Arc<GrantRuntime>>,
     /// Sequence of the request record, once durable: later failures are outcomes, not refusals.
     pub request_sequence: Option<u64>,
+    /// Query and header digests of the head as received (when evidence is recorded): the
+    /// request record and a refusal record carry the same ones.
+    pub digests: Option<RequestDigests>,
 }
 
 /// Handles one request: runs the stages and turns any error into a response in one place.
@@ -78,6 +83,10 @@ pub async fn handle(
         id: uuid::Uuid::now_v7().to_string(),
         method: request.method().as_str().to_owned(),
         path: request.uri().path().chars().take(1024).collect(),
+        digests: gateway
+            .evidence
+            .is_enabled()
+            .then(|| RequestDigests::of(request.headers(), request.uri().query())),
         ..Exchange::default()
     };
     // hyper drops Content-Length when Transfer-Encoding is present, so admission cannot see
@@ -86,6 +95,15 @@ pub async fn handle(
         Err(GatewayError::BadRequest {
             reason: "content_length_with_transfer_encoding",
             close: true,
+        })
+    } else if let Some(retry) = gateway
+        .refusals
+        .limited(conn.peer.ip(), &runtime.limits)
+        .filter(|_| !presents_credential(request.headers(), conn))
+    {
+        // Cheapest possible answer for a source in a refusal storm (pipeline::refusals).
+        Err(GatewayError::SourceRefusalsLimited {
+            retry_after_secs: retry.as_secs().max(1),
         })
     } else {
         run(
@@ -100,6 +118,9 @@ pub async fn handle(
     };
     match outcome {
         Ok((response, metrics)) => {
+            if exchange.principal.is_some() || response.status().as_u16() < 400 {
+                gateway.refusals.succeeded(conn.peer.ip(), &runtime.limits);
+            }
             metrics.observe(
                 Stage::Dispatch,
                 response.status().as_u16(),
@@ -119,6 +140,7 @@ pub async fn handle(
             let response = refuse(
                 &runtime,
                 &gateway.evidence,
+                &gateway.refusals,
                 conn,
                 &exchange,
                 &error,
@@ -208,7 +230,9 @@ async fn run(
             head: &head,
             host: &admitted.host,
             path: &matched.path,
-            query: admitted.query.as_deref(),
+            digests: exchange.digests.get_or_insert_with(|| {
+                RequestDigests::of(&head.headers, admitted.query.as_deref())
+            }),
             body: match &body {
                 RequestBody::Buffered(b) => Some(b),
                 RequestBody::Streaming(_) => None,
@@ -331,6 +355,14 @@ fn identity_headers(
     Ok(out)
 }
 
+/// Whether a request presents a credential (a client certificate, `Authorization` or `apikey`):
+/// such a request is always authenticated, never answered early for its source's refusals.
+fn presents_credential(headers: &http::HeaderMap, conn: &ConnInfo) -> bool {
+    conn.client.is_some()
+        || headers.contains_key(header::AUTHORIZATION)
+        || headers.contains_key(APIKEY)
+}
+
 fn is_gateway_endpoint(runtime: &Snapshot, path: &str) -> bool {
     runtime.config.auth.token_endpoint.enabled
         && matches!(path, "/oauth2/token" | "/.well-known/jwks.json")
@@ -386,6 +418,7 @@ async fn gateway_endpoint(
 async fn refuse(
     runtime: &Snapshot,
     evidence: &EvidenceLog,
+    refusals: &RefusalGuard,
     conn: &ConnInfo,
     exchange: &Exchange,
     error: &GatewayError,
@@ -398,7 +431,20 @@ async fn refuse(
     };
     metrics.observe(error.stage(), status.as_u16(), started.elapsed());
     tracing::debug!(exchange = %exchange.id, peer = %conn.peer, stage = error.stage().as_str(), reason = error.reason(), %error, "request refused");
-    if evidence.is_enabled() {
+    // An unauthenticated refusal beyond its source's limit is counted, not recorded alone.
+    let suppressed = exchange.request_sequence.is_none()
+        && exchange.principal.is_none()
+        && refusals.refused(
+            conn.peer.ip(),
+            &runtime.limits,
+            Refusal {
+                stage: error.stage().as_str(),
+                reason: error.reason(),
+                status: status.as_u16(),
+                exchange_id: &exchange.id,
+            },
+        ) == Disposition::Suppressed;
+    if evidence.is_enabled() && !suppressed {
         let record = match exchange.request_sequence {
             Some(sequence) => record::outcome_record(
                 &OutcomeFacts {
@@ -429,6 +475,7 @@ async fn refuse(
                 path: &exchange.path,
                 service_id: exchange.service.as_deref().unwrap_or_default(),
                 grant: exchange.grant.as_deref(),
+                digests: exchange.digests.as_ref(),
             }),
         };
         if let Err(e) = evidence.append(record).await {
@@ -440,13 +487,22 @@ async fn refuse(
         GatewayError::Auth(e) => e.wso2_code(),
         _ => None,
     };
-    let mut response = error::rescue(status, &exchange.id, wso2, exchange.fault_style);
+    let mut response = error::rescue(
+        status,
+        &exchange.id,
+        error.reason(),
+        wso2,
+        exchange.fault_style,
+    );
     let headers = response.headers_mut();
     match error {
         GatewayError::MethodNotAllowed { allow } => {
             if let Ok(v) = HeaderValue::from_str(allow) {
                 headers.insert(header::ALLOW, v);
             }
+        }
+        GatewayError::SourceRefusalsLimited { retry_after_secs } => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
         }
         GatewayError::Auth(e) => {
             if let Some(challenge) = e.www_authenticate() {
@@ -469,14 +525,49 @@ async fn refuse(
 
 /// Records a refusal that happened below HTTP (TLS handshake failure, or a parse error hyper
 /// answered itself). The record is written in the background: the connection is already gone.
+/// `answered` is the problem response the client got instead of hyper's bare one (its exchange
+/// id, status and reason code go into the record and the access log).
 pub fn connection_refused(
     gateway: &Gateway,
     peer: SocketAddr,
     reason: &'static str,
     client: Option<&PeerIdentity>,
+    answered: Option<ParserRefusal>,
 ) {
     tracing::debug!(%peer, reason, "connection refused");
-    if !gateway.evidence.is_enabled() {
+    let (exchange_id, status, reason) = match answered {
+        Some(a) => (a.exchange_id, a.status, a.reason),
+        None => (String::new(), 0, reason),
+    };
+    let snapshot = gateway.snapshot.load();
+    if snapshot.config.log.access_log {
+        tracing::info!(
+            target: "penghubung::access",
+            exchange = if exchange_id.is_empty() { "-" } else { exchange_id.as_str() },
+            peer = %peer,
+            method = "-",
+            host = "-",
+            path = "-",
+            service = "-",
+            consumer = "-",
+            grant = "-",
+            status,
+            reason,
+            micros = 0u64,
+            trace = "-",
+        );
+    }
+    let disposition = gateway.refusals.refused(
+        peer.ip(),
+        &snapshot.limits,
+        Refusal {
+            stage: Stage::Accept.as_str(),
+            reason,
+            status,
+            exchange_id: &exchange_id,
+        },
+    );
+    if !gateway.evidence.is_enabled() || disposition == Disposition::Suppressed {
         return;
     }
     let mut consumer = penghubung_evidence::schema::Consumer::default();
@@ -484,13 +575,8 @@ pub fn connection_refused(
         consumer.tls_subject = c.subject.clone();
         consumer.tls_sha256 = hex::decode(&c.sha256).map(Bytes::from).unwrap_or_default();
     }
-    let status = match reason {
-        "http_parse" => 400,
-        "header_too_large" => 431,
-        _ => 0,
-    };
     let record = record::refused_record(RefusalFacts {
-        exchange_id: "",
+        exchange_id: &exchange_id,
         trace_id: "",
         stage: Stage::Accept.as_str(),
         reason,
@@ -502,6 +588,7 @@ pub fn connection_refused(
         path: "",
         service_id: "",
         grant: None,
+        digests: None,
     });
     let evidence = gateway.evidence.clone();
     tokio::spawn(async move {

@@ -40,6 +40,26 @@ pub fn sha256(data: &[u8]) -> Bytes {
     Bytes::copy_from_slice(&Sha256::digest(data))
 }
 
+/// The request digests both `Request` and `Refused` records carry, so that a refusal can be tied
+/// to the request that caused it. Computed once per exchange, from the head as received.
+#[derive(Debug, Clone, Default)]
+pub struct RequestDigests {
+    /// SHA-256 of the query string; empty when there is none.
+    pub query_sha256: Bytes,
+    /// SHA-256 over the [`DIGESTED_HEADERS`] values, in that order (`name: value\n` each).
+    pub headers_sha256: Bytes,
+}
+
+impl RequestDigests {
+    /// Digests of a request head: its query string and its digested headers.
+    pub fn of(headers: &HeaderMap, query: Option<&str>) -> RequestDigests {
+        RequestDigests {
+            query_sha256: query.map(|q| sha256(q.as_bytes())).unwrap_or_default(),
+            headers_sha256: headers_digest(headers),
+        }
+    }
+}
+
 fn headers_digest(headers: &HeaderMap) -> Bytes {
     let mut hasher = Sha256::new();
     for name in DIGESTED_HEADERS {
@@ -94,8 +114,8 @@ pub struct RequestFacts<'a> {
     pub host: &'a str,
     /// Canonical path.
     pub path: &'a str,
-    /// Query string.
-    pub query: Option<&'a str>,
+    /// Query and header digests.
+    pub digests: &'a RequestDigests,
     /// Buffered body, or `None` when streamed.
     pub body: Option<&'a Bytes>,
     /// The connection.
@@ -132,11 +152,8 @@ pub fn request_record(evidence: &EvidenceLog, facts: &RequestFacts<'_>) -> schem
         method: facts.head.method.as_str().to_owned(),
         host: facts.host.to_owned(),
         canonical_path: facts.path.to_owned(),
-        query_sha256: facts
-            .query
-            .map(|q| sha256(q.as_bytes()))
-            .unwrap_or_default(),
-        headers_sha256: headers_digest(&facts.head.headers),
+        query_sha256: facts.digests.query_sha256.clone(),
+        headers_sha256: facts.digests.headers_sha256.clone(),
         body_sha256,
         body_length,
         body_streamed: facts.body.is_none(),
@@ -190,6 +207,8 @@ pub struct RefusalFacts<'a> {
     pub service_id: &'a str,
     /// Grant and tujuan, when authorised.
     pub grant: Option<&'a GrantRuntime>,
+    /// Query and header digests, when a request head was received.
+    pub digests: Option<&'a RequestDigests>,
 }
 
 /// Builds a `refused` record.
@@ -208,6 +227,14 @@ pub fn refused_record(facts: RefusalFacts<'_>) -> schema::Record {
         grant_id: facts.grant.map(|g| g.id.clone()).unwrap_or_default(),
         tujuan: facts.grant.map(|g| g.tujuan.clone()).unwrap_or_default(),
         service_id: facts.service_id.to_owned(),
+        query_sha256: facts
+            .digests
+            .map(|d| d.query_sha256.clone())
+            .unwrap_or_default(),
+        headers_sha256: facts
+            .digests
+            .map(|d| d.headers_sha256.clone())
+            .unwrap_or_default(),
         ..Default::default()
     };
     schema::Record {

@@ -102,7 +102,13 @@ async fn serve(
                     Ok(Err(error)) => {
                         metrics.errors.fetch_add(1, Ordering::Relaxed);
                         tracing::debug!(%peer, %error, "TLS handshake failed");
-                        crate::pipeline::connection_refused(&gateway, peer, "tls_handshake", None);
+                        crate::pipeline::connection_refused(
+                            &gateway,
+                            peer,
+                            "tls_handshake",
+                            None,
+                            None,
+                        );
                         return;
                     }
                     Err(_) => {
@@ -237,11 +243,12 @@ where
     if activity.h2_flood.load(Ordering::Relaxed) {
         metrics.errors.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(%peer, "HTTP/2 control frame flood; connection closed");
-        crate::pipeline::connection_refused(&gateway, peer, "h2_control_flood", None);
+        crate::pipeline::connection_refused(&gateway, peer, "h2_control_flood", None, None);
         return;
     }
     if let Err(error) = result {
-        connection_error(&gateway, peer, &*error, metrics);
+        let answered = activity.parser_refusal.lock().take();
+        connection_error(&gateway, peer, &*error, metrics, answered);
     }
 }
 
@@ -286,22 +293,28 @@ fn connection_error(
     peer: std::net::SocketAddr,
     error: &(dyn std::error::Error + 'static),
     metrics: &ListenerMetrics,
+    answered: Option<super::io::ParserRefusal>,
 ) {
     let Some(hyper_error) = error.downcast_ref::<hyper::Error>() else {
         tracing::debug!(%peer, %error, "connection ended with an error");
+        if let Some(a) = answered {
+            crate::pipeline::connection_refused(gateway, peer, a.reason, None, Some(a));
+        }
         return;
     };
     let reason = if hyper_error.is_parse_too_large() {
-        "header_too_large"
+        "headers_too_large"
     } else if hyper_error.is_parse() || hyper_error.is_parse_status() {
         "http_parse"
     } else if hyper_error.is_timeout() {
         "header_timeout"
+    } else if let Some(a) = &answered {
+        a.reason
     } else {
         tracing::debug!(%peer, error = %hyper_error, "connection ended");
         return;
     };
     metrics.errors.fetch_add(1, Ordering::Relaxed);
     tracing::debug!(%peer, error = %hyper_error, reason, "connection refused by the HTTP parser");
-    crate::pipeline::connection_refused(gateway, peer, reason, None);
+    crate::pipeline::connection_refused(gateway, peer, reason, None, answered);
 }

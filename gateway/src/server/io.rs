@@ -2,6 +2,12 @@
 //! arrived, whether a write is stuck (client not reading), and how many requests are in flight.
 //! It also feeds every byte read to the connection's [`Scanner`] (HTTP/1 CL+TE heads, HTTP/2
 //! control-frame floods), before hyper sees the bytes.
+//!
+//! On the way out it replaces the bare error heads hyper's HTTP/1 parser writes on its own
+//! (`400`/`431`/`414` with an empty body, before the pipeline ever sees a request) with the
+//! gateway's problem response: an exchange id header and a `problem+json` body with its reason
+//! code, like every other refusal. The connection's error path then records and logs the
+//! refusal under that exchange id ([`Activity::parser_refusal`]).
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -43,6 +49,85 @@ pub struct Activity {
     pub cl_te_head: AtomicU64,
     /// The HTTP/2 control-frame budget was exceeded; reads fail from then on.
     pub h2_flood: AtomicBool,
+    /// An error response hyper's HTTP/1 parser wrote itself, as rewritten (see
+    /// [`parser_error_status`]): the connection's error path records and logs it.
+    pub parser_refusal: parking_lot::Mutex<Option<ParserRefusal>>,
+}
+
+/// A refusal answered by hyper's HTTP/1 parser (400, 431, ...), which the transport rewrote
+/// into a problem response with an exchange id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParserRefusal {
+    /// The exchange id sent to the client.
+    pub exchange_id: String,
+    /// The status sent.
+    pub status: u16,
+    /// The reason code sent (`headers_too_large`, `uri_too_long`, `http_parse`, ...).
+    pub reason: &'static str,
+}
+
+/// The reason code of an error status hyper's HTTP/1 parser answers itself.
+pub fn parser_reason(status: u16) -> &'static str {
+    match status {
+        431 => "headers_too_large",
+        414 => "uri_too_long",
+        408 => "header_timeout",
+        505 => "http_version",
+        501 => "not_implemented",
+        _ => "http_parse",
+    }
+}
+
+/// The status of `buf` if it is exactly an error response head written by hyper's HTTP/1
+/// parser itself: a whole `HTTP/1.x 4xx/5xx` head, with `content-length: 0`, without the
+/// exchange id header that every response the pipeline produces carries.
+pub fn parser_error_status(buf: &[u8]) -> Option<u16> {
+    if buf.len() < 16
+        || !(buf.starts_with(b"HTTP/1.1 ") || buf.starts_with(b"HTTP/1.0 "))
+        || !matches!(buf.get(9), Some(b'4' | b'5'))
+        || !buf.ends_with(b"\r\n\r\n")
+        || buf.len() > 1024
+    {
+        return None;
+    }
+    let head = std::str::from_utf8(buf).ok()?.to_ascii_lowercase();
+    if head.matches("\r\n\r\n").count() != 1
+        || !head.contains("\r\ncontent-length: 0\r\n")
+        || head.contains(crate::admit::EXCHANGE_ID.as_str())
+    {
+        return None;
+    }
+    head.get(9..12)?.parse().ok()
+}
+
+/// The problem response that replaces hyper's bare error head for `status`.
+fn problem_head(status: u16, exchange_id: &str, reason: &str) -> Vec<u8> {
+    let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
+    let response = crate::error::rescue(
+        code,
+        exchange_id,
+        reason,
+        None,
+        crate::error::FaultStyle::Problem,
+    );
+    let mut out = format!(
+        "HTTP/1.1 {} {}\r\nconnection: close\r\ncontent-length: {}\r\n",
+        code.as_u16(),
+        code.canonical_reason().unwrap_or("Error"),
+        response.body().len()
+    );
+    for (name, value) in response.headers() {
+        if let Ok(v) = value.to_str() {
+            out.push_str(name.as_str());
+            out.push_str(": ");
+            out.push_str(v);
+            out.push_str("\r\n");
+        }
+    }
+    out.push_str("\r\n");
+    let mut bytes = out.into_bytes();
+    bytes.extend_from_slice(response.body());
+    bytes
 }
 
 impl Activity {
@@ -94,6 +179,9 @@ pin_project_lite::pin_project! {
         inner: T,
         activity: Arc<Activity>,
         scanner: Scanner,
+        // A replacement for hyper's own error head: bytes, how many are written, and how many
+        // bytes of hyper's write it stands for.
+        rewrite: Option<(Vec<u8>, usize, usize)>,
     }
 }
 
@@ -104,6 +192,7 @@ impl<T> TimedIo<T> {
             inner,
             activity,
             scanner: Scanner::new(scan),
+            rewrite: None,
         }
     }
 }
@@ -178,6 +267,58 @@ impl<T: AsyncWrite> TimedIo<T> {
     }
 }
 
+impl<T: AsyncWrite> TimedIo<T> {
+    /// Starts replacing hyper's own error head (`buf`, `len` bytes of hyper's write) with a
+    /// problem response when `buf` is one; returns whether it did.
+    fn start_rewrite(
+        activity: &Activity,
+        rewrite: &mut Option<(Vec<u8>, usize, usize)>,
+        buf: &[u8],
+        len: usize,
+    ) -> bool {
+        if rewrite.is_some() || activity.in_flight.load(Ordering::Relaxed) != 0 {
+            return false;
+        }
+        let Some(status) = parser_error_status(buf) else {
+            return false;
+        };
+        let exchange_id = uuid::Uuid::now_v7().to_string();
+        let reason = parser_reason(status);
+        *rewrite = Some((problem_head(status, &exchange_id, reason), 0, len));
+        *activity.parser_refusal.lock() = Some(ParserRefusal {
+            exchange_id,
+            status,
+            reason,
+        });
+        true
+    }
+
+    /// Writes the pending replacement; ready with hyper's byte count once all of it is out.
+    fn drive_rewrite(
+        mut inner: Pin<&mut T>,
+        activity: &Activity,
+        rewrite: &mut Option<(Vec<u8>, usize, usize)>,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::io::Result<usize>> {
+        while let Some((bytes, written, stands_for)) = rewrite.as_mut() {
+            let rest = bytes.get(*written..).unwrap_or_default();
+            if rest.is_empty() {
+                let n = *stands_for;
+                *rewrite = None;
+                return Poll::Ready(Ok(n));
+            }
+            match Self::track(activity, inner.as_mut().poll_write(cx, rest)) {
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                }
+                Poll::Ready(Ok(n)) => *written += n,
+                other => return other,
+            }
+        }
+        Poll::Ready(Ok(0))
+    }
+}
+
 impl<T: AsyncWrite> AsyncWrite for TimedIo<T> {
     fn poll_write(
         self: Pin<&mut Self>,
@@ -185,16 +326,36 @@ impl<T: AsyncWrite> AsyncWrite for TimedIo<T> {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.project();
+        if this.rewrite.is_some()
+            || Self::start_rewrite(this.activity, this.rewrite, buf, buf.len())
+        {
+            return Self::drive_rewrite(this.inner, this.activity, this.rewrite, cx);
+        }
         Self::track(this.activity, this.inner.poll_write(cx, buf))
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        let this = self.project();
+        let mut this = self.project();
+        if this.rewrite.is_some() {
+            match Self::drive_rewrite(this.inner.as_mut(), this.activity, this.rewrite, cx) {
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
         Self::track(this.activity, this.inner.poll_flush(cx))
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        self.project().inner.poll_shutdown(cx)
+        let mut this = self.project();
+        if this.rewrite.is_some() {
+            match Self::drive_rewrite(this.inner.as_mut(), this.activity, this.rewrite, cx) {
+                Poll::Ready(Ok(_)) => {}
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+        this.inner.poll_shutdown(cx)
     }
 
     fn poll_write_vectored(
@@ -203,10 +364,50 @@ impl<T: AsyncWrite> AsyncWrite for TimedIo<T> {
         bufs: &[std::io::IoSlice<'_>],
     ) -> Poll<std::io::Result<usize>> {
         let this = self.project();
+        if this.rewrite.is_some() {
+            return Self::drive_rewrite(this.inner, this.activity, this.rewrite, cx);
+        }
+        let first = bufs.iter().find(|b| !b.is_empty());
+        if first.is_some_and(|b| b.starts_with(b"HTTP/1.")) {
+            let total: usize = bufs.iter().map(|b| b.len()).sum();
+            if total <= 1024 {
+                let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();
+                if Self::start_rewrite(this.activity, this.rewrite, &joined, total) {
+                    return Self::drive_rewrite(this.inner, this.activity, this.rewrite, cx);
+                }
+            }
+        }
         Self::track(this.activity, this.inner.poll_write_vectored(cx, bufs))
     }
 
     fn is_write_vectored(&self) -> bool {
         self.inner.is_write_vectored()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_hypers_own_bare_error_heads_are_rewritten() {
+        let hyper = b"HTTP/1.1 431 Request Header Fields Too Large\r\nconnection: close\r\ncontent-length: 0\r\ndate: Mon, 07 Dec 2026 22:00:00 GMT\r\n\r\n";
+        assert_eq!(parser_error_status(hyper), Some(431));
+        // The pipeline's responses carry the exchange id; upstream successes are not errors;
+        // a head with a body following is not hyper's.
+        let ours =
+            b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nx-penghubung-exchange-id: x\r\n\r\n";
+        assert_eq!(parser_error_status(ours), None);
+        let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(parser_error_status(ok), None);
+        let with_body = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 2\r\n\r\n{}";
+        assert_eq!(parser_error_status(with_body), None);
+        let body_chunk = b"some body bytes";
+        assert_eq!(parser_error_status(body_chunk), None);
+        let replaced =
+            String::from_utf8(problem_head(431, "abc", "headers_too_large")).unwrap_or_default();
+        assert!(replaced.starts_with("HTTP/1.1 431 Request Header Fields Too Large\r\n"));
+        assert!(replaced.contains("\r\nx-penghubung-exchange-id: abc\r\n"));
+        assert!(replaced.contains("\"reason\":\"headers_too_large\""));
     }
 }

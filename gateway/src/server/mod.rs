@@ -35,6 +35,8 @@ pub struct Gateway {
     pub config_path: Option<PathBuf>,
     /// Set once listeners are up; cleared when shutdown starts.
     pub ready: AtomicBool,
+    /// Per-source accounting of unauthenticated refusals (survives reloads).
+    pub refusals: crate::pipeline::refusals::RefusalGuard,
     shutdown_tx: watch::Sender<bool>,
     reload_lock: tokio::sync::Mutex<()>,
 }
@@ -173,23 +175,57 @@ pub struct Running {
 }
 
 impl Running {
-    /// Begins a graceful shutdown and waits until listeners and connections are done (bounded
-    /// by `limits.drain_timeout_secs`).
+    /// Begins a graceful shutdown, waits until listeners and connections are done (bounded by
+    /// `limits.drain_timeout_secs`), then closes the evidence log with a final checkpoint.
     pub async fn shutdown(mut self) {
         self.gateway.begin_shutdown();
+        self.drain_and_close().await;
+    }
+
+    /// Waits until a shutdown starts (a signal, or [`Gateway::begin_shutdown`]), drains
+    /// connections (bounded by `limits.drain_timeout_secs`), then closes the evidence log with a
+    /// final checkpoint covering every record written, so no record is left uncovered by a
+    /// signed checkpoint when the process exits.
+    pub async fn wait(mut self) {
+        let mut shutdown = self.gateway.shutdown_signal();
+        loop {
+            if *shutdown.borrow_and_update() {
+                break;
+            }
+            tokio::select! {
+                changed = shutdown.changed() => if changed.is_err() { break },
+                joined = self.tasks.join_next() => if joined.is_none() { break },
+            }
+        }
+        self.drain_and_close().await;
+    }
+
+    async fn drain_and_close(&mut self) {
         let drain = std::time::Duration::from_secs(
             self.gateway.snapshot.load().limits.drain_timeout_secs + 1,
         );
-        let _ = tokio::time::timeout(drain, async {
+        let drained = tokio::time::timeout(drain, async {
             while self.tasks.join_next().await.is_some() {}
         })
         .await;
+        if drained.is_err() {
+            tracing::warn!(
+                seconds = drain.as_secs(),
+                "connections did not drain in time; closing them"
+            );
+        }
         self.tasks.abort_all();
-    }
-
-    /// Waits until the gateway stops (after a shutdown signal).
-    pub async fn wait(mut self) {
         while self.tasks.join_next().await.is_some() {}
+        // The suppressed refusals of the windows still open are counted too.
+        let limits = self.gateway.snapshot.load().limits.clone();
+        for record in self.gateway.refusals.take_summaries(&limits, true) {
+            if let Err(error) = self.gateway.evidence.append(record).await {
+                tracing::error!(%error, "suppressed refusals could not be recorded");
+            }
+        }
+        // After the drain: the last outcomes are in, so the final checkpoint covers them.
+        self.gateway.evidence.shutdown().await;
+        tracing::info!("stopped");
     }
 }
 
@@ -218,6 +254,7 @@ pub async fn start(
         evidence,
         config_path,
         ready: AtomicBool::new(false),
+        refusals: Default::default(),
         shutdown_tx,
         reload_lock: tokio::sync::Mutex::new(()),
     });
@@ -260,6 +297,7 @@ pub async fn start(
         tracing::info!(%addr, "admin listening");
         Some(addr)
     };
+    tasks.spawn(write_refusal_summaries(gateway.clone()));
     gateway.ready.store(true, Ordering::SeqCst);
     Ok(Running {
         gateway,
@@ -267,4 +305,24 @@ pub async fn start(
         admin,
         tasks,
     })
+}
+
+/// Writes the `refusals_suppressed` records of refusal windows that have ended (checked every
+/// second), until shutdown; the shutdown writes those of the windows still open.
+async fn write_refusal_summaries(gateway: Arc<Gateway>) {
+    let mut shutdown = gateway.shutdown_signal();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let limits = gateway.snapshot.load().limits.clone();
+        for record in gateway.refusals.take_summaries(&limits, false) {
+            if let Err(error) = gateway.evidence.append(record).await {
+                tracing::error!(%error, "suppressed refusals could not be recorded");
+            }
+        }
+    }
 }

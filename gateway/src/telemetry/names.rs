@@ -20,3 +20,7 @@ pub const RELOADS: &str = "penghubung_config_reloads_total";
 pub const UPSTREAM_UP: &str = "penghubung_upstream_target_up";
 /// Requests in flight to an upstream target.
 pub const UPSTREAM_OUTSTANDING: &str = "penghubung_upstream_target_outstanding";
+/// Unauthenticated refusals counted into `refusals_suppressed` records (pipeline::refusals).
+pub const REFUSALS_SUPPRESSED: &str = "penghubung_refusals_suppressed_total";
+/// Source addresses whose refusals are being counted.
+pub const REFUSAL_SOURCES: &str = "penghubung_refusal_sources";

@@ -8,6 +8,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use penghubung_e2e::gateway::gateway_binary;
+
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -40,7 +42,7 @@ fn demo_prints_evidence_commands_that_work_as_printed() {
     let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let (listen, admin) = (free_port(), free_port());
     let listen_addr: SocketAddr = format!("127.0.0.1:{listen}").parse().unwrap();
-    let mut demo = Command::new(env!("CARGO_BIN_EXE_penghubung"))
+    let mut demo = Command::new(gateway_binary())
         .args(["demo", "--listen", &listen_addr.to_string()])
         .args(["--admin", &format!("127.0.0.1:{admin}")])
         .current_dir(workspace)

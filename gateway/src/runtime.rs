@@ -113,6 +113,10 @@ fn upstream_settings(spec: &UpstreamSpec) -> Result<UpstreamSettings, String> {
         },
         connect_timeout: Duration::from_millis(spec.connect_timeout_ms),
         head_timeout: Duration::from_millis(spec.response_head_timeout_ms),
+        request_timeout: Duration::from_millis(
+            spec.request_timeout_ms
+                .unwrap_or(spec.response_head_timeout_ms),
+        ),
         response_timeout: Duration::from_millis(spec.response_timeout_ms),
         retries: spec.retries,
         health_check: spec.health_check.as_ref().map(|h| HealthCheck {
@@ -124,6 +128,7 @@ fn upstream_settings(spec: &UpstreamSpec) -> Result<UpstreamSettings, String> {
         }),
         eject_after: spec.eject_after_failures,
         eject_for: Duration::from_secs(spec.eject_secs),
+        max_ejection_percent: spec.max_ejection_percent,
         pool_max_idle: spec.pool_max_idle,
         pool_idle_timeout: Duration::from_secs(spec.pool_idle_timeout_secs),
         host_header,

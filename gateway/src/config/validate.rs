@@ -200,6 +200,12 @@ fn validate_upstreams<'a>(config: &'a ConfigFile, issues: &mut Issues) -> HashSe
                 issues.add(format!("{at}.{field}"), "must be greater than 0");
             }
         }
+        if u.request_timeout_ms == Some(0) {
+            issues.add(format!("{at}.request_timeout_ms"), "must be greater than 0");
+        }
+        if u.max_ejection_percent > 100 {
+            issues.add(format!("{at}.max_ejection_percent"), "at most 100");
+        }
         if u.retries > 5 {
             issues.add(format!("{at}.retries"), "at most 5");
         }
@@ -353,6 +359,8 @@ mod tests {
             [[upstream]]
             name = "u"
             targets = ["no-port", "h:0"]
+            request_timeout_ms = 0
+            max_ejection_percent = 101
             [[service]]
             id = "s"
             hosts = ["bad host"]
@@ -369,6 +377,8 @@ mod tests {
             "listener[1].tls.client_ca",
             "upstream[0].targets[0]",
             "upstream[0].targets[1]",
+            "upstream[0].request_timeout_ms",
+            "upstream[0].max_ejection_percent",
             "service[0].hosts[0]",
             "service[0].upstream",
             "service[0].route[0].path",

@@ -501,7 +501,11 @@ async fn hung_upstream_is_504_within_the_default_budget_despite_retries() {
         elapsed >= Duration::from_millis(550) && elapsed < Duration::from_millis(1100),
         "{elapsed:?}"
     );
-    assert_eq!(a.count() + b.count(), 1, "no retry once the budget is spent");
+    assert_eq!(
+        a.count() + b.count(),
+        1,
+        "no retry once the budget is spent"
+    );
 }
 
 /// With a budget larger than the per-try timeout, an idempotent request is retried after a
@@ -531,4 +535,61 @@ async fn retries_respect_the_request_budget() {
     let started = Instant::now();
     assert_eq!(status(&gw, POST).await, Some(504));
     assert!(started.elapsed() < Duration::from_millis(800));
+}
+
+/// An HTTP/1.0 back end does not downgrade the client: an HTTP/1.1 client gets an HTTP/1.1
+/// status line and keeps its connection, whether the upstream framed its body with
+/// Content-Length or by closing.
+#[tokio::test]
+async fn http10_upstream_does_not_downgrade_the_client() {
+    for (case, upstream_bytes) in [
+        (
+            "content-length",
+            &b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"[..],
+        ),
+        (
+            "close-delimited",
+            &b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nok"[..],
+        ),
+    ] {
+        let up = Upstream::start(
+            "a",
+            Behaviour::Raw {
+                bytes: upstream_bytes.to_vec(),
+                close: true,
+            },
+        )
+        .await;
+        let gw = Gateway::start(&Cfg::new(&[up.addr]).render()).await;
+        let mut conn = RawConn::connect(gw.addr).await;
+        let keep = b"GET /demo/x HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        for round in 0..2 {
+            conn.send(keep).await;
+            let (raw, closed) = conn.read_for(Duration::from_millis(400)).await;
+            let text = String::from_utf8_lossy(&raw);
+            assert!(
+                text.starts_with("HTTP/1.1 200 "),
+                "{case} round {round}: {text:?}"
+            );
+            assert!(
+                text.ends_with("ok") || text.ends_with("ok\r\n0\r\n\r\n"),
+                "{case}: {text:?}"
+            );
+            assert!(
+                !closed,
+                "{case} round {round}: the client connection was closed"
+            );
+        }
+        assert_eq!(up.count(), 2, "{case}");
+        // An HTTP/1.0 client is still answered in HTTP/1.0.
+        let mut old = RawConn::connect(gw.addr).await;
+        old.send(b"GET /demo/x HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await;
+        let (raw, _) = old.read_for(Duration::from_millis(400)).await;
+        assert!(
+            raw.starts_with(b"HTTP/1.0 200 "),
+            "{case}: {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+    }
 }

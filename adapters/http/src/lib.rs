@@ -620,7 +620,14 @@ impl Adapter for HttpUpstream {
                 let head_wait = inner.settings.head_timeout.min(remaining);
                 let budget_bound = remaining < inner.settings.head_timeout;
                 match inner
-                    .attempt(index, &mut request.head, last, body, head_wait, budget_bound)
+                    .attempt(
+                        index,
+                        &mut request.head,
+                        last,
+                        body,
+                        head_wait,
+                        budget_bound,
+                    )
                     .await
                 {
                     Ok(response) => {

@@ -116,12 +116,18 @@ async fn ejection_keeps_within_the_cap_and_never_takes_the_last_available() {
     up.inner.targets[0].healthy.store(false, Ordering::Relaxed);
     up.inner.record_result(1, false);
     up.inner.record_result(1, false);
-    assert!(up.is_target_available(1), "the last available target was ejected");
+    assert!(
+        up.is_target_available(1),
+        "the last available target was ejected"
+    );
 }
 
 #[tokio::test]
 async fn a_success_resets_the_failure_count() {
-    let up = HttpUpstream::new(settings(&["127.0.0.1:1", "127.0.0.1:2"], Balance::RoundRobin));
+    let up = HttpUpstream::new(settings(
+        &["127.0.0.1:1", "127.0.0.1:2"],
+        Balance::RoundRobin,
+    ));
     for _ in 0..5 {
         up.inner.record_result(0, false);
         up.inner.record_result(0, true);

@@ -268,8 +268,12 @@ impl http_body::Body for ResponseBody {
 }
 
 /// Sanitises an upstream response head: hop-by-hop and gateway-namespace headers removed, the
-/// exchange id added.
+/// exchange id added, and the upstream's protocol version dropped: the client side speaks the
+/// client's own protocol (an HTTP/1.0 back end must not turn an HTTP/1.1 client's response into
+/// an `HTTP/1.0` status line and a closed connection; hyper answers an HTTP/1.0 client in
+/// HTTP/1.0 by itself).
 pub fn clean_response<B>(response: &mut Response<B>, exchange_id: &str) {
+    *response.version_mut() = http::Version::HTTP_11;
     headers::clean_response(response.headers_mut());
     if let Ok(v) = HeaderValue::from_str(exchange_id) {
         response.headers_mut().insert(EXCHANGE_ID, v);

@@ -351,3 +351,32 @@ async fn ipv6_client_addresses_are_written_per_header_syntax() {
         r.head
     );
 }
+
+/// HTTP/1.1 chunked trailers follow the same rules as HTTP/2 ones: a trailer section carrying
+/// a field that may not be a trailer (or a client identity header) refuses the request with 400
+/// and nothing reaches the upstream; an ordinary trailer passes.
+#[tokio::test]
+async fn malformed_h1_request_trailers_are_refused() {
+    let (up, gw) = setup().await;
+    let post = |trailer: &str| {
+        format!(
+            "POST /demo/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\n{trailer}\r\n\r\n"
+        )
+    };
+    for trailer in [
+        "Content-Length: 2",
+        "Transfer-Encoding: chunked",
+        "Host: other.example",
+        "X-Forwarded-For: 10.0.0.1",
+        "X-Penghubung-Consumer-Opd: bkd",
+    ] {
+        let r = exchange(gw.addr, post(trailer).as_bytes()).await.unwrap();
+        assert_eq!(r.status, 400, "{trailer}");
+    }
+    assert_eq!(up.count(), 0, "{:#?}", up.requests());
+    let r = exchange(gw.addr, post("X-Sum: abc").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(up.only().body, b"hi");
+}

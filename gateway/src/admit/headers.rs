@@ -107,9 +107,133 @@ pub fn clean_response(headers: &mut HeaderMap) {
     });
 }
 
+/// Fields that may never be sent in a trailer section (RFC 9110 §6.5.1): framing, routing,
+/// request modifiers, authentication, response control data and content metadata, plus the
+/// hop-by-hop fields. A back end that merges trailers into headers must not be handed any.
+const NOT_IN_TRAILERS: &[&str] = &[
+    "content-length",
+    "transfer-encoding",
+    "host",
+    "te",
+    "trailer",
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "upgrade",
+    "http2-settings",
+    "expect",
+    "max-forwards",
+    "cache-control",
+    "pragma",
+    "range",
+    "if-match",
+    "if-none-match",
+    "if-modified-since",
+    "if-unmodified-since",
+    "if-range",
+    "authorization",
+    "proxy-authorization",
+    "www-authenticate",
+    "proxy-authenticate",
+    "cookie",
+    "set-cookie",
+    "content-type",
+    "content-encoding",
+    "content-range",
+    "age",
+    "date",
+    "expires",
+    "location",
+    "retry-after",
+    "vary",
+    "apikey",
+];
+
+/// RFC 9113 §8.2.1 (and RFC 9110 §5.5): a field value never starts or ends with whitespace.
+/// HTTP/1 parsers trim it; HTTP/2 carries values verbatim, so such a field is malformed.
+pub fn padded_value(value: &http::HeaderValue) -> bool {
+    let bytes = value.as_bytes();
+    matches!(bytes.first(), Some(b' ' | b'\t')) || matches!(bytes.last(), Some(b' ' | b'\t'))
+}
+
+fn banned_in_trailers(name: &str) -> bool {
+    NOT_IN_TRAILERS.contains(&name)
+        || name.starts_with(':')
+        || IDENTITY.contains(&name)
+        || IDENTITY_PREFIXES.iter().any(|p| name.starts_with(p))
+}
+
+/// Checks a request's trailer section (either protocol): a field that may not appear in
+/// trailers, a client identity or gateway header, or a whitespace-padded value makes the
+/// request malformed. Returns the stable reason.
+pub fn check_request_trailers(trailers: &HeaderMap) -> Result<(), &'static str> {
+    for (name, value) in trailers {
+        if banned_in_trailers(name.as_str()) {
+            return Err("trailer_field_not_allowed");
+        }
+        if padded_value(value) {
+            return Err("trailer_value_whitespace");
+        }
+    }
+    Ok(())
+}
+
+/// Cleans a response trailer section before it goes to the client: fields that may not be
+/// trailers and the gateway's namespace are dropped.
+pub fn clean_response_trailers(trailers: &mut HeaderMap) {
+    remove_where(trailers, |name| {
+        NOT_IN_TRAILERS.contains(&name) || name.starts_with(NAMESPACE)
+    });
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn trailer_rules() {
+        let map = |pairs: &[(&str, &str)]| {
+            let mut h = HeaderMap::new();
+            for (k, v) in pairs {
+                h.append(
+                    HeaderName::from_bytes(k.as_bytes()).expect("name"),
+                    v.parse().expect("value"),
+                );
+            }
+            h
+        };
+        assert!(check_request_trailers(&map(&[("x-checksum", "abc")])).is_ok());
+        for bad in [
+            "content-length",
+            "transfer-encoding",
+            "host",
+            "authorization",
+            "x-forwarded-for",
+            "x-penghubung-consumer-opd",
+            "content-type",
+        ] {
+            assert_eq!(
+                check_request_trailers(&map(&[(bad, "1")])),
+                Err("trailer_field_not_allowed"),
+                "{bad}"
+            );
+        }
+        assert_eq!(
+            check_request_trailers(&map(&[("x-checksum", " abc")])),
+            Err("trailer_value_whitespace")
+        );
+        let mut response = map(&[
+            ("grpc-status", "0"),
+            ("set-cookie", "a=1"),
+            ("x-penghubung-exchange-id", "spoof"),
+            ("content-length", "5"),
+        ]);
+        clean_response_trailers(&mut response);
+        assert_eq!(
+            response.keys().map(|k| k.as_str()).collect::<Vec<_>>(),
+            ["grpc-status"]
+        );
+    }
 
     #[test]
     fn request_cleaning() {

@@ -196,6 +196,14 @@ fn check_header_limits(headers: &http::HeaderMap, limits: &Limits) -> Result<(),
     let mut bytes = 0usize;
     for (name, value) in headers {
         bytes += name.as_str().len() + value.len() + 4;
+        if headers::padded_value(value) {
+            // Only reachable on HTTP/2 (HTTP/1 parsing trims); malformed per RFC 9113 §8.2.1,
+            // so the stream is refused and nothing is forwarded.
+            return Err(GatewayError::BadRequest {
+                reason: "header_value_whitespace",
+                close: false,
+            });
+        }
         let name = name.as_str();
         if name.contains('_') {
             let folded = name.replace('_', "-");

@@ -84,7 +84,7 @@ fn verify(c: &mut Criterion) {
 
 fn admit_and_route(c: &mut Criterion) {
     use penghubung::admit;
-    use penghubung::config::file::Limits;
+    use penghubung::config::file::RequestLimits;
     use penghubung::identity::ConnInfo;
     let conn = ConnInfo {
         peer: "127.0.0.1:40000".parse().unwrap(),
@@ -94,7 +94,7 @@ fn admit_and_route(c: &mut Criterion) {
         sni: None,
         client: None,
     };
-    let limits = Limits::default();
+    let limits = RequestLimits::default();
     let request = http::Request::get("/penduduk/3201010101010001?fields=nama")
         .header("host", "api.pemda.go.id")
         .header("user-agent", "simpeg/1.0")

@@ -11,63 +11,7 @@ use penghubung_adapter::AdapterError;
 use crate::admit::canonical::PathError;
 pub use crate::auth::settings::FaultStyle;
 use crate::auth::AuthError;
-
-/// A pipeline stage name (DESIGN.md §3), used for spans, metrics and evidence.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Stage {
-    /// Connection accepted, TLS, HTTP parsing.
-    Accept,
-    /// Request hygiene, limits, canonical path.
-    Admit,
-    /// Host/method/path to service.
-    Route,
-    /// Credentials to principal.
-    Authenticate,
-    /// Grant check.
-    Authorize,
-    /// Rate limits and quotas.
-    Throttle,
-    /// Evidence of the request.
-    RecordRequest,
-    /// Upstream call.
-    Dispatch,
-    /// Response streaming.
-    Respond,
-    /// Evidence of the outcome.
-    RecordOutcome,
-}
-
-impl Stage {
-    /// The stage's name as used everywhere.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Stage::Accept => "accept",
-            Stage::Admit => "admit",
-            Stage::Route => "route",
-            Stage::Authenticate => "authenticate",
-            Stage::Authorize => "authorize",
-            Stage::Throttle => "throttle",
-            Stage::RecordRequest => "record_request",
-            Stage::Dispatch => "dispatch",
-            Stage::Respond => "respond",
-            Stage::RecordOutcome => "record_outcome",
-        }
-    }
-
-    /// All stages, in pipeline order.
-    pub const ALL: [Stage; 10] = [
-        Stage::Accept,
-        Stage::Admit,
-        Stage::Route,
-        Stage::Authenticate,
-        Stage::Authorize,
-        Stage::Throttle,
-        Stage::RecordRequest,
-        Stage::Dispatch,
-        Stage::Respond,
-        Stage::RecordOutcome,
-    ];
-}
+use crate::pipeline::Stage;
 
 /// Who caused a failure.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

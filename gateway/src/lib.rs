@@ -1,8 +1,8 @@
 //! Penghubung: the regional Sistem Penghubung Layanan gateway.
 //!
 //! The request pipeline is in [`pipeline`]; stages have modules of their own named after them
-//! ([`admit`], [`routing`], [`proxy`]); [`server`] accepts connections, [`config`] and
-//! [`runtime`] implement the load → validate → build → swap lifecycle.
+//! ([`admit`], [`routing`], [`forward`]); [`server`] accepts connections, [`config`] and
+//! [`snapshot`] implement the load → validate → build → swap lifecycle.
 
 pub mod admin;
 pub mod admit;
@@ -11,11 +11,11 @@ pub mod catalog;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod forward;
 pub mod identity;
-pub mod limits;
 pub mod pipeline;
-pub mod proxy;
 pub mod routing;
-pub mod runtime;
 pub mod server;
+pub mod snapshot;
 pub mod telemetry;
+pub mod throttle;

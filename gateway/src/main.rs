@@ -119,10 +119,15 @@ fn validate(path: &std::path::Path, offline: bool) -> ExitCode {
                 .and_then(|rt| {
                     rt.block_on(async {
                         let digest = penghubung::config::digest_of(&file);
-                        penghubung::runtime::Runtime::build(file, digest, &Default::default(), None)
-                            .await
-                            .map(|_| ())
-                            .map_err(|e| e.to_string())
+                        penghubung::snapshot::Snapshot::build(
+                            file,
+                            digest,
+                            &Default::default(),
+                            None,
+                        )
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
                     })
                 });
             match built {

@@ -443,7 +443,7 @@ async fn auth_grants_deny_by_default() {
 
 #[test]
 fn auth_error_status_table() {
-    use penghubung::limits::RateInfo;
+    use penghubung::throttle::RateInfo;
     let ri = || {
         Box::new(RateInfo {
             retry_after: Duration::from_secs(3),

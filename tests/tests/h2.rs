@@ -405,7 +405,7 @@ async fn settings_flood_from_a_client_that_does_not_read_is_cut() {
 }
 
 /// A client that floods PINGs (or SETTINGS) *and* reads every ACK: hyper/h2 would answer
-/// forever; the gateway's frame scanner (server/h1scan.rs) closes the connection once the
+/// forever; the gateway's frame scanner (server/h2flood.rs) closes the connection once the
 /// control-frame budget (`limits.h2_max_control_frames_per_sec`) is exceeded.
 #[tokio::test]
 async fn control_frame_flood_is_cut() {

@@ -40,7 +40,7 @@ fn post(headers: &str, body: &str) -> Vec<u8> {
 const SMUGGLED: &str = "0\r\n\r\nGET /demo/admin/secret HTTP/1.1\r\nHost: localhost\r\n\r\n";
 
 /// hyper 1.12 drops Content-Length when Transfer-Encoding is present (either order); the
-/// gateway's HTTP/1 byte scanner (server/h1scan.rs) sees the raw head and refuses it.
+/// gateway's HTTP/1 byte scanner (server/h1frame.rs) sees the raw head and refuses it.
 #[tokio::test]
 async fn content_length_with_transfer_encoding_both_orders() {
     let (up, gw) = setup().await;

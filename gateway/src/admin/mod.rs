@@ -82,7 +82,7 @@ async fn route(gateway: &Arc<Gateway>, request: Request<Incoming>) -> Response<F
         (&Method::GET, "/metrics") => {
             let mut out = String::with_capacity(8 * 1024);
             gateway.metrics.render(&mut out);
-            let runtime = gateway.runtime.load();
+            let runtime = gateway.snapshot.load();
             runtime.write_upstream_metrics(&mut out);
             runtime.auth.write_metrics(&mut out);
             gateway.evidence.write_metrics(&mut out);
@@ -111,7 +111,7 @@ async fn route(gateway: &Arc<Gateway>, request: Request<Incoming>) -> Response<F
 
 /// The health document: overall status and each subsystem's state.
 pub fn health(gateway: &Gateway) -> (StatusCode, serde_json::Value) {
-    let runtime = gateway.runtime.load();
+    let runtime = gateway.snapshot.load();
     let mut upstreams = Vec::new();
     let mut degraded = false;
     for (name, (_, upstream)) in &runtime.upstreams {
@@ -156,5 +156,5 @@ pub fn health(gateway: &Gateway) -> (StatusCode, serde_json::Value) {
 }
 
 fn has_signer(gateway: &Gateway) -> bool {
-    gateway.runtime.load().config.evidence.signer.is_some()
+    gateway.snapshot.load().config.evidence.signer.is_some()
 }

@@ -12,7 +12,7 @@ pub mod headers;
 use http::header::{self, HeaderName};
 use http::{request, Version};
 
-use crate::config::file::Limits;
+use crate::config::file::RequestLimits;
 use crate::error::GatewayError;
 use crate::identity::ConnInfo;
 use canonical::PathError;
@@ -156,7 +156,7 @@ const UNDERSCORE_SENSITIVE: &[&str] = &[
 pub fn admit(
     parts: &mut request::Parts,
     conn: &ConnInfo,
-    limits: &Limits,
+    limits: &RequestLimits,
 ) -> Result<Admitted, GatewayError> {
     let target_len = parts.uri.path_and_query().map_or(1, |pq| pq.as_str().len());
     if target_len > limits.uri_bytes {
@@ -189,7 +189,10 @@ pub fn admit(
     })
 }
 
-fn check_header_limits(headers: &http::HeaderMap, limits: &Limits) -> Result<(), GatewayError> {
+fn check_header_limits(
+    headers: &http::HeaderMap,
+    limits: &RequestLimits,
+) -> Result<(), GatewayError> {
     if headers.len() > limits.header_count {
         return Err(GatewayError::HeadersTooLarge);
     }
@@ -397,7 +400,7 @@ mod tests {
     }
 
     fn run(build: http::request::Builder) -> Result<Admitted, GatewayError> {
-        admit(&mut parts(build), &conn(None), &Limits::default())
+        admit(&mut parts(build), &conn(None), &RequestLimits::default())
     }
 
     #[test]
@@ -432,7 +435,7 @@ mod tests {
     #[test]
     fn sni_must_match_host() {
         let mut p = parts(http::Request::get("/").header("host", "b.example"));
-        let err = admit(&mut p, &conn(Some("a.example")), &Limits::default()).unwrap_err();
+        let err = admit(&mut p, &conn(Some("a.example")), &RequestLimits::default()).unwrap_err();
         assert_eq!(err.status(), 421);
     }
 

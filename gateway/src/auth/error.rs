@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 
-use crate::limits::RateInfo;
+use crate::throttle::RateInfo;
 
 /// Why a request was refused by stages 3–5. `error::rescue` turns it into a response.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

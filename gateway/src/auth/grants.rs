@@ -3,7 +3,7 @@
 use std::time::SystemTime;
 
 use crate::catalog::parties::GrantSpec;
-use crate::limits::LimitPolicy;
+use crate::throttle::LimitPolicy;
 
 /// One segment of a path pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,5 +1,5 @@
 //! Stages 3 and 4, `authenticate` and `authorize`, and the runtime that also drives stage 5
-//! (`throttle`, in `crate::limits`). Built from the config on every load and swapped whole.
+//! (`throttle`, in `crate::throttle`). Built from the config on every load and swapped whole.
 
 mod error;
 mod extract;
@@ -30,7 +30,7 @@ pub use settings::{
 use crate::catalog::parties::{normalize_fingerprint, ApplicationSpec, GrantSpec, OpdSpec};
 use crate::catalog::Classification;
 use crate::identity::PeerIdentity;
-use crate::limits::{LimitPolicy, Limiter, RateInfo};
+use crate::throttle::{LimitPolicy, Limiter, RateInfo};
 use extract::Presented;
 use jwks::{IssuerKeys, KeySet};
 use jwt::{Issuer, TokenCache, Verified};

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use time::OffsetDateTime;
 
 use crate::auth::grants::PathPattern;
-use crate::limits::parse_rate;
+use crate::throttle::parse_rate;
 
 /// One regional agency (*Organisasi Perangkat Daerah*), the owner of applications and services.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

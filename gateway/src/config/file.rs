@@ -1,7 +1,7 @@
 //! The operator-written configuration file: one TOML document, `deny_unknown_fields` everywhere.
 //!
 //! These types say what the operator wrote; [`super::validate`] checks them without I/O and
-//! [`crate::runtime`] compiles them into the immutable runtime that requests use.
+//! [`crate::snapshot`] compiles them into the immutable snapshot that requests use.
 
 use serde::Deserialize;
 use std::path::PathBuf;
@@ -20,16 +20,16 @@ pub struct ConfigFile {
     pub node_id: Option<String>,
     /// Process settings (need a restart to change).
     #[serde(default)]
-    pub runtime: RuntimeSettings,
+    pub runtime: Workers,
     /// Traffic listeners. At least one.
     #[serde(default)]
     pub listener: Vec<ListenerSpec>,
     /// The admin listener (`/live`, `/ready`, `/health`, `/metrics`, `POST /reload`).
     #[serde(default)]
     pub admin: AdminSettings,
-    /// Request limits and deadlines.
+    /// Request size limits and deadlines (the `[limits]` table).
     #[serde(default)]
-    pub limits: Limits,
+    pub limits: RequestLimits,
     /// Logging.
     #[serde(default)]
     pub log: LogSettings,
@@ -59,10 +59,10 @@ pub struct ConfigFile {
     pub grant: Vec<GrantSpec>,
 }
 
-/// Process-wide settings; changing them needs a restart.
+/// The `[runtime]` table: worker threads of the tokio runtime; changing them needs a restart.
 #[derive(Debug, Clone, Deserialize, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
-pub struct RuntimeSettings {
+pub struct Workers {
     /// Worker threads of the async runtime; 0 means one per CPU.
     #[serde(default)]
     pub threads: usize,
@@ -163,7 +163,7 @@ pub struct LogSettings {
 /// Request limits and deadlines. Defaults follow the issue: 64 KiB head, 8 KiB URI, 10 MiB body.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
-pub struct Limits {
+pub struct RequestLimits {
     /// Largest request header section in bytes (431 beyond).
     pub header_bytes: usize,
     /// Most header fields in a request (431 beyond).
@@ -195,9 +195,9 @@ pub struct Limits {
     pub drain_timeout_secs: u64,
 }
 
-impl Default for Limits {
+impl Default for RequestLimits {
     fn default() -> Self {
-        Limits {
+        RequestLimits {
             header_bytes: 64 * 1024,
             header_count: 100,
             uri_bytes: 8 * 1024,

@@ -1,7 +1,7 @@
 //! Config lifecycle (DESIGN.md §5): **load → validate → build → swap**.
 //!
 //! [`load`] reads and parses the TOML file, [`validate::validate`] checks it without I/O and
-//! collects every problem with its path, [`crate::runtime::Runtime::build`] does all I/O
+//! collects every problem with its path, [`crate::snapshot::Snapshot::build`] does all I/O
 //! (certificates, upstream clients), and the server swaps the result in whole.
 
 pub mod file;

@@ -410,7 +410,7 @@ mod tests {
             assert_eq!(bad, !ok, "{value}");
         }
         assert_eq!(
-            crate::config::file::Limits::default().h2_max_control_frames_per_sec,
+            crate::config::file::RequestLimits::default().h2_max_control_frames_per_sec,
             100
         );
     }

@@ -3,6 +3,9 @@
 //! constraint says why at the call site. Evidence records are built in [`record`].
 
 pub mod record;
+pub mod stage;
+
+pub use stage::Stage;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,13 +19,13 @@ use penghubung_adapter::{Body, RequestBody};
 
 use crate::admit::{self, Admitted};
 use crate::auth::{GrantRuntime, Principal};
-use crate::error::{self, FaultStyle, GatewayError, Stage};
+use crate::error::{self, FaultStyle, GatewayError};
+use crate::forward::{self, Forwarding, ResponseBody};
 use crate::identity::{ConnInfo, PeerIdentity};
-use crate::proxy::{self, Forwarding, ResponseBody};
 use crate::routing::Matched;
-use crate::runtime::Runtime;
 use crate::server::io::{Activity, InFlight};
 use crate::server::Gateway;
+use crate::snapshot::Snapshot;
 use crate::telemetry::ServiceMetrics;
 use penghubung_evidence::EvidenceLog;
 use record::{OutcomeFacts, RecordingBody, RefusalFacts, RequestFacts};
@@ -71,7 +74,7 @@ pub async fn handle(
     let index = activity.next_request();
     let started = Instant::now();
     // The runtime is loaded once: the whole exchange sees one config, even across a reload.
-    let runtime = gateway.runtime.load_full();
+    let runtime = gateway.snapshot.load_full();
     let mut exchange = Exchange {
         id: uuid::Uuid::now_v7().to_string(),
         method: request.method().as_str().to_owned(),
@@ -79,7 +82,7 @@ pub async fn handle(
         ..Exchange::default()
     };
     // hyper drops Content-Length when Transfer-Encoding is present, so admission cannot see
-    // both; the connection's byte scanner saw the raw head (server::h1scan).
+    // both; the connection's byte scanner saw the raw head (server::h1frame).
     let outcome = if activity.content_length_with_transfer_encoding(index) {
         Err(GatewayError::BadRequest {
             reason: "content_length_with_transfer_encoding",
@@ -135,7 +138,7 @@ pub async fn handle(
 type Answered = (Response<Body>, Arc<ServiceMetrics>);
 
 async fn run(
-    runtime: &Runtime,
+    runtime: &Snapshot,
     evidence: &EvidenceLog,
     conn: &ConnInfo,
     exchange: &mut Exchange,
@@ -242,13 +245,13 @@ async fn run(
         admitted: &admitted,
         identity,
     };
-    let upstream_request = proxy::upstream_request(head, &matched, forwarding, body)?;
+    let upstream_request = forward::upstream_request(head, &matched, forwarding, body)?;
     let answered = adapter.call(upstream_request).await?;
     let head_nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
 
     // 8 respond: sanitise the upstream head; the body streams through.
     let mut response = answered.response;
-    proxy::clean_response(&mut response, &exchange.id);
+    forward::clean_response(&mut response, &exchange.id);
     rate.headers(response.headers_mut());
 
     // 9 record(outcome): durable before the response completes at the client.
@@ -281,7 +284,7 @@ async fn run(
 }
 
 async fn read_request_body(
-    runtime: &Runtime,
+    runtime: &Snapshot,
     matched: &Matched,
     admitted: &Admitted,
     body: Incoming,
@@ -289,10 +292,10 @@ async fn read_request_body(
     let limit = matched.route.body_limit;
     let deadline = Duration::from_secs(runtime.limits.body_timeout_secs);
     if matched.route.stream_body {
-        return proxy::stream_body(body, admitted.content_length, limit, deadline)
+        return forward::stream_body(body, admitted.content_length, limit, deadline)
             .map(RequestBody::Streaming);
     }
-    proxy::read_body(body, admitted.content_length, limit, deadline)
+    forward::read_body(body, admitted.content_length, limit, deadline)
         .await
         .map(RequestBody::Buffered)
 }
@@ -300,7 +303,7 @@ async fn read_request_body(
 /// Identity headers for the upstream, in the gateway's namespace (clients' copies were removed
 /// by admission), plus a gateway-signed assertion when the service asks for one.
 fn identity_headers(
-    runtime: &Runtime,
+    runtime: &Snapshot,
     settings: &crate::auth::settings::ServiceAuthSettings,
     principal: &Principal,
     grant: &GrantRuntime,
@@ -329,14 +332,14 @@ fn identity_headers(
     Ok(out)
 }
 
-fn is_gateway_endpoint(runtime: &Runtime, path: &str) -> bool {
+fn is_gateway_endpoint(runtime: &Snapshot, path: &str) -> bool {
     runtime.config.auth.token_endpoint.enabled
         && matches!(path, "/oauth2/token" | "/.well-known/jwks.json")
 }
 
 /// `POST /oauth2/token` and `GET /.well-known/jwks.json`, served by the gateway itself.
 async fn gateway_endpoint(
-    runtime: &Runtime,
+    runtime: &Snapshot,
     path: &str,
     head: &http::request::Parts,
     admitted: &Admitted,
@@ -353,7 +356,7 @@ async fn gateway_endpoint(
                     allow: "POST".into(),
                 });
             }
-            let body = proxy::read_body(
+            let body = forward::read_body(
                 body,
                 admitted.content_length,
                 64 * 1024,
@@ -382,7 +385,7 @@ async fn gateway_endpoint(
 /// Answers a refusal: records it (a `refused` record, or an `outcome` when the request record
 /// was already written), counts it, logs it, and writes the problem response.
 async fn refuse(
-    runtime: &Runtime,
+    runtime: &Snapshot,
     evidence: &EvidenceLog,
     conn: &ConnInfo,
     exchange: &Exchange,
@@ -510,7 +513,7 @@ pub fn connection_refused(
 }
 
 fn access_log(
-    runtime: &Runtime,
+    runtime: &Snapshot,
     conn: &ConnInfo,
     exchange: &Exchange,
     status: u16,

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::{GrantRuntime, Principal};
 use crate::identity::ConnInfo;
-use crate::runtime::Service;
+use crate::snapshot::Service;
 use penghubung_evidence::schema::{self, record::Kind};
 use penghubung_evidence::{EvidenceError, EvidenceLog};
 

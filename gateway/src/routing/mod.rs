@@ -13,7 +13,7 @@ use http::Method;
 use crate::admit::canonical::{self, PathError};
 use crate::catalog::services::{RouteAction, RouteSpec};
 use crate::error::GatewayError;
-use crate::runtime::Service;
+use crate::snapshot::Service;
 
 /// A compiled path pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -364,7 +364,7 @@ mod tests {
 mod router_tests {
     use super::*;
     use crate::catalog::services::RouteSpec;
-    use crate::runtime::Service;
+    use crate::snapshot::Service;
 
     fn service() -> Arc<Service> {
         Arc::new(Service {

@@ -18,8 +18,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::h1scan::ScanConfig;
 use super::io::{now_ms, Activity, TimedIo};
+use super::scan::ScanConfig;
 use super::Gateway;
 use crate::identity::ConnInfo;
 use crate::telemetry::ListenerMetrics;
@@ -78,7 +78,7 @@ async fn serve(
 ) {
     let _ = stream.set_nodelay(true);
     let local = stream.local_addr().unwrap_or(peer);
-    let runtime = gateway.runtime.load_full();
+    let runtime = gateway.snapshot.load_full();
     let handshake_deadline = Duration::from_secs(runtime.limits.header_read_timeout_secs);
     let tls = runtime.tls.get(index).cloned().flatten();
     drop(runtime);
@@ -132,7 +132,7 @@ async fn serve(
 }
 
 fn builder(gateway: &Gateway, index: usize) -> auto::Builder<TokioExecutor> {
-    let runtime = gateway.runtime.load();
+    let runtime = gateway.snapshot.load();
     let limits = &runtime.limits;
     let http2 = runtime.config.listener.get(index).is_none_or(|l| l.http2);
     let mut builder = auto::Builder::new(TokioExecutor::new());
@@ -169,7 +169,7 @@ where
     let activity = Activity::new();
     let builder = builder(&gateway, info.listener);
     let (idle, send, scan) = {
-        let runtime = gateway.runtime.load();
+        let runtime = gateway.snapshot.load();
         let limits = &runtime.limits;
         let scan = ScanConfig {
             h2: runtime

@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
-use super::h1scan::{ScanConfig, Scanner};
+use super::scan::{ScanConfig, Scanner};
 
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -135,7 +135,7 @@ impl<T: AsyncRead> AsyncRead for TimedIo<T> {
                 .bytes_read
                 .fetch_add(n as u64, Ordering::Relaxed);
             if !this.scanner.is_off() {
-                // Scanned before hyper can parse them: see `h1scan` for why this is in time.
+                // Scanned before hyper can parse them: see `h1frame` for why this is in time.
                 let fresh = buf.filled().get(before..).unwrap_or_default();
                 let findings = this.scanner.feed(fresh, now);
                 if let Some(index) = findings.cl_te_head {

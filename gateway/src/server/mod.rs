@@ -2,8 +2,10 @@
 //! deadlines; and the process-wide [`Gateway`] state with its reload and shutdown.
 
 pub mod conn;
-pub mod h1scan;
+pub mod h1frame;
+pub mod h2flood;
 pub mod io;
+pub mod scan;
 pub mod signals;
 pub mod tls;
 
@@ -17,14 +19,14 @@ use tokio::net::TcpListener;
 use tokio::sync::{watch, Semaphore};
 
 use crate::config::{self, ConfigError, ConfigFile};
-use crate::runtime::Runtime;
+use crate::snapshot::Snapshot;
 use crate::telemetry::Metrics;
 use penghubung_evidence::{schema, EvidenceLog};
 
-/// Process-wide state: the current runtime, metrics, and lifecycle flags.
+/// Process-wide state: the current snapshot, metrics, and lifecycle flags.
 pub struct Gateway {
-    /// The runtime requests use; swapped whole on reload.
-    pub runtime: ArcSwap<Runtime>,
+    /// The compiled config snapshot requests use; swapped whole on reload.
+    pub snapshot: ArcSwap<Snapshot>,
     /// Counters (survive reloads).
     pub metrics: Arc<Metrics>,
     /// The evidence log (process-wide; its settings need a restart).
@@ -89,7 +91,7 @@ impl Gateway {
     /// `admin` evidence records.
     pub async fn reload(&self, replacement: Option<ConfigFile>) -> Result<(), ConfigError> {
         let _guard = self.reload_lock.lock().await;
-        let before = self.runtime.load().source_sha256;
+        let before = self.snapshot.load().source_sha256;
         let result = self.reload_locked(replacement).await;
         let (action, after, detail) = match &result {
             Ok(after) => {
@@ -147,13 +149,13 @@ impl Gateway {
                 config::load_with_digest(path)?
             }
         };
-        let current = self.runtime.load_full();
+        let current = self.snapshot.load_full();
         let changes = restart_only_changes(&current.config, &new);
         if !changes.is_empty() {
             return Err(ConfigError::Build(changes.join("; ")));
         }
-        let runtime = Runtime::build(new, digest, &self.metrics, Some(&current)).await?;
-        self.runtime.store(Arc::new(runtime));
+        let runtime = Snapshot::build(new, digest, &self.metrics, Some(&current)).await?;
+        self.snapshot.store(Arc::new(runtime));
         Ok(digest)
     }
 }
@@ -176,7 +178,7 @@ impl Running {
     pub async fn shutdown(mut self) {
         self.gateway.begin_shutdown();
         let drain = std::time::Duration::from_secs(
-            self.gateway.runtime.load().limits.drain_timeout_secs + 1,
+            self.gateway.snapshot.load().limits.drain_timeout_secs + 1,
         );
         let _ = tokio::time::timeout(drain, async {
             while self.tasks.join_next().await.is_some() {}
@@ -204,14 +206,14 @@ pub async fn start(
         None => config::digest_of(&config),
     };
     let metrics = Arc::new(Metrics::default());
-    let evidence = EvidenceLog::open(&config.evidence, &crate::runtime::node_id(&config))
+    let evidence = EvidenceLog::open(&config.evidence, &crate::snapshot::node_id(&config))
         .await
         .map_err(|e| ConfigError::Build(format!("evidence: {e}")))?;
-    let runtime = Runtime::build(config, digest, &metrics, None).await?;
+    let runtime = Snapshot::build(config, digest, &metrics, None).await?;
     let config = runtime.config.clone();
     let (shutdown_tx, _) = watch::channel(false);
     let gateway = Arc::new(Gateway {
-        runtime: ArcSwap::from_pointee(runtime),
+        snapshot: ArcSwap::from_pointee(runtime),
         metrics,
         evidence,
         config_path,

@@ -1,139 +1,21 @@
-//! Byte-level scanners that run below hyper, on every byte the connection reads.
+//! The HTTP/1 framing scanner ([`H1Scanner`]), fed by [`super::scan::Scanner`].
 //!
-//! They never decide anything on their own and never hold request bytes: a few counters and a
-//! small fixed state per connection, O(bytes) with bodies skipped in bulk.
+//! hyper drops `Content-Length` when `Transfer-Encoding` is present (in either order), so the
+//! service never sees a request that carried both. The scanner follows message boundaries
+//! across pipelined requests exactly like hyper frames them (head up to the empty line, bare LF
+//! accepted like httparse; then `Content-Length` bytes, or a chunked body decoded like hyper's
+//! decoder) and reports the 0-based index of the first head that carried both field names.
+//! Anything it cannot follow makes it stop for good: hyper rejects such input itself, and the
+//! scanner must never be stricter than hyper.
 //!
-//! * **HTTP/1** ([`H1Scanner`]): hyper drops `Content-Length` when `Transfer-Encoding` is present
-//!   (in either order), so the service never sees a request that carried both. The scanner
-//!   follows message boundaries across pipelined requests exactly like hyper frames them (head
-//!   up to the empty line, bare LF accepted like httparse; then `Content-Length` bytes, or a
-//!   chunked body decoded like hyper's decoder) and reports the 0-based index of the first head
-//!   that carried both field names. Anything it cannot follow makes it stop for good: hyper
-//!   rejects such input itself, and the scanner must never be stricter than hyper.
-//! * **HTTP/2** ([`H2Scanner`]): after the 24-byte preface it reads 9-byte frame headers and
-//!   skips payloads, counting PING and SETTINGS frames without ACK in a sliding one-second
-//!   window; above the budget it reports a flood (hyper/h2 answer those frames forever).
-//!   `WINDOW_UPDATE` on stream 0 is deliberately not counted: a client downloading fast sends
-//!   many legitimately.
-//!
-//! [`Scanner`] picks the protocol the way hyper-util's `auto` builder does: the connection is
-//! HTTP/2 exactly when its first 24 bytes are the preface (also under ALPN `h2`, where the
-//! client sends the preface too).
-//!
-//! Why the HTTP/1 verdict is always in time: [`super::io::TimedIo::poll_read`] feeds the scanner
-//! the bytes it has just placed into hyper's read buffer, before returning them. hyper parses
-//! only what an earlier `poll_read` returned, so every head hyper dispatches has been scanned in
-//! full (a head split across reads is completed by the read that completes it for hyper too).
+//! Why the verdict is always in time: [`super::io::TimedIo::poll_read`] feeds the scanner the
+//! bytes it has just placed into hyper's read buffer, before returning them. hyper parses only
+//! what an earlier `poll_read` returned, so every head hyper dispatches has been scanned in full
+//! (a head split across reads is completed by the read that completes it for hyper too).
 
-/// The HTTP/2 connection preface.
-const PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 const CONTENT_LENGTH: &[u8] = b"content-length";
 const TRANSFER_ENCODING: &[u8] = b"transfer-encoding";
 const CHUNKED: &[u8] = b"chunked";
-
-/// What a connection's scanner needs to know.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ScanConfig {
-    /// HTTP/2 may be served (prior knowledge or ALPN): watch for the preface.
-    pub h2: bool,
-    /// Longest request head hyper accepts; a longer one stops the HTTP/1 scanner.
-    pub head_limit: usize,
-    /// HTTP/2 PING + SETTINGS frames (without ACK) tolerated per second.
-    pub h2_control_frames_per_sec: u32,
-}
-
-/// What a chunk of input revealed.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct Findings {
-    /// Index of the first HTTP/1 request head carrying both `Content-Length` and
-    /// `Transfer-Encoding` (reported once).
-    pub cl_te_head: Option<u64>,
-    /// The HTTP/2 control-frame budget was exceeded.
-    pub h2_flood: bool,
-}
-
-/// The per-connection scanner: protocol detection, then the HTTP/1 or HTTP/2 scanner.
-#[derive(Debug)]
-pub struct Scanner {
-    mode: Mode,
-    config: ScanConfig,
-}
-
-#[derive(Debug)]
-enum Mode {
-    /// Comparing the first bytes with the HTTP/2 preface; `usize` bytes matched so far.
-    Detect(usize),
-    H1(H1Scanner),
-    H2(H2Scanner),
-    Off,
-}
-
-impl Scanner {
-    /// A scanner for a new connection.
-    pub fn new(config: ScanConfig) -> Scanner {
-        let mode = if config.h2 {
-            Mode::Detect(0)
-        } else {
-            Mode::H1(H1Scanner::new(config.head_limit))
-        };
-        Scanner { mode, config }
-    }
-
-    /// Feeds the bytes just read; `now_ms` is the current monotonic time in milliseconds.
-    pub fn feed(&mut self, bytes: &[u8], now_ms: u64) -> Findings {
-        let mut findings = Findings::default();
-        let mut rest = bytes;
-        if let Mode::Detect(matched) = &mut self.mode {
-            let mut used = 0;
-            let mut is_h2 = None;
-            for &b in rest {
-                if PREFACE.get(*matched) == Some(&b) {
-                    *matched += 1;
-                    used += 1;
-                    if *matched == PREFACE.len() {
-                        is_h2 = Some(true);
-                        break;
-                    }
-                } else {
-                    is_h2 = Some(false);
-                    break;
-                }
-            }
-            let matched = *matched;
-            rest = rest.get(used..).unwrap_or_default();
-            match is_h2 {
-                None => return findings,
-                Some(true) => {
-                    self.mode = Mode::H2(H2Scanner::new(self.config.h2_control_frames_per_sec));
-                }
-                Some(false) => {
-                    // Not HTTP/2: what matched the preface so far is the start of HTTP/1 input.
-                    let mut h1 = H1Scanner::new(self.config.head_limit);
-                    findings.cl_te_head = h1.feed(PREFACE.get(..matched).unwrap_or_default());
-                    self.mode = Mode::H1(h1);
-                }
-            }
-        }
-        match &mut self.mode {
-            Mode::H1(h1) => {
-                if findings.cl_te_head.is_none() {
-                    findings.cl_te_head = h1.feed(rest);
-                }
-                if h1.is_off() {
-                    self.mode = Mode::Off;
-                }
-            }
-            Mode::H2(h2) => findings.h2_flood = h2.feed(rest, now_ms),
-            Mode::Detect(_) | Mode::Off => {}
-        }
-        findings
-    }
-
-    /// Whether the scanner has stopped for good (nothing more will be reported).
-    pub fn is_off(&self) -> bool {
-        matches!(self.mode, Mode::Off)
-    }
-}
 
 /// Which framing field the current header line is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -574,96 +456,163 @@ fn hex(b: u8) -> Option<u8> {
     }
 }
 
-const FRAME_SETTINGS: u8 = 0x4;
-const FRAME_PING: u8 = 0x6;
-const FLAG_ACK: u8 = 0x1;
-
-/// Reads HTTP/2 frame headers (after the preface) and counts control frames.
-#[derive(Debug)]
-pub struct H2Scanner {
-    header: [u8; 9],
-    filled: usize,
-    /// Payload bytes of the current frame left to skip.
-    skip: u64,
-    budget: u32,
-    /// The current one-second bucket (ms / 1000), its count, and the previous bucket's count.
-    bucket: u64,
-    current: u64,
-    previous: u64,
-    flooded: bool,
-}
-
-impl H2Scanner {
-    /// A scanner positioned right after the preface.
-    pub fn new(budget: u32) -> H2Scanner {
-        H2Scanner {
-            header: [0; 9],
-            filled: 0,
-            skip: 0,
-            budget,
-            bucket: 0,
-            current: 0,
-            previous: 0,
-            flooded: false,
-        }
-    }
-
-    /// Feeds frame bytes; true once the control-frame budget is exceeded (and from then on).
-    pub fn feed(&mut self, bytes: &[u8], now_ms: u64) -> bool {
-        let mut rest = bytes;
-        while !self.flooded && !rest.is_empty() {
-            if self.skip > 0 {
-                let take = u64::try_from(rest.len()).unwrap_or(u64::MAX).min(self.skip);
-                self.skip -= take;
-                rest = rest
-                    .get(usize::try_from(take).unwrap_or(rest.len())..)
-                    .unwrap_or_default();
-                continue;
-            }
-            let want = self.header.len() - self.filled;
-            let take = want.min(rest.len());
-            if let (Some(dst), Some(src)) = (
-                self.header.get_mut(self.filled..self.filled + take),
-                rest.get(..take),
-            ) {
-                dst.copy_from_slice(src);
-            }
-            self.filled += take;
-            rest = rest.get(take..).unwrap_or_default();
-            if self.filled < self.header.len() {
-                break;
-            }
-            self.filled = 0;
-            let [l0, l1, l2, kind, flags, ..] = self.header;
-            self.skip = u64::from(u32::from_be_bytes([0, l0, l1, l2]));
-            if matches!(kind, FRAME_PING | FRAME_SETTINGS) && flags & FLAG_ACK == 0 {
-                self.flooded = self.count(now_ms);
-            }
-        }
-        self.flooded
-    }
-
-    /// Counts one control frame; true when the sliding one-second estimate exceeds the budget.
-    fn count(&mut self, now_ms: u64) -> bool {
-        let bucket = now_ms / 1000;
-        if bucket == self.bucket {
-            self.current += 1;
-        } else {
-            self.previous = if bucket == self.bucket + 1 {
-                self.current
-            } else {
-                0
-            };
-            self.current = 1;
-            self.bucket = bucket;
-        }
-        let into = now_ms % 1000;
-        let estimate = self.current + self.previous * (1000 - into) / 1000;
-        estimate > u64::from(self.budget)
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-#[path = "h1scan_tests.rs"]
-mod tests;
+mod tests {
+    use super::*;
+    use crate::server::scan::{Findings, ScanConfig, Scanner, PREFACE};
+
+    const LIMIT: usize = 64 * 1024;
+
+    fn config(h2: bool) -> ScanConfig {
+        ScanConfig {
+            h2,
+            head_limit: LIMIT,
+            h2_control_frames_per_sec: 100,
+        }
+    }
+
+    /// Feeds `input` whole, then split at every position (two reads), then byte by byte; all
+    /// must agree. Returns the finding and whether the scanner is still following the input.
+    fn scan(input: &[u8]) -> (Option<u64>, bool) {
+        let mut whole = Scanner::new(config(true));
+        let expected = whole.feed(input, 1).cl_te_head;
+        for split in 0..=input.len() {
+            let (a, b) = input.split_at(split);
+            let mut s = Scanner::new(config(true));
+            let first = s.feed(a, 1).cl_te_head;
+            let second = s.feed(b, 1).cl_te_head;
+            assert_eq!(first.or(second), expected, "split at {split}");
+            assert!(first.is_none() || second.is_none());
+            assert_eq!(s.is_off(), whole.is_off(), "split at {split}");
+        }
+        let mut bytewise = Scanner::new(config(true));
+        let mut found = None;
+        for b in input {
+            found = found.or(bytewise.feed(std::slice::from_ref(b), 1).cl_te_head);
+        }
+        assert_eq!(found, expected);
+        (expected, !whole.is_off())
+    }
+
+    #[test]
+    fn content_length_with_transfer_encoding_both_orders() {
+        for headers in [
+            "Content-Length: 60\r\nTransfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: chunked\r\nContent-Length: 60\r\n",
+            "content-LENGTH: 5\r\ntransfer-encoding: gzip, chunked\r\n",
+            "TRANSFER-ENCODING:chunked\r\ncontent-length:x\r\n",
+        ] {
+            let raw = format!(
+                "POST /x HTTP/1.1\r\nHost: a\r\n{headers}\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n"
+            );
+            assert_eq!(scan(raw.as_bytes()), (Some(0), false), "{headers}");
+        }
+    }
+
+    #[test]
+    fn bare_lf_heads_are_followed() {
+        let raw = b"\r\n\nPOST /x HTTP/1.1\nHost: a\ncontent-length: 3\n\nabcGET / HTTP/1.1\nTransfer-Encoding: chunked\nContent-Length: 1\n\n";
+        assert_eq!(scan(raw), (Some(1), false));
+    }
+
+    #[test]
+    fn pipelined_requests_are_counted() {
+        let mut raw = Vec::new();
+        raw.extend_from_slice(b"GET /a HTTP/1.1\r\nHost: a\r\n\r\n");
+        raw.extend_from_slice(b"POST /b HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nwxyz");
+        raw.extend_from_slice(b"POST /c HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+        raw.extend_from_slice(
+            b"POST /d HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nab\r\n\r\n0\r\n\r\n",
+        );
+        assert_eq!(scan(&raw), (None, true));
+        // A later request carries both.
+        raw.extend_from_slice(
+            b"POST /e HTTP/1.1\r\nContent-Length: 2\r\nTransfer-Encoding: chunked\r\n\r\n",
+        );
+        assert_eq!(scan(&raw), (Some(4), false));
+    }
+
+    #[test]
+    fn body_bytes_are_not_heads() {
+        // The body looks like a CL+TE head; it is data.
+        let body = "GET / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        let raw = format!(
+            "POST /x HTTP/1.1\r\nContent-Length: {}\r\n\r\n{body}GET /y HTTP/1.1\r\n\r\n",
+            body.len()
+        );
+        assert_eq!(scan(raw.as_bytes()), (None, true));
+        let raw = format!(
+            "POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n{:x}\r\n{body}\r\n0\r\n\r\nGET /y HTTP/1.1\r\n\r\n",
+            body.len()
+        );
+        assert_eq!(scan(raw.as_bytes()), (None, true));
+    }
+
+    #[test]
+    fn chunked_with_extensions_and_trailers() {
+        let raw = b"POST /x HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n\
+            A;name=value;x=\"q\"\r\n0123456789\r\n\
+            1 \t;ext\r\nZ\r\n\
+            0;last\r\nX-Trailer: 1\r\nContent-Length: 9\r\n\r\n\
+            POST /y HTTP/1.1\r\ncontent-length: 2\r\ntransfer-encoding: chunked\r\n\r\n";
+        assert_eq!(scan(raw), (Some(1), false));
+    }
+
+    #[test]
+    fn transfer_encoding_on_a_later_request() {
+        let raw = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n\
+            GET / HTTP/1.1\r\nHost: a\r\n\r\n\
+            POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\n\r\nabc\
+            POST / HTTP/1.1\r\nContent-Length: 3\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(scan(raw), (Some(3), false));
+    }
+
+    #[test]
+    fn lookalike_names_are_not_framing_fields() {
+        let raw = b"POST / HTTP/1.1\r\nContent-Lengthx: 3\r\nX-Transfer-Encoding: chunked\r\n\
+            Transfer-Encodin: chunked\r\nContent-Length: 2\r\n\r\nab\
+            GET / HTTP/1.1\r\nX: Transfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(scan(raw), (None, true));
+    }
+
+    #[test]
+    fn unparseable_input_stops_the_scanner() {
+        for raw in [
+            &b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"[..],
+            b"POST / HTTP/1.1\r\nContent-Length: 1 2\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n",
+            b"POST / HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            b"POST / HTTP/1.1\r\nNoColon\r\n\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabX",
+            b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2;ext\nab",
+            b"\rGET / HTTP/1.1\r\n\r\n",
+        ] {
+            assert_eq!(scan(raw), (None, false), "{}", String::from_utf8_lossy(raw));
+        }
+        // Equal duplicate lengths and whitespace around the value are fine (as in hyper).
+        let raw = b"POST / HTTP/1.1\r\nContent-Length: 2\r\ncontent-length:\t2 \r\n\r\nab";
+        assert_eq!(scan(raw), (None, true));
+    }
+
+    #[test]
+    fn head_limit_stops_the_scanner() {
+        let mut s = H1Scanner::new(64);
+        let head = format!("GET / HTTP/1.1\r\nX: {}\r\n", "a".repeat(100));
+        assert_eq!(s.feed(head.as_bytes()), None);
+        assert!(s.is_off());
+        let mut s = H1Scanner::new(64);
+        s.feed(b"GET / HTTP/1.1\r\nX: 1\r\n\r\n");
+        assert!(!s.is_off(), "a head within the limit");
+    }
+
+    #[test]
+    fn preface_lookalike_is_http1() {
+        let raw = b"PRI * HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert_eq!(scan(raw), (Some(0), false));
+        // Without HTTP/2 the preface is just (bad) HTTP/1 input.
+        let mut s = Scanner::new(config(false));
+        assert_eq!(s.feed(PREFACE, 0), Findings::default());
+    }
+}

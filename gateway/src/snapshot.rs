@@ -1,7 +1,7 @@
-//! The compiled, immutable runtime that requests use, built from a validated config.
+//! The compiled, immutable snapshot that requests use, built from a validated config.
 //!
 //! `build` does all the I/O of the config lifecycle (certificates, upstream clients); the server
-//! swaps the result in whole (`ArcSwap<Runtime>`), and each request loads it once. Upstream
+//! swaps the result in whole (`ArcSwap<Snapshot>`), and each request loads it once. Upstream
 //! groups whose settings did not change are carried over from the previous runtime, so a reload
 //! keeps their connection pools and health state.
 
@@ -16,7 +16,7 @@ use crate::auth::settings::ServiceAuthSettings;
 use crate::auth::AuthRuntime;
 use crate::catalog::services::{self, UpstreamSpec};
 use crate::catalog::{Classification, Exposure};
-use crate::config::file::{ConfigFile, Limits};
+use crate::config::file::{ConfigFile, RequestLimits};
 use crate::config::ConfigError;
 use crate::routing::{Route, Router};
 use crate::server::tls;
@@ -53,13 +53,13 @@ impl std::fmt::Debug for Service {
 }
 
 /// Everything a request needs, compiled from one config.
-pub struct Runtime {
+pub struct Snapshot {
     /// The config this runtime was built from.
     pub config: Arc<ConfigFile>,
     /// This node's name.
     pub node_id: String,
-    /// Limits and deadlines.
-    pub limits: Limits,
+    /// Request size limits and deadlines.
+    pub limits: RequestLimits,
     /// Routing table.
     pub router: Router,
     /// Upstream groups by name.
@@ -75,9 +75,9 @@ pub struct Runtime {
     service_metrics: HashMap<String, Arc<ServiceMetrics>>,
 }
 
-impl std::fmt::Debug for Runtime {
+impl std::fmt::Debug for Snapshot {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Runtime")
+        f.debug_struct("Snapshot")
             .field("node_id", &self.node_id)
             .finish()
     }
@@ -149,15 +149,15 @@ pub fn node_id(config: &ConfigFile) -> String {
         .unwrap_or_else(|| "penghubung".into())
 }
 
-impl Runtime {
+impl Snapshot {
     /// Builds a runtime from a validated config. Must run inside the tokio runtime (upstream
     /// health checks are spawned here).
     pub async fn build(
         config: ConfigFile,
         source_sha256: [u8; 32],
         metrics: &Metrics,
-        previous: Option<&Runtime>,
-    ) -> Result<Runtime, ConfigError> {
+        previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, ConfigError> {
         let mut errors = Vec::new();
         let mut tls_configs = Vec::new();
         for (i, listener) in config.listener.iter().enumerate() {
@@ -232,7 +232,7 @@ impl Runtime {
         )
         .await
         .map_err(|e| ConfigError::Build(format!("auth: {e}")))?;
-        Ok(Runtime {
+        Ok(Snapshot {
             auth,
             source_sha256,
             node_id: node_id(&config),

@@ -212,7 +212,9 @@ pub struct RouteSpec {
     /// Path pattern: `/exact`, `/prefix/*` (the prefix and everything below it) or a template
     /// with whole-segment parameters such as `/penduduk/{nik}`.
     pub path: String,
-    /// Allowed methods; empty means any.
+    /// Allowed methods. Absent or empty means GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS;
+    /// any other method (`TRACE`, `CONNECT`, custom ones) is answered 405 unless a route lists
+    /// it.
     #[serde(default)]
     pub methods: Vec<String>,
     /// `forward` (default) or `deny` (403, never forwarded).

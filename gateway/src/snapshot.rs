@@ -60,6 +60,8 @@ pub struct Snapshot {
     pub node_id: String,
     /// Request size limits and deadlines.
     pub limits: RequestLimits,
+    /// Other gateways' identity headers stripped from requests (`[headers]`).
+    pub foreign_identity: crate::admit::headers::ForeignIdentity,
     /// Routing table.
     pub router: Router,
     /// Upstream groups by name.
@@ -237,6 +239,10 @@ impl Snapshot {
             source_sha256,
             node_id: node_id(&config),
             limits: config.limits.clone(),
+            foreign_identity: crate::admit::headers::ForeignIdentity::new(
+                &config.headers.strip_identity,
+                &config.headers.verified_peer_may_send,
+            ),
             router: Router::new(routes),
             upstreams,
             tls: tls_configs,

@@ -380,3 +380,78 @@ async fn malformed_h1_request_trailers_are_refused() {
     assert_eq!(r.status, 200);
     assert_eq!(up.only().body, b"hi");
 }
+
+const FOREIGN_IDENTITY: &[(&str, &str)] = &[
+    ("X-Remote-User", "admin"),
+    ("Remote-User", "admin"),
+    ("X-Authenticated-User", "admin"),
+    ("X-Authenticated-Groups", "root"),
+    ("X-Forwarded-User", "admin"),
+    ("X-Auth-Request-User", "admin"),
+    ("X-Auth-Request-Email", "admin@example"),
+    ("X-Consumer-Username", "admin"),
+    ("X-Consumer-Custom-Id", "admin"),
+    ("X-Userinfo", "eyJzdWIiOiJhZG1pbiJ9"),
+    (
+        "X-JWT-Assertion",
+        "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.",
+    ),
+];
+
+fn get_with(headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut raw = String::from("GET /demo/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (n, v) in headers {
+        raw.push_str(&format!("{n}: {v}\r\n"));
+    }
+    raw.push_str("\r\n");
+    raw.into_bytes()
+}
+
+/// Identity headers that back ends behind other gateways trust never pass by default.
+#[tokio::test]
+async fn other_gateways_identity_headers_are_stripped_by_default() {
+    let (up, gw) = setup().await;
+    let r = exchange(gw.addr, &get_with(FOREIGN_IDENTITY))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let received = up.only();
+    for (name, _) in FOREIGN_IDENTITY {
+        assert!(
+            received.header(name).is_none(),
+            "{name}:\n{}",
+            received.head
+        );
+    }
+}
+
+/// The list is configurable: it replaces the default.
+#[tokio::test]
+async fn the_identity_strip_list_is_configurable() {
+    let up = Upstream::start("a", Behaviour::Ok).await;
+    let gw = Gateway::start(
+        &Cfg::new(&[up.addr])
+            .tail("\n[headers]\nstrip_identity = [\"x-legacy-user\", \"x-sso-*\"]\nverified_peer_may_send = []\n")
+            .render(),
+    )
+    .await;
+    let sent = [
+        ("X-Legacy-User", "admin"),
+        ("X-SSO-Subject", "admin"),
+        ("X-Remote-User", "kept"),
+    ];
+    let r = exchange(gw.addr, &get_with(&sent)).await.unwrap();
+    assert_eq!(r.status, 200);
+    let received = up.only();
+    assert!(
+        received.header("x-legacy-user").is_none(),
+        "{}",
+        received.head
+    );
+    assert!(
+        received.header("x-sso-subject").is_none(),
+        "{}",
+        received.head
+    );
+    assert_eq!(received.header("x-remote-user"), Some("kept"));
+}

@@ -413,3 +413,39 @@ async fn weak_client_certificate_sha1_signed_is_refused() {
     let p256 = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
     weak_client_certificate_is_refused(&p256, "sha1").await;
 }
+
+/// `X-JWT-Assertion` (WSO2's caller assertion) passes only from a client whose certificate was
+/// verified; the other identity headers of other gateways never pass.
+#[tokio::test]
+async fn jwt_assertion_passes_only_from_a_verified_peer() {
+    let (pki, up, gw) = setup("optional").await;
+    let send = |identity: Option<Identity>| {
+        let config = pki.client_config(identity.as_ref(), &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+        let addr = gw.addr;
+        async move {
+            let tls = pki::connect(addr, "localhost", config).await.unwrap();
+            let response = h1_over(
+                tls,
+                http::Request::get("/demo/x")
+                    .header("host", "localhost")
+                    .header("x-jwt-assertion", "eyJ.asserted.")
+                    .header("x-remote-user", "admin")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    };
+    send(None).await;
+    send(Some(pki.client(ClientKind::Good))).await;
+    let received = up.wait_for(2).await;
+    assert!(
+        received[0].header("x-jwt-assertion").is_none(),
+        "{}",
+        received[0].head
+    );
+    assert_eq!(received[1].header("x-jwt-assertion"), Some("eyJ.asserted."));
+    assert!(received.iter().all(|r| r.header("x-remote-user").is_none()));
+}

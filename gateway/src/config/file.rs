@@ -33,6 +33,9 @@ pub struct ConfigFile {
     /// Logging.
     #[serde(default)]
     pub log: LogSettings,
+    /// Request header policy (the `[headers]` table).
+    #[serde(default)]
+    pub headers: HeaderSettings,
     /// Upstream groups that services forward to.
     #[serde(default)]
     pub upstream: Vec<UpstreamSpec>,
@@ -146,6 +149,52 @@ impl Default for AdminSettings {
 
 fn default_admin_address() -> String {
     "127.0.0.1:9090".into()
+}
+
+/// The `[headers]` table: identity headers of *other* gateways that the gateway strips from every
+/// request before it goes upstream.
+///
+/// The gateway always removes its own namespace (`x-penghubung-*`), hop-by-hop headers and the
+/// forwarding headers it sets itself (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`, client
+/// certificate headers); that list is fixed. Back ends that used to sit behind another gateway
+/// or an authenticating proxy often trust further names as "the user is already
+/// authenticated"; a client must never be able to send one through this gateway. Those names
+/// are this configurable list.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeaderSettings {
+    /// Request header names stripped from every request, case-insensitive; a trailing `*`
+    /// matches every name with that prefix (`x-consumer-*`). Default: `x-remote-user`,
+    /// `remote-user`, `x-authenticated-user`, `x-authenticated-*`, `x-forwarded-user`,
+    /// `x-auth-request-*`, `x-consumer-*`, `x-userinfo`, `x-jwt-assertion`. Setting a list
+    /// replaces the default; `[]` strips none of them.
+    pub strip_identity: Vec<String>,
+    /// Entries of `strip_identity` that are kept when the client connection presented a
+    /// verified TLS client certificate (a peer gateway such as the provincial bus or SPLP
+    /// that asserts the caller, e.g. WSO2's `X-JWT-Assertion`). Each must also be listed in
+    /// `strip_identity`. Default: `x-jwt-assertion`.
+    pub verified_peer_may_send: Vec<String>,
+}
+
+impl Default for HeaderSettings {
+    fn default() -> Self {
+        HeaderSettings {
+            strip_identity: [
+                "x-remote-user",
+                "remote-user",
+                "x-authenticated-user",
+                "x-authenticated-*",
+                "x-forwarded-user",
+                "x-auth-request-*",
+                "x-consumer-*",
+                "x-userinfo",
+                "x-jwt-assertion",
+            ]
+            .map(String::from)
+            .to_vec(),
+            verified_peer_may_send: vec!["x-jwt-assertion".into()],
+        }
+    }
 }
 
 /// Logging settings.

@@ -35,6 +35,7 @@ pub fn validate(config: &ConfigFile) -> Vec<ConfigIssue> {
         );
     }
     validate_limits(config, &mut issues);
+    validate_headers(config, &mut issues);
     let upstreams = validate_upstreams(config, &mut issues);
     validate_services(config, &upstreams, &mut issues);
     let sections = [
@@ -154,6 +155,32 @@ fn validate_limits(config: &ConfigFile, issues: &mut Issues) {
     for (field, ok) in checks {
         if !ok {
             issues.add(format!("limits.{field}"), "out of range");
+        }
+    }
+}
+
+fn validate_headers(config: &ConfigFile, issues: &mut Issues) {
+    use crate::admit::headers::{valid_name_pattern, ForeignIdentity};
+    let h = &config.headers;
+    for (i, entry) in h.strip_identity.iter().enumerate() {
+        if !valid_name_pattern(entry) {
+            issues.add(
+                format!("headers.strip_identity[{i}]"),
+                format!("must be a header name, optionally ending in '*', got {entry:?}"),
+            );
+        }
+    }
+    for (i, entry) in h.verified_peer_may_send.iter().enumerate() {
+        if !valid_name_pattern(entry) {
+            issues.add(
+                format!("headers.verified_peer_may_send[{i}]"),
+                format!("must be a header name, optionally ending in '*', got {entry:?}"),
+            );
+        } else if !ForeignIdentity::covered(&h.strip_identity, entry) {
+            issues.add(
+                format!("headers.verified_peer_may_send[{i}]"),
+                format!("{entry:?} is not in headers.strip_identity, so this has no effect"),
+            );
         }
     }
 }
@@ -361,6 +388,9 @@ mod tests {
             targets = ["no-port", "h:0"]
             request_timeout_ms = 0
             max_ejection_percent = 101
+            [headers]
+            strip_identity = ["x-remote-user", "x bad", "*"]
+            verified_peer_may_send = ["x-jwt-assertion"]
             [[service]]
             id = "s"
             hosts = ["bad host"]
@@ -378,6 +408,9 @@ mod tests {
             "upstream[0].targets[0]",
             "upstream[0].targets[1]",
             "upstream[0].request_timeout_ms",
+            "headers.strip_identity[1]",
+            "headers.strip_identity[2]",
+            "headers.verified_peer_may_send[0]",
             "upstream[0].max_ejection_percent",
             "service[0].hosts[0]",
             "service[0].upstream",

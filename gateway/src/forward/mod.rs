@@ -142,6 +142,8 @@ pub struct Forwarding<'a> {
     pub admitted: &'a Admitted,
     /// Extra identity headers (consumer OPD, application, grant, assertion), already validated.
     pub identity: Vec<(http::HeaderName, HeaderValue)>,
+    /// Other gateways' identity headers to strip (the `[headers]` table).
+    pub foreign: &'a headers::ForeignIdentity,
 }
 
 fn ip_text(addr: SocketAddr) -> String {
@@ -166,7 +168,12 @@ pub fn upstream_request(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    headers::clean_request(&mut head.headers, keep_te);
+    headers::clean_request(
+        &mut head.headers,
+        keep_te,
+        forwarding.foreign,
+        forwarding.conn.client.is_some(),
+    );
     if head.version == http::Version::HTTP_2 {
         join_cookies(&mut head.headers);
     }

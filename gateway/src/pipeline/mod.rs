@@ -244,6 +244,7 @@ async fn run(
         conn,
         admitted: &admitted,
         identity,
+        foreign: &runtime.foreign_identity,
     };
     let upstream_request = forward::upstream_request(head, &matched, forwarding, body)?;
     let answered = adapter.call(upstream_request).await?;

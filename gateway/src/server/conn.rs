@@ -80,6 +80,9 @@ async fn serve(
     let local = stream.local_addr().unwrap_or(peer);
     let runtime = gateway.snapshot.load_full();
     let handshake_deadline = Duration::from_secs(runtime.limits.header_read_timeout_secs);
+    // The header deadline starts at accept: a connection that sends no request byte (after its
+    // TLS handshake, if any) is closed when it passes, not at the idle timeout.
+    let first_byte_deadline = tokio::time::Instant::now() + handshake_deadline;
     let tls = runtime.tls.get(index).cloned().flatten();
     drop(runtime);
     match tls {
@@ -92,7 +95,7 @@ async fn serve(
                 sni: None,
                 client: None,
             };
-            serve_io(gateway, stream, info, metrics).await;
+            serve_io(gateway, stream, info, metrics, first_byte_deadline).await;
         }
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -126,7 +129,7 @@ async fn serve(
                 sni,
                 client,
             };
-            serve_io(gateway, tls_stream, info, metrics).await;
+            serve_io(gateway, tls_stream, info, metrics, first_byte_deadline).await;
         }
     }
 }
@@ -162,8 +165,13 @@ fn builder(gateway: &Gateway, index: usize) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-async fn serve_io<T>(gateway: Arc<Gateway>, io: T, info: ConnInfo, metrics: &ListenerMetrics)
-where
+async fn serve_io<T>(
+    gateway: Arc<Gateway>,
+    io: T,
+    info: ConnInfo,
+    metrics: &ListenerMetrics,
+    first_byte_deadline: tokio::time::Instant,
+) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Activity::new();
@@ -210,9 +218,18 @@ where
     tokio::pin!(connection);
     let mut shutdown = gateway.shutdown_signal();
     let mut draining = false;
+    let mut awaiting_first_byte = true;
     let result = loop {
         tokio::select! {
             result = connection.as_mut() => break result,
+            _ = tokio::time::sleep_until(first_byte_deadline), if awaiting_first_byte => {
+                awaiting_first_byte = false;
+                if activity.bytes_read.load(Ordering::Relaxed) == 0 {
+                    tracing::debug!(%peer, "no request byte within the header timeout; connection closed");
+                    metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
             _ = shutdown.changed(), if !draining => {
                 draining = true;
                 connection.as_mut().graceful_shutdown();

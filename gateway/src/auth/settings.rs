@@ -168,6 +168,30 @@ pub struct TokenEndpointSettings {
     /// is generated at start (tokens then do not survive a restart).
     #[serde(default)]
     pub signing_key_file: Option<PathBuf>,
+    /// Argon2 client-secret verifications running at once (each holds the hash's memory,
+    /// ≈19 MiB at the default cost, and a core). A request that finds every slot taken is
+    /// answered 503 `temporarily_unavailable` with `Retry-After` at once, never queued.
+    /// 1..=64, default 4.
+    #[serde(default = "default_token_verifications")]
+    pub max_concurrent_verifications: usize,
+    /// Token requests per source address, as a rate (`120/min`), checked before any secret is
+    /// verified; beyond it 429. Shared through Redis when `[redis]` is configured.
+    #[serde(default = "default_token_per_source")]
+    pub per_source_rate: String,
+    /// Token requests per client id, as a rate (`30/min`); requests naming an unknown client id
+    /// share one bucket, so they cannot exhaust a real client's. Beyond it 429.
+    #[serde(default = "default_token_per_client")]
+    pub per_client_rate: String,
+}
+
+fn default_token_verifications() -> usize {
+    4
+}
+fn default_token_per_source() -> String {
+    "120/min".into()
+}
+fn default_token_per_client() -> String {
+    "30/min".into()
 }
 
 impl Default for TokenEndpointSettings {
@@ -178,6 +202,9 @@ impl Default for TokenEndpointSettings {
             audience: default_gw_audience(),
             lifetime_secs: default_token_lifetime(),
             signing_key_file: None,
+            max_concurrent_verifications: default_token_verifications(),
+            per_source_rate: default_token_per_source(),
+            per_client_rate: default_token_per_client(),
         }
     }
 }
@@ -360,6 +387,20 @@ impl AuthSettings {
                 "must be in 60..=86400".into(),
             ));
         }
+        if !(1..=64).contains(&t.max_concurrent_verifications) {
+            e.push((
+                "token_endpoint.max_concurrent_verifications".into(),
+                "must be in 1..=64".into(),
+            ));
+        }
+        for (field, rate) in [
+            ("per_source_rate", &t.per_source_rate),
+            ("per_client_rate", &t.per_client_rate),
+        ] {
+            if let Err(m) = crate::throttle::parse_rate(rate) {
+                e.push((format!("token_endpoint.{field}"), m));
+            }
+        }
         if self.token_cache_size > 10_000_000 {
             e.push(("token_cache_size".into(), "at most 10000000".into()));
         }
@@ -439,6 +480,28 @@ mod tests {
         }
         let ok: AuthSettings = toml::from_str(&issuer("jwks_file = \"/a\"")).unwrap();
         assert!(ok.validate().is_empty(), "{:?}", ok.validate());
+    }
+
+    #[test]
+    fn token_endpoint_bounds_are_validated() {
+        let s: AuthSettings = toml::from_str(
+            "[token_endpoint]\nmax_concurrent_verifications = 0\nper_source_rate = \"lots\"\nper_client_rate = \"0/min\"\n",
+        )
+        .unwrap();
+        let paths: Vec<String> = s.validate().into_iter().map(|(p, _)| p).collect();
+        for want in [
+            "token_endpoint.max_concurrent_verifications",
+            "token_endpoint.per_source_rate",
+            "token_endpoint.per_client_rate",
+        ] {
+            assert!(
+                paths.iter().any(|p| p == want),
+                "{want} missing in {paths:?}"
+            );
+        }
+        let d = TokenEndpointSettings::default();
+        assert_eq!(d.max_concurrent_verifications, 4);
+        assert!(AuthSettings::default().validate().is_empty());
     }
 
     #[test]

@@ -449,3 +449,155 @@ async fn jwt_assertion_passes_only_from_a_verified_peer() {
     assert_eq!(received[1].header("x-jwt-assertion"), Some("eyJ.asserted."));
     assert!(received.iter().all(|r| r.header("x-remote-user").is_none()));
 }
+
+/// A CRL from the test CA (re-created from its PEM and key), with `next_update` relative to
+/// now, revoking the `Revoked` client certificate when `revoke`.
+fn crl_pem(pki: &Pki, next_update: time::Duration, revoke: bool) -> String {
+    use rcgen::{
+        CertificateParams, CertificateRevocationListParams, KeyIdMethod, KeyPair, RevocationReason,
+        RevokedCertParams, SerialNumber,
+    };
+    let key = KeyPair::from_pem(&pki.ca_key_pem()).unwrap();
+    let ca = CertificateParams::from_ca_cert_pem(&pki.ca_pem)
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let revoked_certs = if revoke {
+        vec![RevokedCertParams {
+            serial_number: SerialNumber::from(vec![0x0d, 0xea, 0xd1]),
+            revocation_time: now - time::Duration::hours(2),
+            reason_code: Some(RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        }]
+    } else {
+        Vec::new()
+    };
+    CertificateRevocationListParams {
+        this_update: now - time::Duration::days(30),
+        next_update: now + next_update,
+        crl_number: SerialNumber::from(7u64),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca, &key)
+    .unwrap()
+    .pem()
+    .unwrap()
+}
+
+/// A `[listener.tls]` table requiring client certificates with `crl_file` as the CRL.
+fn tls_with_crl(pki: &Pki, dir: &std::path::Path, crl: &str, extra: &str) -> String {
+    let mut table = pki.listener_tls_with(dir, "required", false);
+    let path = penghubung_e2e::write_file(dir, "current.crl.pem", crl);
+    table.push_str(&format!(
+        "crls = [{:?}]\n{extra}\n",
+        path.display().to_string()
+    ));
+    table
+}
+
+async fn good_client_status(pki: &Pki, gw: &Gateway) -> Result<u16, String> {
+    let good = pki.client(ClientKind::Good);
+    attempt(
+        gw,
+        pki.client_config(Some(&good), &[b"http/1.1"], rustls::DEFAULT_VERSIONS),
+    )
+    .await
+}
+
+/// A CRL past its nextUpdate: by default client certificates of its CA are refused (their
+/// revocation status is unknown); `crl_expired = "warn"` keeps serving them.
+#[tokio::test]
+async fn stale_crl_refuses_client_certificates_unless_set_to_warn() {
+    let up = Upstream::start("a", Behaviour::Ok).await;
+    let pki = Pki::new();
+    let stale = crl_pem(&pki, -time::Duration::days(1), false);
+    for (extra, expect_ok) in [
+        ("", false),
+        ("crl_expired = \"refuse\"", false),
+        ("crl_expired = \"warn\"", true),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Cfg::new(&[up.addr]);
+        cfg.listener_tables = tls_with_crl(&pki, dir.path(), &stale, extra);
+        let gw = Gateway::start_in(dir, &cfg.render()).await;
+        let result = good_client_status(&pki, &gw).await;
+        assert_eq!(result.is_ok(), expect_ok, "{extra:?}: {result:?}");
+    }
+    // Control: a current CRL serves the same client.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Cfg::new(&[up.addr]);
+    cfg.listener_tables = tls_with_crl(
+        &pki,
+        dir.path(),
+        &crl_pem(&pki, time::Duration::days(1), false),
+        "",
+    );
+    let gw = Gateway::start_in(dir, &cfg.render()).await;
+    assert_eq!(good_client_status(&pki, &gw).await, Ok(200));
+}
+
+/// A CRL file the verifier cannot use stops the start with the file's path and the reason.
+#[tokio::test]
+async fn unusable_crl_names_the_file_and_the_reason() {
+    let up = Upstream::start("a", Behaviour::Ok).await;
+    let pki = Pki::new();
+    for (name, text) in [
+        (
+            "garbage",
+            "-----BEGIN X509 CRL-----\nAAECAwQ=\n-----END X509 CRL-----\n",
+        ),
+        ("empty", ""),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Cfg::new(&[up.addr]);
+        cfg.listener_tables = tls_with_crl(&pki, dir.path(), text, "");
+        let error = Gateway::try_start_in(dir, &cfg.render())
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{name}: started with an unusable CRL"))
+            .to_string();
+        assert!(error.contains("current.crl.pem"), "{name}: {error}");
+        assert!(error.contains("CRL"), "{name}: {error}");
+    }
+}
+
+/// CRL files are watched: replacing the file revokes without a config reload.
+#[tokio::test]
+async fn a_changed_crl_file_is_reloaded() {
+    let up = Upstream::start("a", Behaviour::Ok).await;
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Cfg::new(&[up.addr]);
+    cfg.listener_tables = tls_with_crl(
+        &pki,
+        dir.path(),
+        &crl_pem(&pki, time::Duration::days(1), false),
+        "",
+    );
+    let crl_path = dir.path().join("current.crl.pem");
+    let gw = Gateway::start_in(dir, &cfg.render()).await;
+    let revoked = pki.client(ClientKind::Revoked);
+    let try_revoked = || {
+        attempt(
+            &gw,
+            pki.client_config(Some(&revoked), &[b"http/1.1"], rustls::DEFAULT_VERSIONS),
+        )
+    };
+    assert_eq!(try_revoked().await, Ok(200), "not revoked yet");
+    std::fs::write(&crl_path, crl_pem(&pki, time::Duration::days(1), true)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if try_revoked().await.is_err() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new CRL was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(good_client_status(&pki, &gw).await, Ok(200));
+}

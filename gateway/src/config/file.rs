@@ -125,9 +125,29 @@ pub struct TlsSpec {
     /// PEM bundle of CAs that issue client certificates (required unless `client_auth = "none"`).
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
-    /// CRL files (PEM or DER) checked for client certificates.
+    /// CRL files (PEM or DER) checked for client certificates. Each is parsed when the config
+    /// is built: a file that cannot be used stops the start (or refuses the reload) with its
+    /// path and the reason. The files are watched: a changed CRL file reloads the running
+    /// configuration (as `POST /reload` would, from the configuration in force) within a few
+    /// seconds, and every reload re-reads them.
     #[serde(default)]
     pub crls: Vec<PathBuf>,
+    /// What a CRL past its `nextUpdate` does: `refuse` (default) refuses every client
+    /// certificate of that CA until a current CRL is in place (revocation status unknown);
+    /// `warn` keeps using the stale CRL and logs a warning at every (re)load.
+    #[serde(default)]
+    pub crl_expired: CrlExpired,
+}
+
+/// Policy for a CRL whose `nextUpdate` has passed.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CrlExpired {
+    /// Refuse client certificates whose revocation status only a stale CRL could tell.
+    #[default]
+    Refuse,
+    /// Keep using the stale CRL; log a warning.
+    Warn,
 }
 
 /// The admin listener.

@@ -15,7 +15,7 @@ use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer};
 use sha2::{Digest, Sha256};
 
-use crate::config::file::{ClientAuth, TlsSpec};
+use crate::config::file::{ClientAuth, CrlExpired, TlsSpec};
 use crate::identity::PeerIdentity;
 
 fn provider() -> Arc<rustls::crypto::CryptoProvider> {
@@ -51,15 +51,43 @@ pub fn load_roots(path: &Path) -> Result<RootCertStore, String> {
     Ok(roots)
 }
 
-fn load_crl(path: &Path) -> Result<Vec<CertificateRevocationListDer<'static>>, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    if bytes.starts_with(b"-----BEGIN") {
+/// Reads a CRL file (PEM, possibly several, or DER) and checks every CRL in it with the parser
+/// the verifier uses, so a CRL it cannot use is refused here with the file and the reason
+/// instead of a bare `ParseError` from the verifier. Returns the CRLs and whether any is past
+/// its `nextUpdate`.
+pub fn load_crl(path: &Path) -> Result<(Vec<CertificateRevocationListDer<'static>>, bool), String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("CRL {}: {e}", path.display()))?;
+    let crls = if bytes.starts_with(b"-----BEGIN") {
         CertificateRevocationListDer::pem_slice_iter(&bytes)
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| format!("{}: {e}", path.display()))
+            .map_err(|e| format!("CRL {}: not a PEM CRL: {e}", path.display()))?
     } else {
-        Ok(vec![CertificateRevocationListDer::from(bytes)])
+        vec![CertificateRevocationListDer::from(bytes)]
+    };
+    if crls.is_empty() {
+        return Err(format!("CRL {}: no CRL found", path.display()));
     }
+    let now = x509_parser::time::ASN1Time::now();
+    let mut expired = false;
+    for (i, crl) in crls.iter().enumerate() {
+        let which = if crls.len() > 1 {
+            format!("CRL {} (#{})", path.display(), i + 1)
+        } else {
+            format!("CRL {}", path.display())
+        };
+        webpki::OwnedCertRevocationList::from_der(crl.as_ref()).map_err(|e| {
+            format!("{which}: cannot be used ({e:?}); a version 2 CRL with nextUpdate and a CRL number is needed")
+        })?;
+        let (_, parsed) =
+            x509_parser::parse_x509_crl(crl.as_ref()).map_err(|e| format!("{which}: {e}"))?;
+        if let Some(next) = parsed.next_update() {
+            if next <= now {
+                tracing::warn!(crl = %path.display(), next_update = %next, "CRL is past its nextUpdate");
+                expired = true;
+            }
+        }
+    }
+    Ok((crls, expired))
 }
 
 /// Builds a listener's server config (all file I/O happens here, at build time).
@@ -79,10 +107,17 @@ pub fn server_config(spec: &TlsSpec, http2: bool) -> Result<Arc<rustls::ServerCo
             let roots = Arc::new(load_roots(ca)?);
             let mut crls = Vec::new();
             for path in &spec.crls {
-                crls.extend(load_crl(path)?);
+                let (found, expired) = load_crl(path)?;
+                if expired && spec.crl_expired == CrlExpired::Refuse {
+                    tracing::warn!(crl = %path.display(), "stale CRL: client certificates of its CA are refused until it is replaced (crl_expired = \"refuse\")");
+                }
+                crls.extend(found);
             }
-            let verifier =
+            let mut verifier =
                 WebPkiClientVerifier::builder_with_provider(roots, provider()).with_crls(crls);
+            if spec.crl_expired == CrlExpired::Refuse {
+                verifier = verifier.enforce_revocation_expiration();
+            }
             let verifier = if spec.client_auth == ClientAuth::Optional {
                 verifier.allow_unauthenticated()
             } else {

@@ -60,6 +60,10 @@ pub struct Snapshot {
     pub node_id: String,
     /// Request size limits and deadlines.
     pub limits: RequestLimits,
+    /// Headers added to every response, per listener (same order as the config's listeners).
+    pub listener_headers: Vec<crate::admit::headers::AddedHeaders>,
+    /// Headers added to a service's responses, by service id.
+    pub service_headers: HashMap<String, crate::admit::headers::AddedHeaders>,
     /// Other gateways' identity headers stripped from requests (`[headers]`).
     pub foreign_identity: crate::admit::headers::ForeignIdentity,
     /// Routing table.
@@ -239,6 +243,22 @@ impl Snapshot {
             source_sha256,
             node_id: node_id(&config),
             limits: config.limits.clone(),
+            listener_headers: config
+                .listener
+                .iter()
+                .map(|l| crate::admit::headers::added_headers(&l.response_headers))
+                .collect(),
+            service_headers: config
+                .service
+                .iter()
+                .filter(|s| !s.response_headers.is_empty())
+                .map(|s| {
+                    (
+                        s.id.clone(),
+                        crate::admit::headers::added_headers(&s.response_headers),
+                    )
+                })
+                .collect(),
             foreign_identity: crate::admit::headers::ForeignIdentity::new(
                 &config.headers.strip_identity,
                 &config.headers.verified_peer_may_send,

@@ -455,3 +455,77 @@ async fn the_identity_strip_list_is_configurable() {
     );
     assert_eq!(received.header("x-remote-user"), Some("kept"));
 }
+
+/// Listener and service `response_headers` (e.g. HSTS) are added to answers and refusals,
+/// replacing what the upstream sent; the service's win over the listener's.
+#[tokio::test]
+async fn configured_response_headers_are_added() {
+    let up = Upstream::start(
+        "a",
+        Behaviour::Raw {
+            bytes: b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-frame-options: ALLOWALL\r\n\r\nok"
+                .to_vec(),
+            close: false,
+        },
+    )
+    .await;
+    let gw = Gateway::start(
+        &Cfg::new(&[up.addr])
+            .listener("response_headers = { \"strict-transport-security\" = \"max-age=31536000\", \"x-frame-options\" = \"DENY\" }")
+            .tail(
+                "\n[[service]]\nid = \"other\"\nhosts = [\"svc.example\"]\nupstream = \"app\"\nresponse_headers = { \"x-frame-options\" = \"SAMEORIGIN\", \"cache-control\" = \"no-store\" }\n[service.auth]\nanonymous = true\n[[service.route]]\npath = \"/*\"\n",
+            )
+            .render(),
+    )
+    .await;
+    let get = |host: &str, path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes()
+    };
+    let r = exchange(gw.addr, &get("localhost", "/demo/x"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
+    assert_eq!(
+        r.header("x-frame-options"),
+        Some("DENY"),
+        "the upstream's value is replaced"
+    );
+    assert_eq!(
+        r.headers
+            .iter()
+            .filter(|(n, _)| n == "x-frame-options")
+            .count(),
+        1
+    );
+    let denied = exchange(gw.addr, &get("localhost", "/demo/admin/x"))
+        .await
+        .unwrap();
+    assert_eq!(denied.status, 403);
+    assert_eq!(
+        denied.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
+    let other = exchange(gw.addr, &get("svc.example", "/y")).await.unwrap();
+    assert_eq!(other.status, 200);
+    assert_eq!(
+        other.header("x-frame-options"),
+        Some("SAMEORIGIN"),
+        "the service's wins"
+    );
+    assert_eq!(other.header("cache-control"), Some("no-store"));
+    assert_eq!(
+        other.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
+    let plain = exchange(gw.addr, &get("localhost", "/demo/x"))
+        .await
+        .unwrap();
+    assert!(
+        plain.header("cache-control").is_none(),
+        "service headers stay on the service"
+    );
+}

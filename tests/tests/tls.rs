@@ -601,3 +601,138 @@ async fn a_changed_crl_file_is_reloaded() {
     }
     assert_eq!(good_client_status(&pki, &gw).await, Ok(200));
 }
+
+/// The server's cipher-suite order wins: a TLS 1.2 client that prefers ChaCha20 still gets
+/// the server's first choice (AES-256-GCM), whatever order it offers.
+#[tokio::test]
+async fn server_cipher_preference_is_enforced() {
+    use rustls::crypto::ring::cipher_suite as cs;
+    let (pki, _up, gw) = setup("none").await;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(pki.ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut negotiated = Vec::new();
+    for order in [
+        vec![
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        ],
+        vec![
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ],
+    ] {
+        let provider = rustls::crypto::CryptoProvider {
+            cipher_suites: order,
+            ..rustls::crypto::ring::default_provider()
+        };
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        let tls = pki::connect(gw.addr, "localhost", Arc::new(config))
+            .await
+            .unwrap();
+        negotiated.push(tls.get_ref().1.negotiated_cipher_suite().unwrap().suite());
+    }
+    assert_eq!(
+        negotiated[0], negotiated[1],
+        "the client's order decided: {negotiated:?}"
+    );
+    assert_eq!(
+        negotiated[0],
+        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+    );
+}
+
+/// A configured OCSP response is stapled to the handshake, byte for byte.
+#[tokio::test]
+async fn configured_ocsp_response_is_stapled() {
+    #[derive(Debug)]
+    struct Capture {
+        inner: Arc<rustls::client::WebPkiServerVerifier>,
+        stapled: std::sync::Mutex<Vec<u8>>,
+    }
+    impl rustls::client::danger::ServerCertVerifier for Capture {
+        fn verify_server_cert(
+            &self,
+            end_entity: &rustls_pki_types::CertificateDer<'_>,
+            intermediates: &[rustls_pki_types::CertificateDer<'_>],
+            server_name: &rustls_pki_types::ServerName<'_>,
+            ocsp_response: &[u8],
+            now: rustls_pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            *self.stapled.lock().unwrap() = ocsp_response.to_vec();
+            // Verify the chain; the test OCSP response itself is not a signed one.
+            self.inner
+                .verify_server_cert(end_entity, intermediates, server_name, &[], now)
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls_pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls12_signature(message, cert, dss)
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls_pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls13_signature(message, cert, dss)
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.inner.supported_verify_schemes()
+        }
+    }
+
+    let up = Upstream::start("a", Behaviour::Ok).await;
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    // A DER OCSPResponse with responseStatus = tryLater (3): well-formed, and what is stapled
+    // must reach the client unchanged.
+    let ocsp = vec![0x30, 0x03, 0x0a, 0x01, 0x03];
+    std::fs::write(dir.path().join("server.ocsp.der"), &ocsp).unwrap();
+    let mut cfg = Cfg::new(&[up.addr]);
+    cfg.listener_tables = format!(
+        "{}ocsp_response = {:?}\n",
+        pki.listener_tls(dir.path(), "none"),
+        dir.path().join("server.ocsp.der").display().to_string()
+    );
+    let gw = Gateway::start_in(dir, &cfg.render()).await;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(pki.ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let capture = Arc::new(Capture {
+        inner: rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap(),
+        stapled: std::sync::Mutex::new(Vec::new()),
+    });
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(capture.clone())
+            .with_no_client_auth();
+        capture.stapled.lock().unwrap().clear();
+        let tls = pki::connect(gw.addr, "localhost", Arc::new(config))
+            .await
+            .unwrap();
+        let status = h1_over(tls, request("/demo/x")).await.unwrap().status();
+        assert_eq!(status, 200);
+        assert_eq!(*capture.stapled.lock().unwrap(), ocsp, "{version:?}");
+    }
+}

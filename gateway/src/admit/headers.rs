@@ -78,6 +78,37 @@ fn is_hop_by_hop(name: &str) -> bool {
     HOP_BY_HOP.contains(&name)
 }
 
+/// Configured response headers (`response_headers` of a listener or service), compiled.
+pub type AddedHeaders = Vec<(HeaderName, http::HeaderValue)>;
+
+/// Checks one configured response header: a valid name that is not framing, hop-by-hop or the
+/// gateway's own, and a valid value without surrounding whitespace.
+pub fn added_header(name: &str, value: &str) -> Result<(HeaderName, http::HeaderValue), String> {
+    let parsed = HeaderName::from_bytes(name.as_bytes())
+        .map_err(|_| format!("{name:?} is not a header name"))?;
+    let lower = parsed.as_str();
+    if is_hop_by_hop(lower)
+        || lower == "content-length"
+        || lower == "content-encoding"
+        || lower.starts_with(NAMESPACE)
+    {
+        return Err(format!("{name:?} cannot be set by configuration"));
+    }
+    let value = http::HeaderValue::from_str(value)
+        .ok()
+        .filter(|v| !padded_value(v) && !v.is_empty())
+        .ok_or_else(|| format!("{name:?}: not a valid header value"))?;
+    Ok((parsed, value))
+}
+
+/// Compiles a `response_headers` table (already validated; invalid entries are skipped).
+pub fn added_headers(table: &std::collections::BTreeMap<String, String>) -> AddedHeaders {
+    table
+        .iter()
+        .filter_map(|(n, v)| added_header(n, v).ok())
+        .collect()
+}
+
 /// One entry of a configured header-name list: an exact name or a prefix (`name*`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum NamePattern {

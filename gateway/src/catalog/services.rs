@@ -203,6 +203,12 @@ pub struct ServiceSpec {
     /// Routes of this service.
     #[serde(default)]
     pub route: Vec<RouteSpec>,
+    /// Headers added to this service's responses (and its refusals once routed), replacing
+    /// what the upstream sent under the same name and winning over the listener's
+    /// `response_headers`. Framing, hop-by-hop and gateway (`x-penghubung-*`) names are
+    /// refused.
+    #[serde(default)]
+    pub response_headers: std::collections::BTreeMap<String, String>,
 }
 
 /// One route of a service.

@@ -88,6 +88,13 @@ pub struct ListenerSpec {
     /// Whether HTTP/2 is offered (ALPN `h2` on TLS, prior knowledge on cleartext).
     #[serde(default = "yes")]
     pub http2: bool,
+    /// Headers added to every response this listener sends (answers and refusals alike),
+    /// replacing what an upstream sent under the same name, e.g.
+    /// `{ "strict-transport-security" = "max-age=31536000; includeSubDomains" }`. A service's
+    /// `response_headers` win over the listener's for the same name. Framing, hop-by-hop and
+    /// gateway (`x-penghubung-*`) names are refused.
+    #[serde(default)]
+    pub response_headers: std::collections::BTreeMap<String, String>,
 }
 
 fn default_max_connections() -> usize {
@@ -111,7 +118,9 @@ pub enum ClientAuth {
     Required,
 }
 
-/// TLS settings of a listener. Files are re-read on every reload.
+/// TLS settings of a listener. Files are re-read on every reload. TLS 1.3 and 1.2 with AEAD,
+/// forward-secret suites only; the server's suite order is enforced (the client's preference
+/// is ignored). TLS 1.2 renegotiation is not supported (rustls implements none).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSpec {
@@ -137,6 +146,11 @@ pub struct TlsSpec {
     /// `warn` keeps using the stale CRL and logs a warning at every (re)load.
     #[serde(default)]
     pub crl_expired: CrlExpired,
+    /// A DER-encoded OCSP response for the listener's certificate, stapled to every handshake
+    /// (`status_request`). Read at start and at every reload: refresh the file before the
+    /// response expires and reload (`SIGHUP` or `POST /reload`).
+    #[serde(default)]
+    pub ocsp_response: Option<PathBuf>,
 }
 
 /// Policy for a CRL whose `nextUpdate` has passed.

@@ -98,6 +98,11 @@ fn validate_listeners(config: &ConfigFile, issues: &mut Issues) {
         if l.max_connections == 0 {
             issues.add(format!("{at}.max_connections"), "must be at least 1");
         }
+        for (name, value) in &l.response_headers {
+            if let Err(m) = crate::admit::headers::added_header(name, value) {
+                issues.add(format!("{at}.response_headers.{name}"), m);
+            }
+        }
         if let Some(tls) = &l.tls {
             if tls.certificate.as_os_str().is_empty() {
                 issues.add(format!("{at}.tls.certificate"), "must name a PEM file");
@@ -287,6 +292,11 @@ fn validate_services(config: &ConfigFile, upstreams: &HashSet<&str>, issues: &mu
     let mut ids = HashSet::new();
     for (i, s) in config.service.iter().enumerate() {
         let at = format!("service[{i}]");
+        for (name, value) in &s.response_headers {
+            if let Err(m) = crate::admit::headers::added_header(name, value) {
+                issues.add(format!("{at}.response_headers.{name}"), m);
+            }
+        }
         if s.id.is_empty()
             || s.id.len() > 128
             || !ids.insert(s.id.as_str())
@@ -383,6 +393,7 @@ mod tests {
             name = "a"
             address = "127.0.0.1:1"
             tls = { certificate = "c.pem", key = "k.pem", client_auth = "required" }
+            response_headers = { "content-length" = "1", "x-ok" = "fine" }
             [[upstream]]
             name = "u"
             targets = ["no-port", "h:0"]
@@ -405,6 +416,7 @@ mod tests {
             "listener[0].address",
             "listener[1].name",
             "listener[1].tls.client_ca",
+            "listener[1].response_headers.content-length",
             "upstream[0].targets[0]",
             "upstream[0].targets[1]",
             "upstream[0].request_timeout_ms",

@@ -113,7 +113,8 @@ pub async fn handle(
                 response.status().as_u16(),
                 started.elapsed(),
             );
-            let (parts, body) = response.into_parts();
+            let (mut parts, body) = response.into_parts();
+            add_configured_headers(&runtime, conn, &exchange, &mut parts.headers);
             Response::from_parts(parts, Body::new(ResponseBody::new(body, in_flight)))
         }
         Err(error) => {
@@ -126,11 +127,36 @@ pub async fn handle(
                 started,
             )
             .await;
-            let (parts, body) = response.into_parts();
+            let (mut parts, body) = response.into_parts();
+            add_configured_headers(&runtime, conn, &exchange, &mut parts.headers);
             Response::from_parts(
                 parts,
                 Body::new(ResponseBody::new(penghubung_adapter::full(body), in_flight)),
             )
+        }
+    }
+}
+
+/// The listener's `response_headers`, then the service's (which win for the same name); both
+/// replace what the upstream sent.
+fn add_configured_headers(
+    runtime: &Snapshot,
+    conn: &ConnInfo,
+    exchange: &Exchange,
+    headers: &mut http::HeaderMap,
+) {
+    if let Some(added) = runtime.listener_headers.get(conn.listener) {
+        for (name, value) in added {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    if let Some(added) = exchange
+        .service
+        .as_ref()
+        .and_then(|id| runtime.service_headers.get(id))
+    {
+        for (name, value) in added {
+            headers.insert(name.clone(), value.clone());
         }
     }
 }

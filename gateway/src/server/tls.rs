@@ -90,6 +90,21 @@ pub fn load_crl(path: &Path) -> Result<(Vec<CertificateRevocationListDer<'static
     Ok((crls, expired))
 }
 
+/// Reads a DER OCSP response to staple; a file that is not one is refused with its path.
+fn load_ocsp(path: &Path) -> Result<Vec<u8>, String> {
+    let bytes =
+        std::fs::read(path).map_err(|e| format!("OCSP response {}: {e}", path.display()))?;
+    // An OCSPResponse is a DER SEQUENCE whose first element is the ENUMERATED responseStatus.
+    let looks_right = bytes.first() == Some(&0x30) && bytes.len() > 4;
+    if !looks_right {
+        return Err(format!(
+            "OCSP response {}: not a DER OCSPResponse (RFC 6960)",
+            path.display()
+        ));
+    }
+    Ok(bytes)
+}
+
 /// Builds a listener's server config (all file I/O happens here, at build time).
 pub fn server_config(spec: &TlsSpec, http2: bool) -> Result<Arc<rustls::ServerConfig>, String> {
     let certs = load_certs(&spec.certificate)?;
@@ -130,9 +145,16 @@ pub fn server_config(spec: &TlsSpec, http2: bool) -> Result<Arc<rustls::ServerCo
             )
         }
     };
-    let mut config = builder
-        .with_single_cert(certs, key)
-        .map_err(|e| format!("certificate/key: {e}"))?;
+    let mut config = match &spec.ocsp_response {
+        None => builder.with_single_cert(certs, key),
+        Some(path) => {
+            let ocsp = load_ocsp(path)?;
+            builder.with_single_cert_with_ocsp(certs, key, ocsp)
+        }
+    }
+    .map_err(|e| format!("certificate/key: {e}"))?;
+    // The server's suite order (strongest first), not the client's.
+    config.ignore_client_order = true;
     config.alpn_protocols = if http2 {
         vec![b"h2".to_vec(), b"http/1.1".to_vec()]
     } else {

@@ -736,3 +736,64 @@ async fn configured_ocsp_response_is_stapled() {
         assert_eq!(*capture.stapled.lock().unwrap(), ocsp, "{version:?}");
     }
 }
+
+/// A TLS 1.2 client-initiated renegotiation is answered at once with a `no_renegotiation`
+/// alert (rustls implements no renegotiation), not left hanging until a timeout.
+#[tokio::test]
+async fn tls12_renegotiation_is_answered_with_an_alert() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_pki, _up, gw) = setup("none").await;
+    let mut child = tokio::process::Command::new(OPENSSL)
+        .current_dir(gw.dir.path())
+        .args(["s_client", "-connect", &gw.addr.to_string()])
+        .args(["-servername", "localhost", "-CAfile", "ca.pem", "-tls1_2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn openssl s_client");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 8192];
+    // Wait for the handshake.
+    let connected = tokio::time::timeout(OPENSSL_TIMEOUT, async {
+        loop {
+            let n = stdout.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "s_client ended: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&chunk[..n]);
+            if String::from_utf8_lossy(&seen).contains("---\n") && seen.ends_with(b"---\n") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(connected.is_ok(), "{}", String::from_utf8_lossy(&seen));
+    let started = std::time::Instant::now();
+    stdin.write_all(b"R\n").await.unwrap();
+    // The answer: the alert ends s_client's renegotiation (it reports and exits) quickly.
+    let status = tokio::time::timeout(Duration::from_secs(3), child.wait()).await;
+    let mut err = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_millis(200), stderr.read_to_end(&mut err)).await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_millis(200), stdout.read_to_end(&mut rest)).await;
+    let text = format!(
+        "{}{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&seen),
+        String::from_utf8_lossy(&rest),
+        String::from_utf8_lossy(&err)
+    );
+    assert!(
+        status.is_ok(),
+        "no answer to the renegotiation within 3 s:\n{text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(text.contains("RENEGOTIATING"), "{text}");
+    assert!(
+        text.to_lowercase().contains("no renegotiation")
+            || text.to_lowercase().contains("no_renegotiation"),
+        "{text}"
+    );
+}

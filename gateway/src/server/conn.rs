@@ -129,7 +129,14 @@ async fn serve(
                 sni,
                 client,
             };
-            serve_io(gateway, tls_stream, info, metrics, first_byte_deadline).await;
+            serve_io(
+                gateway,
+                super::tls::FlushingTls::new(tls_stream),
+                info,
+                metrics,
+                first_byte_deadline,
+            )
+            .await;
         }
     }
 }

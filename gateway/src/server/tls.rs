@@ -186,3 +186,78 @@ pub fn peer_identity(der: &CertificateDer<'_>) -> PeerIdentity {
         der: der.as_ref().to_vec(),
     }
 }
+
+/// A server TLS stream that sends what rustls queued while reading. rustls answers a TLS 1.2
+/// client-initiated renegotiation (a `ClientHello` after the handshake) with a
+/// `no_renegotiation` warning alert, but only queues it; tokio-rustls writes queued records
+/// when the application writes or flushes, which an idle HTTP connection waiting for its
+/// next request never does, so the client would wait for an answer until a timeout. After
+/// each read this flushes whatever rustls wants to send.
+#[derive(Debug)]
+pub struct FlushingTls<IO> {
+    inner: tokio_rustls::server::TlsStream<IO>,
+}
+
+impl<IO> FlushingTls<IO> {
+    /// Wraps an accepted TLS stream.
+    pub fn new(inner: tokio_rustls::server::TlsStream<IO>) -> FlushingTls<IO> {
+        FlushingTls { inner }
+    }
+}
+
+impl<IO> tokio::io::AsyncRead for FlushingTls<IO>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let result = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if self.inner.get_ref().1.wants_write() {
+            // Pending registers for writability; an error shows up on the next read or write.
+            let _ = tokio::io::AsyncWrite::poll_flush(std::pin::Pin::new(&mut self.inner), cx);
+        }
+        result
+    }
+}
+
+impl<IO> tokio::io::AsyncWrite for FlushingTls<IO>
+where
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}

@@ -255,9 +255,10 @@ pub struct RequestLimits {
     pub uri_bytes: usize,
     /// Largest request body in bytes (413 beyond); a route may lower or raise it.
     pub body_bytes: u64,
-    /// Total time from a request's first byte to the end of its head, in seconds. It also
-    /// bounds a new connection from accept (including its TLS handshake) to its first request
-    /// byte: a connection that sends nothing is closed then, not at the idle timeout.
+    /// Total time from a request's first byte to the end of its head, in seconds. For a new
+    /// connection it runs from accept (TLS handshake included) to the end of the first request
+    /// head: a connection that sends nothing, or too little, is closed then, not at the idle
+    /// timeout. (HTTP/2: the first stream must have opened by then.)
     pub header_read_timeout_secs: u64,
     /// Total time to receive a request body, in seconds (408 beyond).
     pub body_timeout_secs: u64,

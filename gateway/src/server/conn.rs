@@ -80,9 +80,11 @@ async fn serve(
     let local = stream.local_addr().unwrap_or(peer);
     let runtime = gateway.snapshot.load_full();
     let handshake_deadline = Duration::from_secs(runtime.limits.header_read_timeout_secs);
-    // The header deadline starts at accept: a connection that sends no request byte (after its
-    // TLS handshake, if any) is closed when it passes, not at the idle timeout.
-    let first_byte_deadline = tokio::time::Instant::now() + handshake_deadline;
+    // The header deadline starts at accept: a connection whose first request head is not
+    // complete when it passes (TLS handshake included) is closed, whether it sent nothing or
+    // a trickle, instead of living until the idle timeout or getting a fresh header timeout
+    // from its first byte.
+    let first_head_deadline = tokio::time::Instant::now() + handshake_deadline;
     let tls = runtime.tls.get(index).cloned().flatten();
     drop(runtime);
     match tls {
@@ -95,7 +97,7 @@ async fn serve(
                 sni: None,
                 client: None,
             };
-            serve_io(gateway, stream, info, metrics, first_byte_deadline).await;
+            serve_io(gateway, stream, info, metrics, first_head_deadline).await;
         }
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -134,7 +136,7 @@ async fn serve(
                 super::tls::FlushingTls::new(tls_stream),
                 info,
                 metrics,
-                first_byte_deadline,
+                first_head_deadline,
             )
             .await;
         }
@@ -177,7 +179,7 @@ async fn serve_io<T>(
     io: T,
     info: ConnInfo,
     metrics: &ListenerMetrics,
-    first_byte_deadline: tokio::time::Instant,
+    first_head_deadline: tokio::time::Instant,
 ) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -225,14 +227,14 @@ async fn serve_io<T>(
     tokio::pin!(connection);
     let mut shutdown = gateway.shutdown_signal();
     let mut draining = false;
-    let mut awaiting_first_byte = true;
+    let mut awaiting_first_head = true;
     let result = loop {
         tokio::select! {
             result = connection.as_mut() => break result,
-            _ = tokio::time::sleep_until(first_byte_deadline), if awaiting_first_byte => {
-                awaiting_first_byte = false;
-                if activity.bytes_read.load(Ordering::Relaxed) == 0 {
-                    tracing::debug!(%peer, "no request byte within the header timeout; connection closed");
+            _ = tokio::time::sleep_until(first_head_deadline), if awaiting_first_head => {
+                awaiting_first_head = false;
+                if activity.requests.load(Ordering::Acquire) == 0 {
+                    tracing::debug!(%peer, bytes = activity.bytes_read.load(Ordering::Relaxed), "no complete request head within the header timeout of accept; connection closed");
                     metrics.errors.fetch_add(1, Ordering::Relaxed);
                     return;
                 }

@@ -117,6 +117,19 @@ struct Counters {
     token_failures: AtomicU64,
 }
 
+/// The bucket of a source address: an IPv4 address (IPv4-mapped IPv6 included) on its own,
+/// an IPv6 address by its /64, the smallest prefix a single site is usually given (one client
+/// could otherwise rotate through 2^64 buckets, and fill the store with them).
+fn source_key(source: std::net::IpAddr) -> String {
+    match source.to_canonical() {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
 fn token_policy(key: &str, rate: &str) -> Result<LimitPolicy, AuthBuildError> {
     let spec = crate::catalog::parties::LimitSpec {
         rate: Some(rate.to_owned()),
@@ -524,7 +537,7 @@ impl AuthRuntime {
         source: std::net::IpAddr,
     ) -> Result<(), http::Response<Bytes>> {
         let policy = LimitPolicy {
-            key: format!("{}:{source}", self.token_per_source.key),
+            key: format!("{}:{}", self.token_per_source.key, source_key(source)),
             ..self.token_per_source.clone()
         };
         match self.limiter.check(&policy, SystemTime::now()).await {
@@ -792,5 +805,26 @@ impl AuthRuntime {
                 self.limiter.redis_errors()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod source_key_tests {
+    use super::source_key;
+
+    #[test]
+    fn ipv6_sources_share_their_64_and_mapped_ipv4_is_ipv4() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("address");
+        assert_eq!(source_key(ip("192.0.2.7")), "192.0.2.7");
+        assert_eq!(source_key(ip("::ffff:192.0.2.7")), "192.0.2.7");
+        assert_eq!(
+            source_key(ip("2001:db8:1:2:aaaa::1")),
+            source_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"))
+        );
+        assert_eq!(source_key(ip("2001:db8:1:2::1")), "2001:db8:1:2::/64");
+        assert_ne!(
+            source_key(ip("2001:db8:1:2::1")),
+            source_key(ip("2001:db8:1:3::1"))
+        );
     }
 }

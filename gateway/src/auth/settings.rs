@@ -174,8 +174,9 @@ pub struct TokenEndpointSettings {
     /// 1..=64, default 4.
     #[serde(default = "default_token_verifications")]
     pub max_concurrent_verifications: usize,
-    /// Token requests per source address, as a rate (`120/min`), checked before any secret is
-    /// verified; beyond it 429. Shared through Redis when `[redis]` is configured.
+    /// Token requests per source address (IPv6: per /64), as a rate (`120/min`), checked
+    /// before the body is read and any secret verified; beyond it 429. Shared through Redis
+    /// when `[redis]` is configured.
     #[serde(default = "default_token_per_source")]
     pub per_source_rate: String,
     /// Token requests per client id, as a rate (`30/min`); requests naming an unknown client id

@@ -693,8 +693,8 @@ async fn padded_field_values_are_refused() {
     assert!(answered_200(&frames, 1));
 }
 
-/// Trailers may not carry framing, routing, authentication or identity fields, nor padded
-/// values: such a request is refused before anything reaches the upstream.
+/// Trailers may not carry pseudo-header fields, framing, routing, authentication or identity
+/// fields, nor padded values: such a request is refused before anything reaches the upstream.
 #[tokio::test]
 async fn malformed_request_trailers_are_refused() {
     let (up, gw) = setup(|c| c, Behaviour::Ok).await;
@@ -718,6 +718,9 @@ async fn malformed_request_trailers_are_refused() {
         ("x-forwarded-for", "10.0.0.1"),
         ("x-penghubung-consumer-opd", "bkd"),
         ("x-sum", " padded"),
+        // RFC 9113 §8.1: pseudo-header fields in trailers (h2 itself would drop them silently).
+        (":path", "/demo/admin/x"),
+        (":method", "DELETE"),
     ] {
         let mut h2 = Raw::open(gw.addr).await;
         h2.send(&post(trailer)).await;

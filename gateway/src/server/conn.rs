@@ -260,6 +260,12 @@ async fn serve_io<T>(
             },
         }
     };
+    if activity.h2_malformed.load(Ordering::Relaxed) {
+        metrics.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%peer, "HTTP/2 pseudo-header field in a trailer section; connection closed");
+        crate::pipeline::connection_refused(&gateway, peer, "h2_pseudo_header_in_trailers", None);
+        return;
+    }
     if activity.h2_flood.load(Ordering::Relaxed) {
         metrics.errors.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(%peer, "HTTP/2 control frame flood; connection closed");

@@ -43,6 +43,8 @@ pub struct Activity {
     pub cl_te_head: AtomicU64,
     /// The HTTP/2 control-frame budget was exceeded; reads fail from then on.
     pub h2_flood: AtomicBool,
+    /// An HTTP/2 trailer section carried a pseudo-header field; reads fail from then on.
+    pub h2_malformed: AtomicBool,
 }
 
 impl Activity {
@@ -115,6 +117,13 @@ fn flood_error() -> std::io::Error {
     )
 }
 
+fn malformed_error() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "HTTP/2 pseudo-header field in a trailer section",
+    )
+}
+
 impl<T: AsyncRead> AsyncRead for TimedIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -124,6 +133,9 @@ impl<T: AsyncRead> AsyncRead for TimedIo<T> {
         let this = self.project();
         if this.activity.h2_flood.load(Ordering::Relaxed) {
             return Poll::Ready(Err(flood_error()));
+        }
+        if this.activity.h2_malformed.load(Ordering::Relaxed) {
+            return Poll::Ready(Err(malformed_error()));
         }
         let before = buf.filled().len();
         let result = this.inner.poll_read(cx, buf);
@@ -150,6 +162,12 @@ impl<T: AsyncRead> AsyncRead for TimedIo<T> {
                     this.activity.h2_flood.store(true, Ordering::Relaxed);
                     buf.set_filled(before);
                     return Poll::Ready(Err(flood_error()));
+                }
+                if findings.h2_malformed {
+                    // Before hyper sees the trailer section: the request never completes.
+                    this.activity.h2_malformed.store(true, Ordering::Relaxed);
+                    buf.set_filled(before);
+                    return Poll::Ready(Err(malformed_error()));
                 }
             }
         }

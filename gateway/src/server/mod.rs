@@ -335,34 +335,35 @@ fn crl_stamps(config: &ConfigFile) -> Vec<(PathBuf, Option<(std::time::SystemTim
 /// Watches the CRL files of the configuration in force; a changed file rebuilds it
 /// ([`Gateway::reload_crls`]). Ends with the gateway or at shutdown.
 async fn watch_crls(weak: std::sync::Weak<Gateway>) {
-    let mut seen = weak
-        .upgrade()
-        .map(|gateway| crl_stamps(&gateway.snapshot.load().config));
+    let Some((mut seen, mut shutdown)) = weak.upgrade().map(|gateway| {
+        (
+            crl_stamps(&gateway.snapshot.load().config),
+            gateway.shutdown_signal(),
+        )
+    }) else {
+        return;
+    };
     loop {
-        tokio::time::sleep(CRL_POLL).await;
+        tokio::select! {
+            _ = tokio::time::sleep(CRL_POLL) => {}
+            _ = shutdown.changed() => return,
+        }
         let Some(gateway) = weak.upgrade() else {
             return;
         };
-        if *gateway.shutdown_tx.borrow() {
-            return;
-        }
         let config = gateway.snapshot.load().config.clone();
         let now = crl_stamps(&config);
-        let changed = match &seen {
-            // The set of files changed with a reload: that reload read them already.
-            Some(before)
-                if before.len() == now.len()
-                    && before.iter().zip(&now).all(|(a, b)| a.0 == b.0) =>
-            {
-                before
-                    .iter()
+        // When a reload changed the set of files, that reload read them already.
+        let same_files = seen.len() == now.len() && seen.iter().zip(&now).all(|(a, b)| a.0 == b.0);
+        let changed = same_files
+            .then(|| {
+                seen.iter()
                     .zip(&now)
                     .find(|(a, b)| a.1 != b.1)
                     .map(|(_, b)| b.0.display().to_string())
-            }
-            _ => None,
-        };
-        seen = Some(now);
+            })
+            .flatten();
+        seen = now;
         if let Some(path) = changed {
             let _ = gateway.reload_crls(&path).await;
         }

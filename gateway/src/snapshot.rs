@@ -60,6 +60,12 @@ pub struct Snapshot {
     pub node_id: String,
     /// Request size limits and deadlines.
     pub limits: RequestLimits,
+    /// Headers added to every response, per listener (same order as the config's listeners).
+    pub listener_headers: Vec<crate::admit::headers::AddedHeaders>,
+    /// Headers added to a service's responses, by service id.
+    pub service_headers: HashMap<String, crate::admit::headers::AddedHeaders>,
+    /// Other gateways' identity headers stripped from requests (`[headers]`).
+    pub foreign_identity: crate::admit::headers::ForeignIdentity,
     /// Routing table.
     pub router: Router,
     /// Upstream groups by name.
@@ -113,6 +119,10 @@ fn upstream_settings(spec: &UpstreamSpec) -> Result<UpstreamSettings, String> {
         },
         connect_timeout: Duration::from_millis(spec.connect_timeout_ms),
         head_timeout: Duration::from_millis(spec.response_head_timeout_ms),
+        request_timeout: Duration::from_millis(
+            spec.request_timeout_ms
+                .unwrap_or(spec.response_head_timeout_ms),
+        ),
         response_timeout: Duration::from_millis(spec.response_timeout_ms),
         retries: spec.retries,
         health_check: spec.health_check.as_ref().map(|h| HealthCheck {
@@ -124,6 +134,7 @@ fn upstream_settings(spec: &UpstreamSpec) -> Result<UpstreamSettings, String> {
         }),
         eject_after: spec.eject_after_failures,
         eject_for: Duration::from_secs(spec.eject_secs),
+        max_ejection_percent: spec.max_ejection_percent,
         pool_max_idle: spec.pool_max_idle,
         pool_idle_timeout: Duration::from_secs(spec.pool_idle_timeout_secs),
         host_header,
@@ -232,6 +243,26 @@ impl Snapshot {
             source_sha256,
             node_id: node_id(&config),
             limits: config.limits.clone(),
+            listener_headers: config
+                .listener
+                .iter()
+                .map(|l| crate::admit::headers::added_headers(&l.response_headers))
+                .collect(),
+            service_headers: config
+                .service
+                .iter()
+                .filter(|s| !s.response_headers.is_empty())
+                .map(|s| {
+                    (
+                        s.id.clone(),
+                        crate::admit::headers::added_headers(&s.response_headers),
+                    )
+                })
+                .collect(),
+            foreign_identity: crate::admit::headers::ForeignIdentity::new(
+                &config.headers.strip_identity,
+                &config.headers.verified_peer_may_send,
+            ),
             router: Router::new(routes),
             upstreams,
             tls: tls_configs,

@@ -661,3 +661,121 @@ async fn h2_requests_get_the_same_limits() {
     assert_eq!(send(ambiguous).await.unwrap(), 400);
     assert_eq!(up.count(), 0, "{:#?}", up.requests());
 }
+
+/// RFC 9113 §8.2.1: a field value with leading or trailing whitespace is malformed; the stream
+/// is refused and nothing is forwarded.
+#[tokio::test]
+async fn padded_field_values_are_refused() {
+    let (up, gw) = setup(|c| c, Behaviour::Ok).await;
+    for value in [" x", "x ", "\tx", "x\t", " "] {
+        let mut h2 = Raw::open(gw.addr).await;
+        h2.send(&frame(
+            HEADERS,
+            END_STREAM | END_HEADERS,
+            1,
+            &get_block("/demo/x", &[("x-pad", value)]),
+        ))
+        .await;
+        let (frames, closed) = h2.outcome(1, Duration::from_secs(2)).await;
+        assert_refused(&format!("{value:?}"), &frames, closed, 1);
+    }
+    assert_eq!(up.count(), 0, "{:#?}", up.requests());
+    // Control: whitespace inside a value is fine.
+    let mut h2 = Raw::open(gw.addr).await;
+    h2.send(&frame(
+        HEADERS,
+        END_STREAM | END_HEADERS,
+        1,
+        &get_block("/demo/x", &[("x-pad", "a b")]),
+    ))
+    .await;
+    let (frames, _) = h2.outcome(1, Duration::from_secs(2)).await;
+    assert!(answered_200(&frames, 1));
+}
+
+/// Trailers may not carry pseudo-header fields, framing, routing, authentication or identity
+/// fields, nor padded values: such a request is refused before anything reaches the upstream.
+#[tokio::test]
+async fn malformed_request_trailers_are_refused() {
+    let (up, gw) = setup(|c| c, Behaviour::Ok).await;
+    let post = |trailer: (&str, &str)| {
+        let mut bytes = frame(
+            HEADERS,
+            END_HEADERS,
+            1,
+            &request_block("POST", "/demo/x", "localhost", &[]),
+        );
+        bytes.extend(frame(DATA, 0, 1, b"hi"));
+        let mut block = Vec::new();
+        literal(trailer.0, trailer.1, &mut block);
+        bytes.extend(frame(HEADERS, END_STREAM | END_HEADERS, 1, &block));
+        bytes
+    };
+    for trailer in [
+        ("content-length", "2"),
+        ("host", "other.example"),
+        ("authorization", "Bearer x"),
+        ("x-forwarded-for", "10.0.0.1"),
+        ("x-penghubung-consumer-opd", "bkd"),
+        ("x-sum", " padded"),
+        // RFC 9113 §8.1: pseudo-header fields in trailers (h2 itself would drop them silently).
+        (":path", "/demo/admin/x"),
+        (":method", "DELETE"),
+    ] {
+        let mut h2 = Raw::open(gw.addr).await;
+        h2.send(&post(trailer)).await;
+        let (frames, closed) = h2.outcome(1, Duration::from_secs(2)).await;
+        assert_refused(trailer.0, &frames, closed, 1);
+    }
+    assert_eq!(up.count(), 0, "{:#?}", up.requests());
+    let mut h2 = Raw::open(gw.addr).await;
+    h2.send(&post(("x-sum", "abc"))).await;
+    let (frames, _) = h2.outcome(1, Duration::from_secs(2)).await;
+    assert!(answered_200(&frames, 1));
+    assert_eq!(up.only().body, b"hi");
+}
+
+/// Response trailers reach the client without fields that may not be trailers or that belong
+/// to the gateway.
+#[tokio::test]
+async fn response_trailers_are_cleaned() {
+    let (_up, gw) = setup(
+        |c| c,
+        Behaviour::Raw {
+            bytes: b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\ntrailer: grpc-status\r\n\r\n2\r\nok\r\n0\r\ngrpc-status: 0\r\nset-cookie: a=1\r\nx-penghubung-exchange-id: spoof\r\n\r\n".to_vec(),
+            close: false,
+        },
+    )
+    .await;
+    let io = hyper_util::rt::TokioIo::new(TcpStream::connect(gw.addr).await.unwrap());
+    let (mut sender, conn) =
+        hyper::client::conn::http2::handshake(hyper_util::rt::TokioExecutor::new(), io)
+            .await
+            .unwrap();
+    tokio::spawn(conn);
+    let response = sender
+        .send_request(
+            http::Request::get("http://localhost/demo/x")
+                .header("te", "trailers")
+                .body(Full::new(Bytes::new()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let collected = tokio::time::timeout(
+        IO_TIMEOUT,
+        http_body_util::BodyExt::collect(response.into_body()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let trailers = collected.trailers().cloned().expect("trailers");
+    assert_eq!(collected.to_bytes(), "ok");
+    assert_eq!(trailers.get("grpc-status").unwrap(), "0");
+    assert!(trailers.get("set-cookie").is_none(), "{trailers:?}");
+    assert!(
+        trailers.get("x-penghubung-exchange-id").is_none(),
+        "{trailers:?}"
+    );
+}

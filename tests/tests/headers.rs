@@ -351,3 +351,181 @@ async fn ipv6_client_addresses_are_written_per_header_syntax() {
         r.head
     );
 }
+
+/// HTTP/1.1 chunked trailers follow the same rules as HTTP/2 ones: a trailer section carrying
+/// a field that may not be a trailer (or a client identity header) refuses the request with 400
+/// and nothing reaches the upstream; an ordinary trailer passes.
+#[tokio::test]
+async fn malformed_h1_request_trailers_are_refused() {
+    let (up, gw) = setup().await;
+    let post = |trailer: &str| {
+        format!(
+            "POST /demo/x HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n2\r\nhi\r\n0\r\n{trailer}\r\n\r\n"
+        )
+    };
+    for trailer in [
+        "Content-Length: 2",
+        "Transfer-Encoding: chunked",
+        "Host: other.example",
+        "X-Forwarded-For: 10.0.0.1",
+        "X-Penghubung-Consumer-Opd: bkd",
+    ] {
+        let r = exchange(gw.addr, post(trailer).as_bytes()).await.unwrap();
+        assert_eq!(r.status, 400, "{trailer}");
+    }
+    assert_eq!(up.count(), 0, "{:#?}", up.requests());
+    let r = exchange(gw.addr, post("X-Sum: abc").as_bytes())
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(up.only().body, b"hi");
+}
+
+const FOREIGN_IDENTITY: &[(&str, &str)] = &[
+    ("X-Remote-User", "admin"),
+    ("Remote-User", "admin"),
+    ("X-Authenticated-User", "admin"),
+    ("X-Authenticated-Groups", "root"),
+    ("X-Forwarded-User", "admin"),
+    ("X-Auth-Request-User", "admin"),
+    ("X-Auth-Request-Email", "admin@example"),
+    ("X-Consumer-Username", "admin"),
+    ("X-Consumer-Custom-Id", "admin"),
+    ("X-Userinfo", "eyJzdWIiOiJhZG1pbiJ9"),
+    (
+        "X-JWT-Assertion",
+        "eyJhbGciOiJub25lIn0.eyJzdWIiOiJhZG1pbiJ9.",
+    ),
+];
+
+fn get_with(headers: &[(&str, &str)]) -> Vec<u8> {
+    let mut raw = String::from("GET /demo/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
+    for (n, v) in headers {
+        raw.push_str(&format!("{n}: {v}\r\n"));
+    }
+    raw.push_str("\r\n");
+    raw.into_bytes()
+}
+
+/// Identity headers that back ends behind other gateways trust never pass by default.
+#[tokio::test]
+async fn other_gateways_identity_headers_are_stripped_by_default() {
+    let (up, gw) = setup().await;
+    let r = exchange(gw.addr, &get_with(FOREIGN_IDENTITY))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    let received = up.only();
+    for (name, _) in FOREIGN_IDENTITY {
+        assert!(
+            received.header(name).is_none(),
+            "{name}:\n{}",
+            received.head
+        );
+    }
+}
+
+/// The list is configurable: it replaces the default.
+#[tokio::test]
+async fn the_identity_strip_list_is_configurable() {
+    let up = Upstream::start("a", Behaviour::Ok).await;
+    let gw = Gateway::start(
+        &Cfg::new(&[up.addr])
+            .tail("\n[headers]\nstrip_identity = [\"x-legacy-user\", \"x-sso-*\"]\nverified_peer_may_send = []\n")
+            .render(),
+    )
+    .await;
+    let sent = [
+        ("X-Legacy-User", "admin"),
+        ("X-SSO-Subject", "admin"),
+        ("X-Remote-User", "kept"),
+    ];
+    let r = exchange(gw.addr, &get_with(&sent)).await.unwrap();
+    assert_eq!(r.status, 200);
+    let received = up.only();
+    assert!(
+        received.header("x-legacy-user").is_none(),
+        "{}",
+        received.head
+    );
+    assert!(
+        received.header("x-sso-subject").is_none(),
+        "{}",
+        received.head
+    );
+    assert_eq!(received.header("x-remote-user"), Some("kept"));
+}
+
+/// Listener and service `response_headers` (e.g. HSTS) are added to answers and refusals,
+/// replacing what the upstream sent; the service's win over the listener's.
+#[tokio::test]
+async fn configured_response_headers_are_added() {
+    let up = Upstream::start(
+        "a",
+        Behaviour::Raw {
+            bytes: b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-frame-options: ALLOWALL\r\n\r\nok"
+                .to_vec(),
+            close: false,
+        },
+    )
+    .await;
+    let gw = Gateway::start(
+        &Cfg::new(&[up.addr])
+            .listener("response_headers = { \"strict-transport-security\" = \"max-age=31536000\", \"x-frame-options\" = \"DENY\" }")
+            .tail(
+                "\n[[service]]\nid = \"other\"\nhosts = [\"svc.example\"]\nupstream = \"app\"\nresponse_headers = { \"x-frame-options\" = \"SAMEORIGIN\", \"cache-control\" = \"no-store\" }\n[service.auth]\nanonymous = true\n[[service.route]]\npath = \"/*\"\n",
+            )
+            .render(),
+    )
+    .await;
+    let get = |host: &str, path: &str| {
+        format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").into_bytes()
+    };
+    let r = exchange(gw.addr, &get("localhost", "/demo/x"))
+        .await
+        .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(
+        r.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
+    assert_eq!(
+        r.header("x-frame-options"),
+        Some("DENY"),
+        "the upstream's value is replaced"
+    );
+    assert_eq!(
+        r.headers
+            .iter()
+            .filter(|(n, _)| n == "x-frame-options")
+            .count(),
+        1
+    );
+    let denied = exchange(gw.addr, &get("localhost", "/demo/admin/x"))
+        .await
+        .unwrap();
+    assert_eq!(denied.status, 403);
+    assert_eq!(
+        denied.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
+    let other = exchange(gw.addr, &get("svc.example", "/y")).await.unwrap();
+    assert_eq!(other.status, 200);
+    assert_eq!(
+        other.header("x-frame-options"),
+        Some("SAMEORIGIN"),
+        "the service's wins"
+    );
+    assert_eq!(other.header("cache-control"), Some("no-store"));
+    assert_eq!(
+        other.header("strict-transport-security"),
+        Some("max-age=31536000")
+    );
+    let plain = exchange(gw.addr, &get("localhost", "/demo/x"))
+        .await
+        .unwrap();
+    assert!(
+        plain.header("cache-control").is_none(),
+        "service headers stay on the service"
+    );
+}

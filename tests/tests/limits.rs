@@ -365,3 +365,47 @@ async fn slow_streamed_upload_is_cut_at_the_body_deadline() {
     );
     assert_eq!(up.count(), 0);
 }
+
+/// The header deadline starts at accept: a connection that never sends a byte, or sends its
+/// first byte late, is closed at the header timeout from accept, not kept until the (longer)
+/// idle timeout or given a fresh header timeout from its first byte.
+#[tokio::test]
+async fn byteless_connection_is_closed_at_the_header_deadline() {
+    let (up, gw) = setup(|c| {
+        c.limit("header_read_timeout_secs = 1")
+            .limit("idle_timeout_secs = 30")
+    })
+    .await;
+    let started = Instant::now();
+    let mut silent = RawConn::connect(gw.addr).await;
+    assert!(
+        silent.closed_within(Duration::from_secs(4)).await,
+        "a byte-less connection outlived the header deadline"
+    );
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_secs(3),
+        "{elapsed:?}"
+    );
+    // A first byte does not restart the clock: one byte, then silence, is cut at the same
+    // deadline from accept, not one header timeout after that byte.
+    let started = Instant::now();
+    let mut trickle = RawConn::connect(gw.addr).await;
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    trickle.send(b"G").await;
+    assert!(trickle.closed_within(Duration::from_secs(4)).await);
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(900) && elapsed < Duration::from_millis(1500),
+        "the first byte restarted the header deadline: {elapsed:?}"
+    );
+    // A connection that does send its request in time is served as usual.
+    let r = exchange(
+        gw.addr,
+        b"GET /demo/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status, 200);
+    assert_eq!(up.count(), 1);
+}

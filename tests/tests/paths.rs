@@ -4,7 +4,9 @@
 use bytes::Bytes;
 use http_body_util::Full;
 use penghubung_e2e::pki::{self, Pki};
-use penghubung_e2e::{exchange, h2c, Behaviour, Cfg, Gateway, Upstream, IO_TIMEOUT};
+use penghubung_e2e::{
+    exchange, h2c, send_raw, status_of, Behaviour, Cfg, Gateway, Upstream, IO_TIMEOUT,
+};
 
 async fn setup() -> (Upstream, Gateway) {
     let up = Upstream::start("a", Behaviour::Ok).await;
@@ -278,4 +280,54 @@ async fn connect_and_asterisk_form_are_never_forwarded() {
     }
     assert_eq!(up.count(), 0, "{:#?}", up.requests());
     assert_eq!(up.total_bytes(), 0);
+}
+
+/// A route that names no methods allows GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS;
+/// TRACE, CONNECT and custom methods get 405 and never reach the upstream unless a route lists
+/// them.
+#[tokio::test]
+async fn unusual_methods_need_a_route_that_lists_them() {
+    let up = Upstream::start("a", Behaviour::Ok).await;
+    let gw = Gateway::start(
+        &Cfg::new(&[up.addr])
+            .tail("\n[[service.route]]\npath = \"/webdav/*\"\nmethods = [\"PROPFIND\", \"GET\"]\n")
+            .render(),
+    )
+    .await;
+    for request in [
+        "TRACE /demo/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        "PROPFIND /demo/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        "FOO /demo/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+        "CONNECT localhost:443 HTTP/1.1\r\nHost: localhost:443\r\nConnection: close\r\n\r\n",
+        "TRACE /webdav/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    ] {
+        let r = exchange(gw.addr, request.as_bytes()).await.expect(request);
+        assert_eq!(r.status, 405, "{request}");
+    }
+    assert_eq!(up.count(), 0, "{:#?}", up.requests());
+    for (method, path) in [
+        ("GET", "/demo/x"),
+        ("OPTIONS", "/demo/x"),
+        ("DELETE", "/demo/x"),
+        ("PROPFIND", "/webdav/x"),
+    ] {
+        let request =
+            format!("{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n");
+        let r = exchange(gw.addr, request.as_bytes()).await.expect(method);
+        assert_eq!(r.status, 200, "{method}");
+    }
+    for method in ["POST", "PUT", "PATCH"] {
+        let request = format!(
+            "{method} /demo/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let r = exchange(gw.addr, request.as_bytes()).await.expect(method);
+        assert_eq!(r.status, 200, "{method}");
+    }
+    let head = send_raw(
+        gw.addr,
+        b"HEAD /demo/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&head), Some(200));
+    assert_eq!(up.count(), 8);
 }

@@ -413,3 +413,387 @@ async fn weak_client_certificate_sha1_signed_is_refused() {
     let p256 = ["-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"];
     weak_client_certificate_is_refused(&p256, "sha1").await;
 }
+
+/// `X-JWT-Assertion` (WSO2's caller assertion) passes only from a client whose certificate was
+/// verified; the other identity headers of other gateways never pass.
+#[tokio::test]
+async fn jwt_assertion_passes_only_from_a_verified_peer() {
+    let (pki, up, gw) = setup("optional").await;
+    let send = |identity: Option<Identity>| {
+        let config = pki.client_config(identity.as_ref(), &[b"http/1.1"], rustls::DEFAULT_VERSIONS);
+        let addr = gw.addr;
+        async move {
+            let tls = pki::connect(addr, "localhost", config).await.unwrap();
+            let response = h1_over(
+                tls,
+                http::Request::get("/demo/x")
+                    .header("host", "localhost")
+                    .header("x-jwt-assertion", "eyJ.asserted.")
+                    .header("x-remote-user", "admin")
+                    .body(Full::new(Bytes::new()))
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+            assert_eq!(response.status(), 200);
+        }
+    };
+    send(None).await;
+    send(Some(pki.client(ClientKind::Good))).await;
+    let received = up.wait_for(2).await;
+    assert!(
+        received[0].header("x-jwt-assertion").is_none(),
+        "{}",
+        received[0].head
+    );
+    assert_eq!(received[1].header("x-jwt-assertion"), Some("eyJ.asserted."));
+    assert!(received.iter().all(|r| r.header("x-remote-user").is_none()));
+}
+
+/// A CRL from the test CA (re-created from its PEM and key), with `next_update` relative to
+/// now, revoking the `Revoked` client certificate when `revoke`.
+fn crl_pem(pki: &Pki, next_update: time::Duration, revoke: bool) -> String {
+    use rcgen::{
+        CertificateParams, CertificateRevocationListParams, KeyIdMethod, KeyPair, RevocationReason,
+        RevokedCertParams, SerialNumber,
+    };
+    let key = KeyPair::from_pem(&pki.ca_key_pem()).unwrap();
+    let ca = CertificateParams::from_ca_cert_pem(&pki.ca_pem)
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let now = time::OffsetDateTime::now_utc();
+    let revoked_certs = if revoke {
+        vec![RevokedCertParams {
+            serial_number: SerialNumber::from(vec![0x0d, 0xea, 0xd1]),
+            revocation_time: now - time::Duration::hours(2),
+            reason_code: Some(RevocationReason::KeyCompromise),
+            invalidity_date: None,
+        }]
+    } else {
+        Vec::new()
+    };
+    CertificateRevocationListParams {
+        this_update: now - time::Duration::days(30),
+        next_update: now + next_update,
+        crl_number: SerialNumber::from(7u64),
+        issuing_distribution_point: None,
+        revoked_certs,
+        key_identifier_method: KeyIdMethod::Sha256,
+    }
+    .signed_by(&ca, &key)
+    .unwrap()
+    .pem()
+    .unwrap()
+}
+
+/// A `[listener.tls]` table requiring client certificates with `crl_file` as the CRL.
+fn tls_with_crl(pki: &Pki, dir: &std::path::Path, crl: &str, extra: &str) -> String {
+    let mut table = pki.listener_tls_with(dir, "required", false);
+    let path = penghubung_e2e::write_file(dir, "current.crl.pem", crl);
+    table.push_str(&format!(
+        "crls = [{:?}]\n{extra}\n",
+        path.display().to_string()
+    ));
+    table
+}
+
+async fn good_client_status(pki: &Pki, gw: &Gateway) -> Result<u16, String> {
+    let good = pki.client(ClientKind::Good);
+    attempt(
+        gw,
+        pki.client_config(Some(&good), &[b"http/1.1"], rustls::DEFAULT_VERSIONS),
+    )
+    .await
+}
+
+/// A CRL past its nextUpdate: by default client certificates of its CA are refused (their
+/// revocation status is unknown); `crl_expired = "warn"` keeps serving them.
+#[tokio::test]
+async fn stale_crl_refuses_client_certificates_unless_set_to_warn() {
+    let up = Upstream::start("a", Behaviour::Ok).await;
+    let pki = Pki::new();
+    let stale = crl_pem(&pki, -time::Duration::days(1), false);
+    for (extra, expect_ok) in [
+        ("", false),
+        ("crl_expired = \"refuse\"", false),
+        ("crl_expired = \"warn\"", true),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Cfg::new(&[up.addr]);
+        cfg.listener_tables = tls_with_crl(&pki, dir.path(), &stale, extra);
+        let gw = Gateway::start_in(dir, &cfg.render()).await;
+        let result = good_client_status(&pki, &gw).await;
+        assert_eq!(result.is_ok(), expect_ok, "{extra:?}: {result:?}");
+    }
+    // Control: a current CRL serves the same client.
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Cfg::new(&[up.addr]);
+    cfg.listener_tables = tls_with_crl(
+        &pki,
+        dir.path(),
+        &crl_pem(&pki, time::Duration::days(1), false),
+        "",
+    );
+    let gw = Gateway::start_in(dir, &cfg.render()).await;
+    assert_eq!(good_client_status(&pki, &gw).await, Ok(200));
+}
+
+/// A CRL file the verifier cannot use stops the start with the file's path and the reason.
+#[tokio::test]
+async fn unusable_crl_names_the_file_and_the_reason() {
+    let up = Upstream::start("a", Behaviour::Ok).await;
+    let pki = Pki::new();
+    for (name, text) in [
+        (
+            "garbage",
+            "-----BEGIN X509 CRL-----\nAAECAwQ=\n-----END X509 CRL-----\n",
+        ),
+        ("empty", ""),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut cfg = Cfg::new(&[up.addr]);
+        cfg.listener_tables = tls_with_crl(&pki, dir.path(), text, "");
+        let error = Gateway::try_start_in(dir, &cfg.render())
+            .await
+            .err()
+            .unwrap_or_else(|| panic!("{name}: started with an unusable CRL"))
+            .to_string();
+        assert!(error.contains("current.crl.pem"), "{name}: {error}");
+        assert!(error.contains("CRL"), "{name}: {error}");
+    }
+}
+
+/// CRL files are watched: replacing the file revokes without a config reload.
+#[tokio::test]
+async fn a_changed_crl_file_is_reloaded() {
+    let up = Upstream::start("a", Behaviour::Ok).await;
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = Cfg::new(&[up.addr]);
+    cfg.listener_tables = tls_with_crl(
+        &pki,
+        dir.path(),
+        &crl_pem(&pki, time::Duration::days(1), false),
+        "",
+    );
+    let crl_path = dir.path().join("current.crl.pem");
+    let gw = Gateway::start_in(dir, &cfg.render()).await;
+    let revoked = pki.client(ClientKind::Revoked);
+    let try_revoked = || {
+        attempt(
+            &gw,
+            pki.client_config(Some(&revoked), &[b"http/1.1"], rustls::DEFAULT_VERSIONS),
+        )
+    };
+    assert_eq!(try_revoked().await, Ok(200), "not revoked yet");
+    std::fs::write(&crl_path, crl_pem(&pki, time::Duration::days(1), true)).unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        if try_revoked().await.is_err() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new CRL was not picked up"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert_eq!(good_client_status(&pki, &gw).await, Ok(200));
+}
+
+/// The server's cipher-suite order wins: a TLS 1.2 client that prefers ChaCha20 still gets
+/// the server's first choice (AES-256-GCM), whatever order it offers.
+#[tokio::test]
+async fn server_cipher_preference_is_enforced() {
+    use rustls::crypto::ring::cipher_suite as cs;
+    let (pki, _up, gw) = setup("none").await;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(pki.ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let mut negotiated = Vec::new();
+    for order in [
+        vec![
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+        ],
+        vec![
+            cs::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+            cs::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+            cs::TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+        ],
+    ] {
+        let provider = rustls::crypto::CryptoProvider {
+            cipher_suites: order,
+            ..rustls::crypto::ring::default_provider()
+        };
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(provider))
+            .with_protocol_versions(&[&rustls::version::TLS12])
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        let tls = pki::connect(gw.addr, "localhost", Arc::new(config))
+            .await
+            .unwrap();
+        negotiated.push(tls.get_ref().1.negotiated_cipher_suite().unwrap().suite());
+    }
+    assert_eq!(
+        negotiated[0], negotiated[1],
+        "the client's order decided: {negotiated:?}"
+    );
+    assert_eq!(
+        negotiated[0],
+        rustls::CipherSuite::TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+    );
+}
+
+/// A configured OCSP response is stapled to the handshake, byte for byte.
+#[tokio::test]
+async fn configured_ocsp_response_is_stapled() {
+    #[derive(Debug)]
+    struct Capture {
+        inner: Arc<rustls::client::WebPkiServerVerifier>,
+        stapled: std::sync::Mutex<Vec<u8>>,
+    }
+    impl rustls::client::danger::ServerCertVerifier for Capture {
+        fn verify_server_cert(
+            &self,
+            end_entity: &rustls_pki_types::CertificateDer<'_>,
+            intermediates: &[rustls_pki_types::CertificateDer<'_>],
+            server_name: &rustls_pki_types::ServerName<'_>,
+            ocsp_response: &[u8],
+            now: rustls_pki_types::UnixTime,
+        ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+            *self.stapled.lock().unwrap() = ocsp_response.to_vec();
+            // Verify the chain; the test OCSP response itself is not a signed one.
+            self.inner
+                .verify_server_cert(end_entity, intermediates, server_name, &[], now)
+        }
+        fn verify_tls12_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls_pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls12_signature(message, cert, dss)
+        }
+        fn verify_tls13_signature(
+            &self,
+            message: &[u8],
+            cert: &rustls_pki_types::CertificateDer<'_>,
+            dss: &rustls::DigitallySignedStruct,
+        ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+            self.inner.verify_tls13_signature(message, cert, dss)
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.inner.supported_verify_schemes()
+        }
+    }
+
+    let up = Upstream::start("a", Behaviour::Ok).await;
+    let pki = Pki::new();
+    let dir = tempfile::tempdir().unwrap();
+    // A DER OCSPResponse with responseStatus = tryLater (3): well-formed, and what is stapled
+    // must reach the client unchanged.
+    let ocsp = vec![0x30, 0x03, 0x0a, 0x01, 0x03];
+    std::fs::write(dir.path().join("server.ocsp.der"), &ocsp).unwrap();
+    let mut cfg = Cfg::new(&[up.addr]);
+    cfg.listener_tables = format!(
+        "{}ocsp_response = {:?}\n",
+        pki.listener_tls(dir.path(), "none"),
+        dir.path().join("server.ocsp.der").display().to_string()
+    );
+    let gw = Gateway::start_in(dir, &cfg.render()).await;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls_pki_types::pem::PemObject::pem_slice_iter(pki.ca_pem.as_bytes()) {
+        roots.add(cert.unwrap()).unwrap();
+    }
+    let capture = Arc::new(Capture {
+        inner: rustls::client::WebPkiServerVerifier::builder_with_provider(
+            Arc::new(roots),
+            provider.clone(),
+        )
+        .build()
+        .unwrap(),
+        stapled: std::sync::Mutex::new(Vec::new()),
+    });
+    for version in [&rustls::version::TLS13, &rustls::version::TLS12] {
+        let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[version])
+            .unwrap()
+            .dangerous()
+            .with_custom_certificate_verifier(capture.clone())
+            .with_no_client_auth();
+        capture.stapled.lock().unwrap().clear();
+        let tls = pki::connect(gw.addr, "localhost", Arc::new(config))
+            .await
+            .unwrap();
+        let status = h1_over(tls, request("/demo/x")).await.unwrap().status();
+        assert_eq!(status, 200);
+        assert_eq!(*capture.stapled.lock().unwrap(), ocsp, "{version:?}");
+    }
+}
+
+/// A TLS 1.2 client-initiated renegotiation is answered at once with a `no_renegotiation`
+/// alert (rustls implements no renegotiation), not left hanging until a timeout.
+#[tokio::test]
+async fn tls12_renegotiation_is_answered_with_an_alert() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (_pki, _up, gw) = setup("none").await;
+    let mut child = tokio::process::Command::new(OPENSSL)
+        .current_dir(gw.dir.path())
+        .args(["s_client", "-connect", &gw.addr.to_string()])
+        .args(["-servername", "localhost", "-CAfile", "ca.pem", "-tls1_2"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn openssl s_client");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut seen = Vec::new();
+    let mut chunk = [0u8; 8192];
+    // Wait for the handshake.
+    let connected = tokio::time::timeout(OPENSSL_TIMEOUT, async {
+        loop {
+            let n = stdout.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "s_client ended: {}", String::from_utf8_lossy(&seen));
+            seen.extend_from_slice(&chunk[..n]);
+            if String::from_utf8_lossy(&seen).contains("---\n") && seen.ends_with(b"---\n") {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(connected.is_ok(), "{}", String::from_utf8_lossy(&seen));
+    let started = std::time::Instant::now();
+    stdin.write_all(b"R\n").await.unwrap();
+    // The answer: the alert ends s_client's renegotiation (it reports and exits) quickly.
+    let status = tokio::time::timeout(Duration::from_secs(3), child.wait()).await;
+    let mut err = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_millis(200), stderr.read_to_end(&mut err)).await;
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_millis(200), stdout.read_to_end(&mut rest)).await;
+    let text = format!(
+        "{}{}\n--- stderr ---\n{}",
+        String::from_utf8_lossy(&seen),
+        String::from_utf8_lossy(&rest),
+        String::from_utf8_lossy(&err)
+    );
+    assert!(
+        status.is_ok(),
+        "no answer to the renegotiation within 3 s:\n{text}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(text.contains("RENEGOTIATING"), "{text}");
+    assert!(
+        text.to_lowercase().contains("no renegotiation")
+            || text.to_lowercase().contains("no_renegotiation"),
+        "{text}"
+    );
+}

@@ -426,3 +426,170 @@ async fn upstream_switching_protocols_is_not_passed_on() {
     assert!(got.header("upgrade").is_none(), "{}", got.head);
     assert!(got.header("connection").is_none(), "{}", got.head);
 }
+
+/// 5xx answers are the application's reply to one client's request: however many a client
+/// provokes, the only target of the group stays in and other callers keep being served.
+#[tokio::test]
+async fn upstream_errors_never_eject_the_only_target() {
+    let up = Upstream::start(
+        "a",
+        Behaviour::Raw {
+            bytes: b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 4\r\n\r\nfail".to_vec(),
+            close: false,
+        },
+    )
+    .await;
+    let gw = Gateway::start(
+        &Cfg::new(&[up.addr])
+            .upstream("eject_after_failures = 2")
+            .upstream("eject_secs = 60")
+            .render(),
+    )
+    .await;
+    for i in 0..8 {
+        assert_eq!(status(&gw, GET).await, Some(500), "request {i}");
+    }
+    assert_eq!(up.count(), 8, "every request reached the target");
+    up.set(Behaviour::Ok);
+    assert_eq!(status(&gw, GET).await, Some(200));
+}
+
+/// Transport failures of the only target (resets) still never eject it: the group keeps
+/// trying its last target instead of answering 503 to everyone.
+#[tokio::test]
+async fn transport_failures_never_eject_the_last_target() {
+    let up = Upstream::start("a", Behaviour::Reset).await;
+    let gw = Gateway::start(
+        &Cfg::new(&[up.addr])
+            .upstream("retries = 0")
+            .upstream("eject_after_failures = 2")
+            .upstream("eject_secs = 60")
+            .render(),
+    )
+    .await;
+    for i in 0..6 {
+        assert_eq!(status(&gw, POST).await, Some(502), "request {i}");
+    }
+    assert_eq!(up.count(), 6);
+    up.set(Behaviour::Ok);
+    assert_eq!(status(&gw, GET).await, Some(200));
+    let (_, health) = gw.admin_get("/health").await;
+    let doc: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(
+        doc["upstreams"][0]["targets"][0]["available"], true,
+        "{health}"
+    );
+}
+
+/// A hung upstream with the default budget: the client waits one head timeout, not one per
+/// attempt, even though GET may be retried.
+#[tokio::test]
+async fn hung_upstream_is_504_within_the_default_budget_despite_retries() {
+    let a = Upstream::start("a", Behaviour::Hang).await;
+    let b = Upstream::start("b", Behaviour::Hang).await;
+    let gw = Gateway::start(
+        &Cfg::new(&[a.addr, b.addr])
+            .upstream("response_head_timeout_ms = 600")
+            .upstream("retries = 2")
+            .render(),
+    )
+    .await;
+    let started = Instant::now();
+    assert_eq!(status(&gw, GET).await, Some(504));
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(550) && elapsed < Duration::from_millis(1100),
+        "{elapsed:?}"
+    );
+    assert_eq!(
+        a.count() + b.count(),
+        1,
+        "no retry once the budget is spent"
+    );
+}
+
+/// With a budget larger than the per-try timeout, an idempotent request is retried after a
+/// per-try timeout, and the client still gets 504 when the budget runs out, not after
+/// `retries + 1` head timeouts.
+#[tokio::test]
+async fn retries_respect_the_request_budget() {
+    let a = Upstream::start("a", Behaviour::Hang).await;
+    let b = Upstream::start("b", Behaviour::Hang).await;
+    let gw = Gateway::start(
+        &Cfg::new(&[a.addr, b.addr])
+            .upstream("response_head_timeout_ms = 500")
+            .upstream("request_timeout_ms = 800")
+            .upstream("retries = 3")
+            .render(),
+    )
+    .await;
+    let started = Instant::now();
+    assert_eq!(status(&gw, GET).await, Some(504));
+    let elapsed = started.elapsed();
+    assert!(
+        elapsed >= Duration::from_millis(750) && elapsed < Duration::from_millis(1300),
+        "{elapsed:?}"
+    );
+    assert_eq!(a.count() + b.count(), 2, "one retry fits in the budget");
+    // POST is never retried: one per-try timeout.
+    let started = Instant::now();
+    assert_eq!(status(&gw, POST).await, Some(504));
+    assert!(started.elapsed() < Duration::from_millis(800));
+}
+
+/// An HTTP/1.0 back end does not downgrade the client: an HTTP/1.1 client gets an HTTP/1.1
+/// status line and keeps its connection, whether the upstream framed its body with
+/// Content-Length or by closing.
+#[tokio::test]
+async fn http10_upstream_does_not_downgrade_the_client() {
+    for (case, upstream_bytes) in [
+        (
+            "content-length",
+            &b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok"[..],
+        ),
+        (
+            "close-delimited",
+            &b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nok"[..],
+        ),
+    ] {
+        let up = Upstream::start(
+            "a",
+            Behaviour::Raw {
+                bytes: upstream_bytes.to_vec(),
+                close: true,
+            },
+        )
+        .await;
+        let gw = Gateway::start(&Cfg::new(&[up.addr]).render()).await;
+        let mut conn = RawConn::connect(gw.addr).await;
+        let keep = b"GET /demo/x HTTP/1.1\r\nHost: localhost\r\n\r\n";
+        for round in 0..2 {
+            conn.send(keep).await;
+            let (raw, closed) = conn.read_for(Duration::from_millis(400)).await;
+            let text = String::from_utf8_lossy(&raw);
+            assert!(
+                text.starts_with("HTTP/1.1 200 "),
+                "{case} round {round}: {text:?}"
+            );
+            assert!(
+                text.ends_with("ok") || text.ends_with("ok\r\n0\r\n\r\n"),
+                "{case}: {text:?}"
+            );
+            assert!(
+                !closed,
+                "{case} round {round}: the client connection was closed"
+            );
+        }
+        assert_eq!(up.count(), 2, "{case}");
+        // An HTTP/1.0 client is still answered in HTTP/1.0.
+        let mut old = RawConn::connect(gw.addr).await;
+        old.send(b"GET /demo/x HTTP/1.0\r\nHost: localhost\r\n\r\n")
+            .await;
+        let (raw, _) = old.read_for(Duration::from_millis(400)).await;
+        assert!(
+            raw.starts_with(b"HTTP/1.0 200 "),
+            "{case}: {:?}",
+            String::from_utf8_lossy(&raw)
+        );
+    }
+}

@@ -108,7 +108,8 @@ pub enum AdapterError {
     /// The upstream did not answer in time.
     #[error("upstream timed out ({phase})")]
     Timeout {
-        /// `connect`, `response head` or `response`.
+        /// `connect`, `response head` (one attempt), `request budget` (all attempts together)
+        /// or `response` (the whole response).
         phase: &'static str,
         /// The limit that was exceeded.
         after: Duration,
@@ -140,7 +141,9 @@ impl AdapterError {
     pub fn may_retry(&self) -> bool {
         match self {
             AdapterError::Connect(_) | AdapterError::Reset(_) => true,
-            AdapterError::Timeout { phase, .. } => *phase != "response",
+            AdapterError::Timeout { phase, .. } => {
+                *phase != "response" && *phase != "request budget"
+            }
             AdapterError::NoHealthyTarget
             | AdapterError::BadResponse(_)
             | AdapterError::Request(_) => false,
@@ -280,6 +283,14 @@ mod tests {
             (
                 AdapterError::Timeout {
                     phase: "response",
+                    after: Duration::from_secs(1),
+                },
+                S::GATEWAY_TIMEOUT,
+                false,
+            ),
+            (
+                AdapterError::Timeout {
+                    phase: "request budget",
                     after: Duration::from_secs(1),
                 },
                 S::GATEWAY_TIMEOUT,

@@ -3,8 +3,21 @@
 //! One [`HttpUpstream`] per upstream group: a pooled hyper client (keep-alive, HTTP/1.1 or
 //! HTTP/2, optional TLS with a configured CA), several targets chosen by round robin or least
 //! outstanding requests, active health checks, passive ejection after consecutive failures,
-//! connect / response-head / whole-response timeouts, and retries for idempotent requests with
-//! a replayable body only.
+//! connect / response-head / whole-response timeouts, a total budget for the response head that
+//! retries respect, and retries for idempotent requests with a replayable body only.
+//!
+//! Passive ejection counts only transport failures of a target (connect errors and timeouts,
+//! connections reset or closed before or during the response, unparseable response framing): an
+//! answer, even a 5xx, is the application's reply to one client's request and says the target
+//! is reachable, so it resets the count. A target is ejected only while the group keeps another
+//! available target and the ejected share stays within `max_ejection_percent` (Envoy's outlier
+//! detection limit): a client hammering a failing path can never eject the last targets of a
+//! group, and a group of one target is never ejected at all.
+//!
+//! The request budget (`request_timeout`) bounds the time from the first attempt to the
+//! response head across every attempt: each attempt waits at most the smaller of the per-try
+//! `head_timeout` and what is left of the budget, and no retry starts once the budget is spent,
+//! so a hung upstream answers the client with 504 within the budget, retried or not.
 
 mod health;
 
@@ -76,8 +89,10 @@ pub struct UpstreamSettings {
     pub balance: Balance,
     /// TCP connect timeout.
     pub connect_timeout: Duration,
-    /// Time to the response head.
+    /// Time to the response head, per attempt.
     pub head_timeout: Duration,
+    /// Total time to the response head across all attempts (the request budget).
+    pub request_timeout: Duration,
     /// Time for the whole response.
     pub response_timeout: Duration,
     /// Extra attempts for retryable requests.
@@ -88,6 +103,9 @@ pub struct UpstreamSettings {
     pub eject_after: u32,
     /// Ejection duration.
     pub eject_for: Duration,
+    /// Largest share of the group's targets (percent) that passive ejection may hold out at
+    /// once; the last available target is never ejected whatever this says.
+    pub max_ejection_percent: u8,
     /// Idle pooled connections per target.
     pub pool_max_idle: usize,
     /// Idle timeout of pooled connections.
@@ -149,6 +167,8 @@ struct Inner {
     next: AtomicUsize,
     client: HttpClient,
     epoch: Instant,
+    /// Serialises ejection decisions so that concurrent failures cannot overshoot the cap.
+    eject_lock: std::sync::Mutex<()>,
 }
 
 /// An upstream group behind the [`Adapter`] trait.
@@ -238,6 +258,7 @@ impl HttpUpstream {
             next: AtomicUsize::new(0),
             client,
             epoch: Instant::now(),
+            eject_lock: std::sync::Mutex::new(()),
         });
         if inner.settings.health_check.is_some() {
             tokio::spawn(health::health_loop(Arc::downgrade(&inner)));
@@ -290,6 +311,9 @@ impl Inner {
         }
     }
 
+    /// Records the outcome of a request's transport on target `index`: `ok` when a response
+    /// head arrived (whatever its status) and its body ended cleanly, `!ok` for transport
+    /// failures only. Enough failures in a row eject the target, within the cap.
     fn record_result(&self, index: usize, ok: bool) {
         let target = &self.targets[index];
         if ok {
@@ -297,13 +321,40 @@ impl Inner {
             return;
         }
         let failures = target.consecutive_failures.fetch_add(1, Ordering::Relaxed) + 1;
-        if self.settings.eject_after > 0 && failures >= self.settings.eject_after {
-            let until = self.now_ms()
-                + u64::try_from(self.settings.eject_for.as_millis()).unwrap_or(u64::MAX / 2);
-            target.ejected_until_ms.store(until, Ordering::Relaxed);
-            target.consecutive_failures.store(0, Ordering::Relaxed);
-            tracing::warn!(upstream = %self.settings.name, target = %target.authority, "target ejected after consecutive failures");
+        if self.settings.eject_after == 0 || failures < self.settings.eject_after {
+            return;
         }
+        let Ok(_decision) = self.eject_lock.lock() else {
+            return;
+        };
+        let now = self.now_ms();
+        if !target.available(now) {
+            // Already out (ejected or failing health checks).
+            return;
+        }
+        if !self.may_eject(now) {
+            tracing::warn!(upstream = %self.settings.name, target = %target.authority, "target keeps failing but is not ejected: the group would lose too many of its targets");
+            return;
+        }
+        let until =
+            now + u64::try_from(self.settings.eject_for.as_millis()).unwrap_or(u64::MAX / 2);
+        target.ejected_until_ms.store(until, Ordering::Relaxed);
+        target.consecutive_failures.store(0, Ordering::Relaxed);
+        tracing::warn!(upstream = %self.settings.name, target = %target.authority, "target ejected after consecutive failures");
+    }
+
+    /// Whether one more (currently available) target may be ejected: another target must stay
+    /// available, and the ejected share must stay within `max_ejection_percent`.
+    fn may_eject(&self, now: u64) -> bool {
+        let n = self.targets.len();
+        let available = self.targets.iter().filter(|t| t.available(now)).count();
+        let ejected = self
+            .targets
+            .iter()
+            .filter(|t| t.ejected_until_ms.load(Ordering::Relaxed) > now)
+            .count();
+        let cap = n * usize::from(self.settings.max_ejection_percent.min(100)) / 100;
+        available >= 2 && ejected < cap
     }
 
     fn uri_for(
@@ -326,13 +377,17 @@ impl Inner {
         Uri::from_parts(parts).map_err(|e| AdapterError::Request(e.to_string()))
     }
 
-    /// One attempt. The headers are moved on the last attempt and cloned before it.
+    /// One attempt, waiting at most `head_wait` for the response head (`budget_bound` when the
+    /// request budget, not the per-try timeout, set that wait). The headers are moved on the
+    /// last attempt and cloned before it.
     async fn attempt(
         self: &Arc<Self>,
         index: usize,
         head: &mut http::request::Parts,
         last: bool,
         body: Body,
+        head_wait: Duration,
+        budget_bound: bool,
     ) -> Result<Response<Body>, AdapterError> {
         let mut request = Request::new(body);
         *request.method_mut() = head.method.clone();
@@ -366,13 +421,18 @@ impl Inner {
             inner: self.clone(),
             index,
         };
-        let head_timeout = self.settings.head_timeout;
-        let response = match tokio::time::timeout(head_timeout, self.client.request(request)).await
-        {
+        let response = match tokio::time::timeout(head_wait, self.client.request(request)).await {
             Err(_) => {
-                return Err(AdapterError::Timeout {
-                    phase: "response head",
-                    after: head_timeout,
+                return Err(if budget_bound {
+                    AdapterError::Timeout {
+                        phase: "request budget",
+                        after: self.settings.request_timeout,
+                    }
+                } else {
+                    AdapterError::Timeout {
+                        phase: "response head",
+                        after: head_wait,
+                    }
                 })
             }
             Ok(Err(error)) => {
@@ -490,9 +550,9 @@ impl http_body::Body for DeadlineBody {
         }
         if this.sleep.poll(cx).is_ready() {
             *this.done = true;
-            if let Some(guard) = this.guard.take() {
-                guard.inner.record_result(guard.index, false);
-            }
+            // A slow answer is not a transport failure of the target: it is not counted
+            // toward ejection (and the guard is dropped, ending the request's count).
+            this.guard.take();
             let error = AdapterError::Timeout {
                 phase: "response",
                 after: *this.limit,
@@ -538,9 +598,18 @@ impl Adapter for HttpUpstream {
             } else {
                 1
             };
+            let budget_end = tokio::time::Instant::now() + inner.settings.request_timeout;
             let mut last_error = AdapterError::NoHealthyTarget;
             let mut previous = None;
             for attempt in 1..=max_attempts {
+                let remaining = budget_end.saturating_duration_since(tokio::time::Instant::now());
+                if remaining.is_zero() {
+                    last_error = AdapterError::Timeout {
+                        phase: "request budget",
+                        after: inner.settings.request_timeout,
+                    };
+                    break;
+                }
                 let Some(index) = inner.pick(previous) else {
                     return Err(last_error_or_none(last_error, attempt));
                 };
@@ -548,11 +617,22 @@ impl Adapter for HttpUpstream {
                     break;
                 };
                 let last = attempt == max_attempts;
-                match inner.attempt(index, &mut request.head, last, body).await {
+                let head_wait = inner.settings.head_timeout.min(remaining);
+                let budget_bound = remaining < inner.settings.head_timeout;
+                match inner
+                    .attempt(
+                        index,
+                        &mut request.head,
+                        last,
+                        body,
+                        head_wait,
+                        budget_bound,
+                    )
+                    .await
+                {
                     Ok(response) => {
-                        if response.status().is_server_error() {
-                            inner.record_result(index, false);
-                        }
+                        // An answer, whatever its status, shows the target's transport works.
+                        inner.record_result(index, true);
                         return Ok(GatewayResponse {
                             response,
                             target: inner.targets[index].authority.clone(),
@@ -560,7 +640,9 @@ impl Adapter for HttpUpstream {
                         });
                     }
                     Err(error) => {
-                        inner.record_result(index, false);
+                        if is_transport_failure(&error) {
+                            inner.record_result(index, false);
+                        }
                         tracing::debug!(upstream = %inner.settings.name, target = %inner.targets[index].authority, %error, attempt, "upstream attempt failed");
                         let retry = error.may_retry();
                         last_error = error;
@@ -582,6 +664,16 @@ impl Adapter for HttpUpstream {
     fn is_healthy(&self) -> bool {
         let now = self.inner.now_ms();
         self.inner.targets.iter().any(|t| t.available(now))
+    }
+}
+
+/// Failures that say the target itself is unreachable or broken, as opposed to slow to answer
+/// one request: only these count toward passive ejection.
+fn is_transport_failure(error: &AdapterError) -> bool {
+    match error {
+        AdapterError::Connect(_) | AdapterError::Reset(_) | AdapterError::BadResponse(_) => true,
+        AdapterError::Timeout { phase, .. } => *phase == "connect",
+        AdapterError::NoHealthyTarget | AdapterError::Request(_) => false,
     }
 }
 

@@ -11,11 +11,13 @@ fn settings(targets: &[&str], balance: Balance) -> UpstreamSettings {
         balance,
         connect_timeout: Duration::from_millis(200),
         head_timeout: Duration::from_secs(1),
+        request_timeout: Duration::from_secs(1),
         response_timeout: Duration::from_secs(1),
         retries: 1,
         health_check: None,
         eject_after: 2,
         eject_for: Duration::from_secs(60),
+        max_ejection_percent: 50,
         pool_max_idle: 4,
         pool_idle_timeout: Duration::from_secs(10),
         host_header: HostHeader::Target,
@@ -84,4 +86,66 @@ fn bad_response_heads() {
     assert!(check_response_head(&r).is_err());
     let ok = Response::new(());
     assert!(check_response_head(&ok).is_ok());
+}
+
+#[tokio::test]
+async fn the_only_target_is_never_ejected() {
+    let up = HttpUpstream::new(settings(&["127.0.0.1:1"], Balance::RoundRobin));
+    for _ in 0..20 {
+        up.inner.record_result(0, false);
+    }
+    assert!(up.is_target_available(0));
+    assert_eq!(up.inner.pick(None), Some(0));
+}
+
+#[tokio::test]
+async fn ejection_keeps_within_the_cap_and_never_takes_the_last_available() {
+    let targets = ["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3", "127.0.0.1:4"];
+    let up = HttpUpstream::new(settings(&targets, Balance::RoundRobin));
+    for index in 0..4 {
+        up.inner.record_result(index, false);
+        up.inner.record_result(index, false);
+    }
+    let available = (0..4).filter(|&i| up.is_target_available(i)).count();
+    assert_eq!(available, 2, "50 % of four targets may be out, no more");
+
+    // Health checks take one of the two remaining down: the last one stays in.
+    let mut s = settings(&targets[..2], Balance::RoundRobin);
+    s.max_ejection_percent = 100;
+    let up = HttpUpstream::new(s);
+    up.inner.targets[0].healthy.store(false, Ordering::Relaxed);
+    up.inner.record_result(1, false);
+    up.inner.record_result(1, false);
+    assert!(
+        up.is_target_available(1),
+        "the last available target was ejected"
+    );
+}
+
+#[tokio::test]
+async fn a_success_resets_the_failure_count() {
+    let up = HttpUpstream::new(settings(
+        &["127.0.0.1:1", "127.0.0.1:2"],
+        Balance::RoundRobin,
+    ));
+    for _ in 0..5 {
+        up.inner.record_result(0, false);
+        up.inner.record_result(0, true);
+    }
+    assert!(up.is_target_available(0));
+}
+
+#[test]
+fn only_transport_failures_count_toward_ejection() {
+    let timeout = |phase| AdapterError::Timeout {
+        phase,
+        after: Duration::from_secs(1),
+    };
+    assert!(is_transport_failure(&AdapterError::Connect("x".into())));
+    assert!(is_transport_failure(&AdapterError::Reset("x".into())));
+    assert!(is_transport_failure(&AdapterError::BadResponse("x".into())));
+    assert!(is_transport_failure(&timeout("connect")));
+    assert!(!is_transport_failure(&timeout("response head")));
+    assert!(!is_transport_failure(&timeout("request budget")));
+    assert!(!is_transport_failure(&AdapterError::Request("x".into())));
 }

@@ -155,12 +155,19 @@ pub fn admit(
     conn: &ConnInfo,
     limits: &RequestLimits,
 ) -> Result<Admitted, GatewayError> {
+    if parts.method == http::Method::CONNECT {
+        // The gateway tunnels nothing, and an authority-form target names no path a route
+        // could list: 405 with an empty `Allow` (RFC 9110 §10.2.1), never a 400 or a tunnel.
+        return Err(GatewayError::MethodNotAllowed {
+            allow: String::new(),
+        });
+    }
     let target_len = parts.uri.path_and_query().map_or(1, |pq| pq.as_str().len());
     if target_len > limits.uri_bytes {
         return Err(GatewayError::UriTooLong);
     }
-    check_header_limits(&parts.headers, limits)?;
     let is_h1 = parts.version <= Version::HTTP_11;
+    check_header_limits(&parts.headers, limits, is_h1)?;
     let content_length = if is_h1 {
         check_h1_framing(&parts.headers)?
     } else {
@@ -190,6 +197,7 @@ pub fn admit(
 fn check_header_limits(
     headers: &http::HeaderMap,
     limits: &RequestLimits,
+    is_h1: bool,
 ) -> Result<(), GatewayError> {
     if headers.len() > limits.header_count {
         return Err(GatewayError::HeadersTooLarge);
@@ -197,6 +205,14 @@ fn check_header_limits(
     let mut bytes = 0usize;
     for (name, value) in headers {
         bytes += name.as_str().len() + value.len() + 4;
+        if !is_h1 && headers::padded_value(value) {
+            // HTTP/1 parsing trims optional whitespace; HTTP/2 carries values verbatim, and a
+            // padded one is malformed (RFC 9113 §8.2.1): refused, nothing is forwarded.
+            return Err(GatewayError::BadRequest {
+                reason: "header_value_whitespace",
+                close: false,
+            });
+        }
         let name = name.as_str();
         if name.contains('_') {
             let folded = name.replace('_', "-");

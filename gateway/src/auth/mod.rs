@@ -29,6 +29,7 @@ pub use settings::{
     AuthSettings, CredentialSetting, IssuerSettings, RedisSettings, ServiceAuthSettings,
     TokenEndpointSettings,
 };
+pub use token::TokenFacts;
 
 use crate::catalog::parties::{normalize_fingerprint, ApplicationSpec, GrantSpec, OpdSpec};
 use crate::catalog::Classification;
@@ -119,6 +120,32 @@ struct Counters {
     token_failures: AtomicU64,
 }
 
+/// The bucket of a source address: an IPv4 address (IPv4-mapped IPv6 included) on its own,
+/// an IPv6 address by its /64, the smallest prefix a single site is usually given (one client
+/// could otherwise rotate through 2^64 buckets, and fill the store with them).
+fn source_key(source: std::net::IpAddr) -> String {
+    match source.to_canonical() {
+        std::net::IpAddr::V4(v4) => v4.to_string(),
+        std::net::IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
+    }
+}
+
+fn token_policy(key: &str, rate: &str) -> Result<LimitPolicy, AuthBuildError> {
+    let spec = crate::catalog::parties::LimitSpec {
+        rate: Some(rate.to_owned()),
+        per_second: None,
+        burst: None,
+        quota: None,
+    };
+    LimitPolicy::compile(key, &spec).map_err(|message| AuthBuildError::Catalog {
+        path: format!("auth.{key}"),
+        message,
+    })
+}
+
 /// Everything stages 3–5 need, compiled from one config load.
 pub struct AuthRuntime {
     issuer_settings: Vec<IssuerSettings>,
@@ -136,6 +163,10 @@ pub struct AuthRuntime {
     anonymous: Arc<GrantRuntime>,
     cache: Arc<TokenCache>,
     secrets: Arc<SecretCache>,
+    /// Argon2 slots of the token endpoint (`max_concurrent_verifications`).
+    token_slots: Arc<tokio::sync::Semaphore>,
+    token_per_source: LimitPolicy,
+    token_per_client: LimitPolicy,
     limiter: Limiter,
     counters: Arc<Counters>,
 }
@@ -291,6 +322,14 @@ impl AuthRuntime {
             anonymous: Arc::new(GrantRuntime::anonymous()),
             cache,
             secrets: previous.map(|p| p.secrets.clone()).unwrap_or_default(),
+            token_slots: previous
+                .filter(|p| p.token.max_concurrent_verifications == t.max_concurrent_verifications)
+                .map(|p| p.token_slots.clone())
+                .unwrap_or_else(|| {
+                    Arc::new(tokio::sync::Semaphore::new(t.max_concurrent_verifications))
+                }),
+            token_per_source: token_policy("token:source", &t.per_source_rate)?,
+            token_per_client: token_policy("token:client", &t.per_client_rate)?,
             limiter,
             counters: previous.map(|p| p.counters.clone()).unwrap_or_default(),
         })
@@ -493,40 +532,134 @@ impl AuthRuntime {
         Ok(info.unwrap_or_default())
     }
 
-    /// `POST /oauth2/token`: client credentials (HTTP Basic or form), WSO2-shaped JSON.
+    /// The per-source-address limit of `POST /oauth2/token`, checked before the body is read
+    /// and before any secret is verified. `Err` is the answer (429, or 503 when the shared
+    /// store is down and denies), carrying [`token::TokenFacts`].
+    pub async fn token_source_check(
+        &self,
+        source: std::net::IpAddr,
+    ) -> Result<(), http::Response<Bytes>> {
+        let policy = LimitPolicy {
+            key: format!("{}:{}", self.token_per_source.key, source_key(source)),
+            ..self.token_per_source.clone()
+        };
+        match self.limiter.check(&policy, SystemTime::now()).await {
+            Ok(_) => Ok(()),
+            Err(error) => Err(self.token_limited(error, "token_source_rate", None)),
+        }
+    }
+
+    fn token_limited(
+        &self,
+        error: AuthError,
+        reason: &'static str,
+        application: Option<(String, String)>,
+    ) -> http::Response<Bytes> {
+        self.counters.token_failures.fetch_add(1, Ordering::Relaxed);
+        let (status, code, retry) = match &error {
+            AuthError::RateLimited(info) | AuthError::QuotaExceeded(info) => (
+                http::StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                info.retry_after.as_secs().max(1),
+            ),
+            _ => (
+                http::StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                1,
+            ),
+        };
+        let mut r = token::json_response(status, &json!({ "error": code }), false);
+        r.headers_mut()
+            .insert(http::header::RETRY_AFTER, http::HeaderValue::from(retry));
+        r.extensions_mut().insert(token::TokenFacts {
+            application,
+            result: Err(("throttle", reason)),
+        });
+        r
+    }
+
+    /// `POST /oauth2/token`: client credentials (HTTP Basic or form), WSO2-shaped JSON. The
+    /// per-client limit and the bounded argon2 slots apply here (the per-source limit is
+    /// [`AuthRuntime::token_source_check`]); every answer carries [`token::TokenFacts`] in its
+    /// extensions for the evidence log.
     pub async fn token_endpoint(
         &self,
         headers: &http::HeaderMap,
         body: &[u8],
     ) -> http::Response<Bytes> {
-        let fail = |(status, error, basic): token::OAuthError| {
+        let fail = |(status, error, basic): token::OAuthError,
+                    stage: &'static str,
+                    application: Option<(String, String)>| {
             self.counters.token_failures.fetch_add(1, Ordering::Relaxed);
-            token::json_response(status, &json!({ "error": error }), basic)
+            let mut r = token::json_response(status, &json!({ "error": error }), basic);
+            if status == http::StatusCode::SERVICE_UNAVAILABLE {
+                r.headers_mut()
+                    .insert(http::header::RETRY_AFTER, http::HeaderValue::from(1u32));
+            }
+            r.extensions_mut().insert(token::TokenFacts {
+                application,
+                result: Err((stage, error)),
+            });
+            r
         };
         if !self.token.enabled {
-            return fail((http::StatusCode::NOT_FOUND, "not_found", false));
+            return fail(
+                (http::StatusCode::NOT_FOUND, "not_found", false),
+                "route",
+                None,
+            );
         }
         let req = match token::parse_request(headers, body) {
             Ok(r) => r,
-            Err(e) => return fail(e),
+            Err(e) => return fail(e, "admit", None),
         };
+        let busy = (
+            http::StatusCode::SERVICE_UNAVAILABLE,
+            "temporarily_unavailable",
+            false,
+        );
+        let known = self
+            .by_client_id
+            .get(&req.client_id)
+            .and_then(|id| self.apps.get(id).map(|app| (id, app)));
+        let named = known.map(|(id, app)| (id.clone(), app.opd.clone()));
+        // Unknown client ids share one bucket: they cannot exhaust a real client's.
+        let policy = LimitPolicy {
+            key: format!(
+                "{}:{}",
+                self.token_per_client.key,
+                known.map_or("?", |(id, _)| id.as_str())
+            ),
+            ..self.token_per_client.clone()
+        };
+        if let Err(error) = self.limiter.check(&policy, SystemTime::now()).await {
+            return self.token_limited(error, "token_client_rate", named);
+        }
         let invalid_client = (http::StatusCode::UNAUTHORIZED, "invalid_client", req.basic);
-        let app_id = match self.by_client_id.get(&req.client_id) {
-            Some(a) => a,
-            None => {
-                token::dummy_verify(&req.client_secret).await;
-                return fail(invalid_client);
-            }
-        };
-        let Some(app) = self.apps.get(app_id) else {
-            return fail(invalid_client);
+        let Some((app_id, app)) = known else {
+            return match token::dummy_verify(&self.token_slots, &req.client_secret).await {
+                Ok(()) => fail(invalid_client, "authenticate", None),
+                Err(token::Busy) => fail(busy, "throttle", None),
+            };
         };
         let (Some(cid), Some(phc)) = (&app.client_id, &app.secret_hash) else {
-            return fail(invalid_client);
+            return fail(invalid_client, "authenticate", named);
         };
-        if !token::verify_secret(&self.secrets, cid, &req.client_secret, phc).await {
-            tracing::info!(application = %app_id, "token request with a wrong client secret");
-            return fail(invalid_client);
+        match token::verify_secret(
+            &self.secrets,
+            &self.token_slots,
+            cid,
+            &req.client_secret,
+            phc,
+        )
+        .await
+        {
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::info!(application = %app_id, "token request with a wrong client secret");
+                return fail(invalid_client, "authenticate", named);
+            }
+            Err(token::Busy) => return fail(busy, "throttle", named),
         }
         if req.grant_type.as_deref() != Some("client_credentials") {
             let e = if req.grant_type.is_none() {
@@ -534,30 +667,44 @@ impl AuthRuntime {
             } else {
                 "unsupported_grant_type"
             };
-            return fail((http::StatusCode::BAD_REQUEST, e, false));
+            return fail(
+                (http::StatusCode::BAD_REQUEST, e, false),
+                "authenticate",
+                named,
+            );
         }
         let now = token::unix_now();
+        let jti = uuid::Uuid::new_v4().to_string();
         let claims = json!({
             "iss": self.token.issuer, "aud": self.token.audience, "sub": app_id,
             "client_id": cid, "opd": app.opd, "iat": now, "nbf": now,
-            "exp": now + self.token.lifetime_secs, "jti": uuid::Uuid::new_v4().to_string(),
+            "exp": now + self.token.lifetime_secs, "jti": jti,
             "scope": "default",
         });
         match self.signer.sign("at+jwt", &claims) {
             Ok(t) => {
                 self.counters.tokens_issued.fetch_add(1, Ordering::Relaxed);
                 let scope = req.scope.unwrap_or_else(|| "default".into());
-                token::json_response(
+                let mut r = token::json_response(
                     http::StatusCode::OK,
                     &json!({"access_token": t, "token_type": "Bearer", "expires_in": self.token.lifetime_secs, "scope": scope}),
                     false,
-                )
+                );
+                r.extensions_mut().insert(token::TokenFacts {
+                    application: named,
+                    result: Ok(jti),
+                });
+                r
             }
-            Err(_) => fail((
-                http::StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                false,
-            )),
+            Err(_) => fail(
+                (
+                    http::StatusCode::INTERNAL_SERVER_ERROR,
+                    "server_error",
+                    false,
+                ),
+                "authenticate",
+                named,
+            ),
         }
     }
 
@@ -661,5 +808,26 @@ impl AuthRuntime {
                 self.limiter.redis_errors()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod source_key_tests {
+    use super::source_key;
+
+    #[test]
+    fn ipv6_sources_share_their_64_and_mapped_ipv4_is_ipv4() {
+        let ip = |s: &str| s.parse::<std::net::IpAddr>().expect("address");
+        assert_eq!(source_key(ip("192.0.2.7")), "192.0.2.7");
+        assert_eq!(source_key(ip("::ffff:192.0.2.7")), "192.0.2.7");
+        assert_eq!(
+            source_key(ip("2001:db8:1:2:aaaa::1")),
+            source_key(ip("2001:db8:1:2:ffff:ffff:ffff:ffff"))
+        );
+        assert_eq!(source_key(ip("2001:db8:1:2::1")), "2001:db8:1:2::/64");
+        assert_ne!(
+            source_key(ip("2001:db8:1:2::1")),
+            source_key(ip("2001:db8:1:3::1"))
+        );
     }
 }

@@ -168,6 +168,31 @@ pub struct TokenEndpointSettings {
     /// is generated at start (tokens then do not survive a restart).
     #[serde(default)]
     pub signing_key_file: Option<PathBuf>,
+    /// Argon2 client-secret verifications running at once (each holds the hash's memory,
+    /// ≈19 MiB at the default cost, and a core). A request that finds every slot taken is
+    /// answered 503 `temporarily_unavailable` with `Retry-After` at once, never queued.
+    /// 1..=64, default 4.
+    #[serde(default = "default_token_verifications")]
+    pub max_concurrent_verifications: usize,
+    /// Token requests per source address (IPv6: per /64), as a rate (`120/min`), checked
+    /// before the body is read and any secret verified; beyond it 429. Shared through Redis
+    /// when `[redis]` is configured.
+    #[serde(default = "default_token_per_source")]
+    pub per_source_rate: String,
+    /// Token requests per client id, as a rate (`30/min`); requests naming an unknown client id
+    /// share one bucket, so they cannot exhaust a real client's. Beyond it 429.
+    #[serde(default = "default_token_per_client")]
+    pub per_client_rate: String,
+}
+
+fn default_token_verifications() -> usize {
+    4
+}
+fn default_token_per_source() -> String {
+    "120/min".into()
+}
+fn default_token_per_client() -> String {
+    "30/min".into()
 }
 
 impl Default for TokenEndpointSettings {
@@ -178,6 +203,9 @@ impl Default for TokenEndpointSettings {
             audience: default_gw_audience(),
             lifetime_secs: default_token_lifetime(),
             signing_key_file: None,
+            max_concurrent_verifications: default_token_verifications(),
+            per_source_rate: default_token_per_source(),
+            per_client_rate: default_token_per_client(),
         }
     }
 }
@@ -196,8 +224,26 @@ fn default_token_lifetime() -> u64 {
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
-    /// `redis://host:port/db`, `rediss://…` or `redis+unix:///path`.
+    /// `redis://host:port/db`, `rediss://host:port/db` (TLS, rustls) or
+    /// `redis+unix:///path`. An ACL user and password may be in the URL
+    /// (`rediss://user:password@host:port/0`), but keep the password out of the config with
+    /// `username` and `password_file` or `password_env`.
     pub url: String,
+    /// PEM bundle of the CAs trusted for a `rediss://` server; absent means the system's
+    /// roots. Only with `rediss://`.
+    #[serde(default)]
+    pub ca: Option<PathBuf>,
+    /// ACL user name (Redis 6+ `AUTH username password`); replaces one in the URL.
+    #[serde(default)]
+    pub username: Option<String>,
+    /// File holding the password (first line; surrounding whitespace is trimmed); replaces one
+    /// in the URL. Read at start and whenever the `[redis]` table changes.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// Environment variable holding the password; replaces one in the URL. Exclusive with
+    /// `password_file`.
+    #[serde(default)]
+    pub password_env: Option<String>,
     /// Prefix of every key the gateway writes.
     #[serde(default = "default_prefix")]
     pub key_prefix: String,
@@ -360,6 +406,20 @@ impl AuthSettings {
                 "must be in 60..=86400".into(),
             ));
         }
+        if !(1..=64).contains(&t.max_concurrent_verifications) {
+            e.push((
+                "token_endpoint.max_concurrent_verifications".into(),
+                "must be in 1..=64".into(),
+            ));
+        }
+        for (field, rate) in [
+            ("per_source_rate", &t.per_source_rate),
+            ("per_client_rate", &t.per_client_rate),
+        ] {
+            if let Err(m) = crate::throttle::parse_rate(rate) {
+                e.push((format!("token_endpoint.{field}"), m));
+            }
+        }
         if self.token_cache_size > 10_000_000 {
             e.push(("token_cache_size".into(), "at most 10000000".into()));
         }
@@ -374,11 +434,60 @@ impl AuthSettings {
 }
 
 impl RedisSettings {
+    /// The password from `password_file` or `password_env`, if one of them is set.
+    pub fn password(&self) -> Result<Option<String>, String> {
+        if let Some(path) = &self.password_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("password_file {}: {e}", path.display()))?;
+            let password = text.lines().next().unwrap_or_default().trim().to_owned();
+            if password.is_empty() {
+                return Err(format!("password_file {}: empty", path.display()));
+            }
+            return Ok(Some(password));
+        }
+        if let Some(var) = &self.password_env {
+            let password =
+                std::env::var(var).map_err(|_| format!("password_env: ${var} is not set"))?;
+            if password.is_empty() {
+                return Err(format!("password_env: ${var} is empty"));
+            }
+            return Ok(Some(password));
+        }
+        Ok(None)
+    }
+
     /// Validates the table; returns `(field path, message)` pairs.
     pub fn validate(&self) -> Vec<(String, String)> {
         let mut e = Vec::new();
-        if redis::Client::open(self.url.as_str()).is_err() {
-            e.push(("url".into(), "not a valid redis URL".into()));
+        use redis::IntoConnectionInfo as _;
+        let tls = self.url.starts_with("rediss://");
+        if self.url.as_str().into_connection_info().is_err() {
+            e.push((
+                "url".into(),
+                "not a valid redis URL (redis://, rediss:// or redis+unix://)".into(),
+            ));
+        }
+        if self.ca.is_some() && !tls {
+            e.push(("ca".into(), "only used with a rediss:// URL".into()));
+        }
+        if self.password_file.is_some() && self.password_env.is_some() {
+            e.push((
+                "password_env".into(),
+                "password_file and password_env are exclusive".into(),
+            ));
+        }
+        if self
+            .username
+            .as_deref()
+            .is_some_and(|u| u.is_empty() || u.contains(char::is_whitespace))
+        {
+            e.push((
+                "username".into(),
+                "must be a non-empty ACL user name".into(),
+            ));
+        }
+        if self.password_env.as_deref().is_some_and(str::is_empty) {
+            e.push(("password_env".into(), "must name a variable".into()));
         }
         if !(1..=10_000).contains(&self.timeout_ms) {
             e.push(("timeout_ms".into(), "must be in 1..=10000".into()));
@@ -442,11 +551,44 @@ mod tests {
     }
 
     #[test]
+    fn token_endpoint_bounds_are_validated() {
+        let s: AuthSettings = toml::from_str(
+            "[token_endpoint]\nmax_concurrent_verifications = 0\nper_source_rate = \"lots\"\nper_client_rate = \"0/min\"\n",
+        )
+        .unwrap();
+        let paths: Vec<String> = s.validate().into_iter().map(|(p, _)| p).collect();
+        for want in [
+            "token_endpoint.max_concurrent_verifications",
+            "token_endpoint.per_source_rate",
+            "token_endpoint.per_client_rate",
+        ] {
+            assert!(
+                paths.iter().any(|p| p == want),
+                "{want} missing in {paths:?}"
+            );
+        }
+        let d = TokenEndpointSettings::default();
+        assert_eq!(d.max_concurrent_verifications, 4);
+        assert!(AuthSettings::default().validate().is_empty());
+    }
+
+    #[test]
     fn auth_redis_and_service_settings_validate() {
         let r: RedisSettings = toml::from_str("url = \"nope://x\"\ntimeout_ms = 0").unwrap();
         assert_eq!(r.validate().len(), 2);
         let r: RedisSettings = toml::from_str("url = \"redis://127.0.0.1:6379/0\"").unwrap();
         assert!(r.validate().is_empty());
+        let r: RedisSettings = toml::from_str(
+            "url = \"rediss://u:p@127.0.0.1:6380/0\"\nca = \"/ca.pem\"\nusername = \"gw\"\npassword_env = \"REDIS_PW\"",
+        )
+        .unwrap();
+        assert!(r.validate().is_empty(), "{:?}", r.validate());
+        let r: RedisSettings = toml::from_str(
+            "url = \"redis://127.0.0.1\"\nca = \"/ca.pem\"\nusername = \"\"\npassword_env = \"X\"\npassword_file = \"/p\"",
+        )
+        .unwrap();
+        let paths: Vec<String> = r.validate().into_iter().map(|(p, _)| p).collect();
+        assert_eq!(paths, ["ca", "password_env", "username"]);
         assert_eq!(r.on_unavailable, OnUnavailable::Local);
         let s: ServiceAuthSettings = toml::from_str("credentials = []").unwrap();
         assert_eq!(s.validate().len(), 1);

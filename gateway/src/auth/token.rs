@@ -155,13 +155,36 @@ pub(crate) type SecretCache = Mutex<HashMap<[u8; 32], Instant>>;
 const SECRET_CACHE_TTL: Duration = Duration::from_secs(300);
 const SECRET_CACHE_MAX: usize = 4096;
 
-/// Verifies `secret` against a PHC string, off the async threads, with a short success cache.
+/// Every argon2 slot is taken: the token request is answered 503 at once, never queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Busy;
+
+/// Runs `f` on a blocking thread while holding one of the endpoint's argon2 slots (taken
+/// without waiting). The slot stays held until the verification ends, even when the client
+/// has gone away meanwhile.
+async fn with_slot<T: Send + 'static>(
+    slots: &Arc<tokio::sync::Semaphore>,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<Option<T>, Busy> {
+    let permit = slots.clone().try_acquire_owned().map_err(|_| Busy)?;
+    Ok(tokio::task::spawn_blocking(move || {
+        let out = f();
+        drop(permit);
+        out
+    })
+    .await
+    .ok())
+}
+
+/// Verifies `secret` against a PHC string, off the async threads and within the argon2 slots,
+/// with a short success cache (a cached success needs no slot).
 pub(crate) async fn verify_secret(
     cache: &Arc<SecretCache>,
+    slots: &Arc<tokio::sync::Semaphore>,
     client_id: &str,
     secret: &str,
     phc: &str,
-) -> bool {
+) -> Result<bool, Busy> {
     let mut h = Sha256::new();
     for part in [client_id, secret, phc] {
         h.update((part.len() as u64).to_be_bytes());
@@ -173,10 +196,10 @@ pub(crate) async fn verify_secret(
         .get(&digest)
         .is_some_and(|t| t.elapsed() < SECRET_CACHE_TTL)
     {
-        return true;
+        return Ok(true);
     }
     let (secret, phc) = (secret.to_owned(), phc.to_owned());
-    let ok = tokio::task::spawn_blocking(move || {
+    let ok = with_slot(slots, move || {
         use argon2::PasswordVerifier as _;
         argon2::PasswordHash::new(&phc)
             .map(|h| {
@@ -186,7 +209,7 @@ pub(crate) async fn verify_secret(
             })
             .unwrap_or(false)
     })
-    .await
+    .await?
     .unwrap_or(false);
     if ok {
         let mut c = cache.lock();
@@ -197,15 +220,19 @@ pub(crate) async fn verify_secret(
             c.insert(digest, Instant::now());
         }
     }
-    ok
+    Ok(ok)
 }
 
 /// Runs one argon2 verification that cannot succeed, so an unknown `client_id` costs the
-/// same time as a wrong secret and client ids cannot be enumerated by timing.
-pub(crate) async fn dummy_verify(secret: &str) {
+/// same time as a wrong secret and client ids cannot be enumerated by timing. It takes a slot
+/// like a real verification.
+pub(crate) async fn dummy_verify(
+    slots: &Arc<tokio::sync::Semaphore>,
+    secret: &str,
+) -> Result<(), Busy> {
     static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     let secret = secret.to_owned();
-    let _ = tokio::task::spawn_blocking(move || {
+    with_slot(slots, move || {
         use argon2::password_hash::{PasswordHasher as _, SaltString};
         use argon2::PasswordVerifier as _;
         let phc = DUMMY.get_or_init(|| {
@@ -219,7 +246,18 @@ pub(crate) async fn dummy_verify(secret: &str) {
             let _ = argon2::Argon2::default().verify_password(secret.as_bytes(), &h);
         }
     })
-    .await;
+    .await
+    .map(|_| ())
+}
+
+/// What the token endpoint tells the pipeline for the evidence log, carried in the response's
+/// extensions.
+#[derive(Debug, Clone)]
+pub struct TokenFacts {
+    /// The application and its OPD, when the client id named one.
+    pub application: Option<(String, String)>,
+    /// `Ok(jti)` for an issued token, else the stage and reason class of the refusal.
+    pub result: Result<String, (&'static str, &'static str)>,
 }
 
 fn pct_decode(s: &str) -> Option<String> {

@@ -174,16 +174,32 @@ fn is_hex64(s: &str) -> bool {
     s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
+/// The most memory (KiB), passes and lanes a stored client-secret hash may ask for. Every token
+/// request for that client runs one verification at this cost (and unknown client ids run one
+/// at the default cost), with at most `token_endpoint.max_concurrent_verifications` at once:
+/// 64 MiB × 4 slots bounds the endpoint's memory at 256 MiB. The argon2 default (and what
+/// `penghubung secret client-secret` writes) is m=19456, t=2, p=1.
+pub const ARGON2_MAX_M_KIB: u32 = 65_536;
+/// See [`ARGON2_MAX_M_KIB`].
+pub const ARGON2_MAX_T: u32 = 8;
+/// See [`ARGON2_MAX_M_KIB`].
+pub const ARGON2_MAX_P: u32 = 4;
+
 /// An argon2 PHC string whose cost a token request can afford (a huge `m` or `t` would let
 /// each request pin a core and memory).
 fn check_phc(h: &str) -> Result<(), String> {
     let hash = argon2::PasswordHash::new(h).map_err(|_| "not an argon2 PHC string".to_string())?;
-    if !h.starts_with("$argon2") {
+    if !h.starts_with("$argon2") || hash.hash.is_none() || hash.salt.is_none() {
         return Err("not an argon2 PHC string".into());
     }
     let p = argon2::Params::try_from(&hash).map_err(|e| format!("argon2 parameters: {e}"))?;
-    if p.m_cost() > 262_144 || p.t_cost() > 16 || p.p_cost() > 8 {
-        return Err("argon2 cost above m=262144 KiB, t=16, p=8".into());
+    if p.m_cost() > ARGON2_MAX_M_KIB || p.t_cost() > ARGON2_MAX_T || p.p_cost() > ARGON2_MAX_P {
+        return Err(format!(
+            "argon2 cost m={} KiB, t={}, p={} is above the cap m={ARGON2_MAX_M_KIB} KiB, t={ARGON2_MAX_T}, p={ARGON2_MAX_P}",
+            p.m_cost(),
+            p.t_cost(),
+            p.p_cost()
+        ));
     }
     Ok(())
 }
@@ -568,5 +584,24 @@ mod tests {
         let r: Result<GrantSpec, _> =
             toml::from_str("id='g'\napplication='a'\nservice='s'\ntujuan='t'\nscope='x'\n");
         assert!(r.is_err());
+    }
+
+    #[test]
+    fn argon2_cost_is_capped() {
+        use argon2::password_hash::{PasswordHasher as _, SaltString};
+        let hash = |m: u32, t: u32, p: u32| {
+            let params = argon2::Params::new(m, t, p, None).expect("params");
+            let argon =
+                argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
+            let salt = SaltString::from_b64("c2FsdHNhbHRzYWx0").expect("salt");
+            argon.hash_password(b"x", &salt).expect("hash").to_string()
+        };
+        assert!(check_phc(&hash(19_456, 2, 1)).is_ok());
+        assert!(check_phc(&hash(ARGON2_MAX_M_KIB, ARGON2_MAX_T, 1)).is_ok());
+        let err = check_phc(&hash(ARGON2_MAX_M_KIB * 2, 1, 1)).unwrap_err();
+        assert!(err.contains("above the cap"), "{err}");
+        assert!(check_phc(&hash(8, ARGON2_MAX_T + 1, 1)).is_err());
+        assert!(check_phc(&hash(64, 1, ARGON2_MAX_P + 1)).is_err());
+        assert!(check_phc("$argon2id$nonsense").is_err());
     }
 }

@@ -26,9 +26,18 @@ pub struct UpstreamSpec {
     /// TCP (and TLS) connect timeout in milliseconds.
     #[serde(default = "default_connect_ms")]
     pub connect_timeout_ms: u64,
-    /// Time to wait for the response head, in milliseconds.
+    /// Time to wait for the response head, in milliseconds, per attempt (Envoy's
+    /// `per_try_timeout`).
     #[serde(default = "default_head_ms")]
     pub response_head_timeout_ms: u64,
+    /// The request budget, in milliseconds: the longest a client waits for the response head
+    /// across every attempt and retry (Envoy's route timeout). Each attempt waits at most the
+    /// smaller of `response_head_timeout_ms` and what is left of the budget; no retry starts
+    /// once it is spent, and the client gets 504. Absent means `response_head_timeout_ms`, so a
+    /// hung upstream is never waited for twice; set it larger to let idempotent requests be
+    /// retried after a per-attempt timeout.
+    #[serde(default)]
+    pub request_timeout_ms: Option<u64>,
     /// Time for the whole response including its body, in milliseconds.
     #[serde(default = "default_response_ms")]
     pub response_timeout_ms: u64,
@@ -44,6 +53,13 @@ pub struct UpstreamSpec {
     /// How long an ejected target stays out, in seconds.
     #[serde(default = "default_eject_secs")]
     pub eject_secs: u64,
+    /// The largest share of the group's targets, in percent (0–100), that passive ejection may
+    /// hold out at once (Envoy's `max_ejection_percent`). Whatever it says, the last available
+    /// target is never ejected, so a group of one target never is. Only transport failures
+    /// (connect errors, resets, broken response framing) count toward ejection, never an
+    /// answer such as a 5xx. Default 50.
+    #[serde(default = "default_max_ejection_percent")]
+    pub max_ejection_percent: u8,
     /// Idle pooled connections kept per target.
     #[serde(default = "default_pool_idle")]
     pub pool_max_idle: usize,
@@ -70,6 +86,9 @@ fn default_retries() -> u32 {
 }
 fn default_eject_after() -> u32 {
     5
+}
+fn default_max_ejection_percent() -> u8 {
+    50
 }
 fn default_eject_secs() -> u64 {
     10
@@ -184,6 +203,12 @@ pub struct ServiceSpec {
     /// Routes of this service.
     #[serde(default)]
     pub route: Vec<RouteSpec>,
+    /// Headers added to this service's responses (and its refusals once routed), replacing
+    /// what the upstream sent under the same name and winning over the listener's
+    /// `response_headers`. Framing, hop-by-hop and gateway (`x-penghubung-*`) names are
+    /// refused.
+    #[serde(default)]
+    pub response_headers: std::collections::BTreeMap<String, String>,
 }
 
 /// One route of a service.
@@ -193,7 +218,9 @@ pub struct RouteSpec {
     /// Path pattern: `/exact`, `/prefix/*` (the prefix and everything below it) or a template
     /// with whole-segment parameters such as `/penduduk/{nik}`.
     pub path: String,
-    /// Allowed methods; empty means any.
+    /// Allowed methods. Absent or empty means GET, HEAD, POST, PUT, PATCH, DELETE and OPTIONS;
+    /// any other method (`TRACE`, `CONNECT`, custom ones) is answered 405 unless a route lists
+    /// it.
     #[serde(default)]
     pub methods: Vec<String>,
     /// `forward` (default) or `deny` (403, never forwarded).

@@ -33,6 +33,9 @@ pub struct ConfigFile {
     /// Logging.
     #[serde(default)]
     pub log: LogSettings,
+    /// Request header policy (the `[headers]` table).
+    #[serde(default)]
+    pub headers: HeaderSettings,
     /// Upstream groups that services forward to.
     #[serde(default)]
     pub upstream: Vec<UpstreamSpec>,
@@ -85,6 +88,13 @@ pub struct ListenerSpec {
     /// Whether HTTP/2 is offered (ALPN `h2` on TLS, prior knowledge on cleartext).
     #[serde(default = "yes")]
     pub http2: bool,
+    /// Headers added to every response this listener sends (answers and refusals alike),
+    /// replacing what an upstream sent under the same name, e.g.
+    /// `{ "strict-transport-security" = "max-age=31536000; includeSubDomains" }`. A service's
+    /// `response_headers` win over the listener's for the same name. Framing, hop-by-hop and
+    /// gateway (`x-penghubung-*`) names are refused.
+    #[serde(default)]
+    pub response_headers: std::collections::BTreeMap<String, String>,
 }
 
 fn default_max_connections() -> usize {
@@ -108,7 +118,9 @@ pub enum ClientAuth {
     Required,
 }
 
-/// TLS settings of a listener. Files are re-read on every reload.
+/// TLS settings of a listener. Files are re-read on every reload. TLS 1.3 and 1.2 with AEAD,
+/// forward-secret suites only; the server's suite order is enforced (the client's preference
+/// is ignored). TLS 1.2 renegotiation is not supported (rustls implements none).
 #[derive(Debug, Clone, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSpec {
@@ -122,9 +134,34 @@ pub struct TlsSpec {
     /// PEM bundle of CAs that issue client certificates (required unless `client_auth = "none"`).
     #[serde(default)]
     pub client_ca: Option<PathBuf>,
-    /// CRL files (PEM or DER) checked for client certificates.
+    /// CRL files (PEM or DER) checked for client certificates. Each is parsed when the config
+    /// is built: a file that cannot be used stops the start (or refuses the reload) with its
+    /// path and the reason. The files are watched: a changed CRL file reloads the running
+    /// configuration (as `POST /reload` would, from the configuration in force) within a few
+    /// seconds, and every reload re-reads them.
     #[serde(default)]
     pub crls: Vec<PathBuf>,
+    /// What a CRL past its `nextUpdate` does: `refuse` (default) refuses every client
+    /// certificate of that CA until a current CRL is in place (revocation status unknown);
+    /// `warn` keeps using the stale CRL and logs a warning at every (re)load.
+    #[serde(default)]
+    pub crl_expired: CrlExpired,
+    /// A DER-encoded OCSP response for the listener's certificate, stapled to every handshake
+    /// (`status_request`). Read at start and at every reload: refresh the file before the
+    /// response expires and reload (`SIGHUP` or `POST /reload`).
+    #[serde(default)]
+    pub ocsp_response: Option<PathBuf>,
+}
+
+/// Policy for a CRL whose `nextUpdate` has passed.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum CrlExpired {
+    /// Refuse client certificates whose revocation status only a stale CRL could tell.
+    #[default]
+    Refuse,
+    /// Keep using the stale CRL; log a warning.
+    Warn,
 }
 
 /// The admin listener.
@@ -146,6 +183,52 @@ impl Default for AdminSettings {
 
 fn default_admin_address() -> String {
     "127.0.0.1:9090".into()
+}
+
+/// The `[headers]` table: identity headers of *other* gateways that the gateway strips from every
+/// request before it goes upstream.
+///
+/// The gateway always removes its own namespace (`x-penghubung-*`), hop-by-hop headers and the
+/// forwarding headers it sets itself (`Forwarded`, `X-Forwarded-*`, `X-Real-IP`, client
+/// certificate headers); that list is fixed. Back ends that used to sit behind another gateway
+/// or an authenticating proxy often trust further names as "the user is already
+/// authenticated"; a client must never be able to send one through this gateway. Those names
+/// are this configurable list.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct HeaderSettings {
+    /// Request header names stripped from every request, case-insensitive; a trailing `*`
+    /// matches every name with that prefix (`x-consumer-*`). Default: `x-remote-user`,
+    /// `remote-user`, `x-authenticated-user`, `x-authenticated-*`, `x-forwarded-user`,
+    /// `x-auth-request-*`, `x-consumer-*`, `x-userinfo`, `x-jwt-assertion`. Setting a list
+    /// replaces the default; `[]` strips none of them.
+    pub strip_identity: Vec<String>,
+    /// Entries of `strip_identity` that are kept when the client connection presented a
+    /// verified TLS client certificate (a peer gateway such as the provincial bus or SPLP
+    /// that asserts the caller, e.g. WSO2's `X-JWT-Assertion`). Each must also be listed in
+    /// `strip_identity`. Default: `x-jwt-assertion`.
+    pub verified_peer_may_send: Vec<String>,
+}
+
+impl Default for HeaderSettings {
+    fn default() -> Self {
+        HeaderSettings {
+            strip_identity: [
+                "x-remote-user",
+                "remote-user",
+                "x-authenticated-user",
+                "x-authenticated-*",
+                "x-forwarded-user",
+                "x-auth-request-*",
+                "x-consumer-*",
+                "x-userinfo",
+                "x-jwt-assertion",
+            ]
+            .map(String::from)
+            .to_vec(),
+            verified_peer_may_send: vec!["x-jwt-assertion".into()],
+        }
+    }
 }
 
 /// Logging settings.
@@ -172,7 +255,10 @@ pub struct RequestLimits {
     pub uri_bytes: usize,
     /// Largest request body in bytes (413 beyond); a route may lower or raise it.
     pub body_bytes: u64,
-    /// Total time from a request's first byte to the end of its head, in seconds.
+    /// Total time from a request's first byte to the end of its head, in seconds. For a new
+    /// connection it runs from accept (TLS handshake included) to the end of the first request
+    /// head: a connection that sends nothing, or too little, is closed then, not at the idle
+    /// timeout. (HTTP/2: the first stream must have opened by then.)
     pub header_read_timeout_secs: u64,
     /// Total time to receive a request body, in seconds (408 beyond).
     pub body_timeout_secs: u64,

@@ -35,6 +35,7 @@ pub fn validate(config: &ConfigFile) -> Vec<ConfigIssue> {
         );
     }
     validate_limits(config, &mut issues);
+    validate_headers(config, &mut issues);
     let upstreams = validate_upstreams(config, &mut issues);
     validate_services(config, &upstreams, &mut issues);
     let sections = [
@@ -96,6 +97,11 @@ fn validate_listeners(config: &ConfigFile, issues: &mut Issues) {
         }
         if l.max_connections == 0 {
             issues.add(format!("{at}.max_connections"), "must be at least 1");
+        }
+        for (name, value) in &l.response_headers {
+            if let Err(m) = crate::admit::headers::added_header(name, value) {
+                issues.add(format!("{at}.response_headers.{name}"), m);
+            }
         }
         if let Some(tls) = &l.tls {
             if tls.certificate.as_os_str().is_empty() {
@@ -162,6 +168,32 @@ fn validate_limits(config: &ConfigFile, issues: &mut Issues) {
     }
 }
 
+fn validate_headers(config: &ConfigFile, issues: &mut Issues) {
+    use crate::admit::headers::{valid_name_pattern, ForeignIdentity};
+    let h = &config.headers;
+    for (i, entry) in h.strip_identity.iter().enumerate() {
+        if !valid_name_pattern(entry) {
+            issues.add(
+                format!("headers.strip_identity[{i}]"),
+                format!("must be a header name, optionally ending in '*', got {entry:?}"),
+            );
+        }
+    }
+    for (i, entry) in h.verified_peer_may_send.iter().enumerate() {
+        if !valid_name_pattern(entry) {
+            issues.add(
+                format!("headers.verified_peer_may_send[{i}]"),
+                format!("must be a header name, optionally ending in '*', got {entry:?}"),
+            );
+        } else if !ForeignIdentity::covered(&h.strip_identity, entry) {
+            issues.add(
+                format!("headers.verified_peer_may_send[{i}]"),
+                format!("{entry:?} is not in headers.strip_identity, so this has no effect"),
+            );
+        }
+    }
+}
+
 fn valid_target(target: &str) -> bool {
     match target.rsplit_once(':') {
         Some((host, port)) => {
@@ -203,6 +235,12 @@ fn validate_upstreams<'a>(config: &'a ConfigFile, issues: &mut Issues) -> HashSe
             if value == 0 {
                 issues.add(format!("{at}.{field}"), "must be greater than 0");
             }
+        }
+        if u.request_timeout_ms == Some(0) {
+            issues.add(format!("{at}.request_timeout_ms"), "must be greater than 0");
+        }
+        if u.max_ejection_percent > 100 {
+            issues.add(format!("{at}.max_ejection_percent"), "at most 100");
         }
         if u.retries > 5 {
             issues.add(format!("{at}.retries"), "at most 5");
@@ -258,6 +296,11 @@ fn validate_services(config: &ConfigFile, upstreams: &HashSet<&str>, issues: &mu
     let mut ids = HashSet::new();
     for (i, s) in config.service.iter().enumerate() {
         let at = format!("service[{i}]");
+        for (name, value) in &s.response_headers {
+            if let Err(m) = crate::admit::headers::added_header(name, value) {
+                issues.add(format!("{at}.response_headers.{name}"), m);
+            }
+        }
         if s.id.is_empty()
             || s.id.len() > 128
             || !ids.insert(s.id.as_str())
@@ -354,9 +397,15 @@ mod tests {
             name = "a"
             address = "127.0.0.1:1"
             tls = { certificate = "c.pem", key = "k.pem", client_auth = "required" }
+            response_headers = { "content-length" = "1", "x-ok" = "fine" }
             [[upstream]]
             name = "u"
             targets = ["no-port", "h:0"]
+            request_timeout_ms = 0
+            max_ejection_percent = 101
+            [headers]
+            strip_identity = ["x-remote-user", "x bad", "*"]
+            verified_peer_may_send = ["x-jwt-assertion"]
             [[service]]
             id = "s"
             hosts = ["bad host"]
@@ -371,8 +420,14 @@ mod tests {
             "listener[0].address",
             "listener[1].name",
             "listener[1].tls.client_ca",
+            "listener[1].response_headers.content-length",
             "upstream[0].targets[0]",
             "upstream[0].targets[1]",
+            "upstream[0].request_timeout_ms",
+            "headers.strip_identity[1]",
+            "headers.strip_identity[2]",
+            "headers.verified_peer_may_send[0]",
+            "upstream[0].max_ejection_percent",
             "service[0].hosts[0]",
             "service[0].upstream",
             "service[0].route[0].path",

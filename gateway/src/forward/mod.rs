@@ -22,7 +22,9 @@ use crate::server::io::InFlight;
 
 /// Reads the whole request body (the default): the declared length is checked before reading,
 /// the body is limited and must arrive within the deadline. A malformed body (bad chunked
-/// encoding, client gone) refuses the request, so nothing of it reaches the upstream.
+/// encoding, client gone, a trailer section breaking the trailer rules of
+/// [`headers::check_request_trailers`]) refuses the request, so nothing of it reaches the
+/// upstream. Valid trailers of a buffered body are not forwarded.
 pub async fn read_body(
     body: Incoming,
     declared: Option<u64>,
@@ -38,7 +40,17 @@ pub async fn read_body(
     let limited = Limited::new(body, usize::try_from(limit).unwrap_or(usize::MAX));
     match tokio::time::timeout(deadline, limited.collect()).await {
         Err(_) => Err(GatewayError::BodyTimeout),
-        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Ok(collected)) => {
+            if let Some(trailers) = collected.trailers() {
+                headers::check_request_trailers(trailers).map_err(|reason| {
+                    GatewayError::BadRequest {
+                        reason,
+                        close: false,
+                    }
+                })?;
+            }
+            Ok(collected.to_bytes())
+        }
         Ok(Err(error)) => {
             if error.is::<http_body_util::LengthLimitError>() {
                 Err(GatewayError::BodyTooLarge)
@@ -49,8 +61,10 @@ pub async fn read_body(
     }
 }
 
-/// Wraps a streamed request body (routes that opted into streaming) with the size limit and
-/// the body deadline (a client trickling its upload cannot hold the upstream connection).
+/// Wraps a streamed request body (routes that opted into streaming) with the size limit, the
+/// body deadline (a client trickling its upload cannot hold the upstream connection) and the
+/// trailer rules: a malformed trailer section aborts the upstream request instead of being
+/// forwarded.
 pub fn stream_body(
     body: Incoming,
     declared: Option<u64>,
@@ -92,7 +106,16 @@ where
         if std::future::Future::poll(this.sleep, cx).is_ready() {
             return Poll::Ready(Some(Err("request body deadline passed".into())));
         }
-        this.inner.poll_frame(cx)
+        match this.inner.poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(Err(reason)) = frame.trailers_ref().map(headers::check_request_trailers)
+                {
+                    return Poll::Ready(Some(Err(reason.into())));
+                }
+                Poll::Ready(Some(Ok(frame)))
+            }
+            other => other,
+        }
     }
 
     fn is_end_stream(&self) -> bool {
@@ -119,6 +142,8 @@ pub struct Forwarding<'a> {
     pub admitted: &'a Admitted,
     /// Extra identity headers (consumer OPD, application, grant, assertion), already validated.
     pub identity: Vec<(http::HeaderName, HeaderValue)>,
+    /// Other gateways' identity headers to strip (the `[headers]` table).
+    pub foreign: &'a headers::ForeignIdentity,
 }
 
 fn ip_text(addr: SocketAddr) -> String {
@@ -143,7 +168,12 @@ pub fn upstream_request(
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
-    headers::clean_request(&mut head.headers, keep_te);
+    headers::clean_request(
+        &mut head.headers,
+        keep_te,
+        forwarding.foreign,
+        forwarding.conn.client.is_some(),
+    );
     if head.version == http::Version::HTTP_2 {
         join_cookies(&mut head.headers);
     }
@@ -224,7 +254,8 @@ fn join_cookies(headers: &mut http::HeaderMap) {
 
 pin_project_lite::pin_project! {
     /// The response body on its way to the client: keeps the request counted as in flight until
-    /// the body is finished or the client went away.
+    /// the body is finished or the client went away, and drops trailer fields that may not be
+    /// trailers (or are the gateway's own).
     pub struct ResponseBody {
         #[pin]
         inner: Body,
@@ -251,9 +282,17 @@ impl http_body::Body for ResponseBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.project();
-        let result = this.inner.poll_frame(cx);
-        if let Poll::Ready(None) | Poll::Ready(Some(Err(_))) = &result {
-            this.in_flight.take();
+        let mut result = this.inner.poll_frame(cx);
+        match &mut result {
+            Poll::Ready(None) | Poll::Ready(Some(Err(_))) => {
+                this.in_flight.take();
+            }
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(trailers) = frame.trailers_mut() {
+                    headers::clean_response_trailers(trailers);
+                }
+            }
+            Poll::Pending => {}
         }
         result
     }
@@ -268,8 +307,12 @@ impl http_body::Body for ResponseBody {
 }
 
 /// Sanitises an upstream response head: hop-by-hop and gateway-namespace headers removed, the
-/// exchange id added.
+/// exchange id added, and the upstream's protocol version dropped: the client side speaks the
+/// client's own protocol (an HTTP/1.0 back end must not turn an HTTP/1.1 client's response into
+/// an `HTTP/1.0` status line and a closed connection; hyper answers an HTTP/1.0 client in
+/// HTTP/1.0 by itself).
 pub fn clean_response<B>(response: &mut Response<B>, exchange_id: &str) {
+    *response.version_mut() = http::Version::HTTP_11;
     headers::clean_response(response.headers_mut());
     if let Ok(v) = HeaderValue::from_str(exchange_id) {
         response.headers_mut().insert(EXCHANGE_ID, v);

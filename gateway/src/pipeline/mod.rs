@@ -133,7 +133,8 @@ pub async fn handle(
                 response.status().as_u16(),
                 started.elapsed(),
             );
-            let (parts, body) = response.into_parts();
+            let (mut parts, body) = response.into_parts();
+            add_configured_headers(&runtime, conn, &exchange, &mut parts.headers);
             Response::from_parts(parts, Body::new(ResponseBody::new(body, in_flight)))
         }
         Err(error) => {
@@ -147,11 +148,36 @@ pub async fn handle(
                 started,
             )
             .await;
-            let (parts, body) = response.into_parts();
+            let (mut parts, body) = response.into_parts();
+            add_configured_headers(&runtime, conn, &exchange, &mut parts.headers);
             Response::from_parts(
                 parts,
                 Body::new(ResponseBody::new(penghubung_adapter::full(body), in_flight)),
             )
+        }
+    }
+}
+
+/// The listener's `response_headers`, then the service's (which win for the same name); both
+/// replace what the upstream sent.
+fn add_configured_headers(
+    runtime: &Snapshot,
+    conn: &ConnInfo,
+    exchange: &Exchange,
+    headers: &mut http::HeaderMap,
+) {
+    if let Some(added) = runtime.listener_headers.get(conn.listener) {
+        for (name, value) in added {
+            headers.insert(name.clone(), value.clone());
+        }
+    }
+    if let Some(added) = exchange
+        .service
+        .as_ref()
+        .and_then(|id| runtime.service_headers.get(id))
+    {
+        for (name, value) in added {
+            headers.insert(name.clone(), value.clone());
         }
     }
 }
@@ -178,7 +204,8 @@ async fn run(
         exchange.path = path.clone();
         // The gateway's own OAuth2 endpoints answer on every virtual host, before routing.
         if is_gateway_endpoint(runtime, path) {
-            let answer = gateway_endpoint(runtime, path, &head, &admitted, body).await?;
+            let answer =
+                gateway_endpoint(runtime, evidence, conn, exchange, &head, &admitted, body).await?;
             return Ok((answer, runtime.unrouted.clone()));
         }
     }
@@ -267,6 +294,7 @@ async fn run(
         conn,
         admitted: &admitted,
         identity,
+        foreign: &runtime.foreign_identity,
     };
     let upstream_request = forward::upstream_request(head, &matched, forwarding, body)?;
     let answered = adapter.call(upstream_request).await?;
@@ -371,7 +399,9 @@ fn is_gateway_endpoint(runtime: &Snapshot, path: &str) -> bool {
 /// `POST /oauth2/token` and `GET /.well-known/jwks.json`, served by the gateway itself.
 async fn gateway_endpoint(
     runtime: &Snapshot,
-    path: &str,
+    evidence: &EvidenceLog,
+    conn: &ConnInfo,
+    exchange: &Exchange,
     head: &http::request::Parts,
     admitted: &Admitted,
     body: Incoming,
@@ -380,22 +410,28 @@ async fn gateway_endpoint(
         let (parts, body) = r.into_parts();
         Response::from_parts(parts, penghubung_adapter::full(body))
     };
-    match path {
+    match exchange.path.as_str() {
         "/oauth2/token" => {
             if head.method != http::Method::POST {
                 return Err(GatewayError::MethodNotAllowed {
                     allow: "POST".into(),
                 });
             }
-            let body = forward::read_body(
-                body,
-                admitted.content_length,
-                64 * 1024,
-                Duration::from_secs(runtime.limits.body_timeout_secs),
-            )
-            .await?;
+            let answer = match runtime.auth.token_source_check(conn.peer.ip()).await {
+                Err(limited) => limited,
+                Ok(()) => {
+                    let body = forward::read_body(
+                        body,
+                        admitted.content_length,
+                        64 * 1024,
+                        Duration::from_secs(runtime.limits.body_timeout_secs),
+                    )
+                    .await?;
+                    runtime.auth.token_endpoint(&head.headers, &body).await
+                }
+            };
             Ok(bytes_response(
-                runtime.auth.token_endpoint(&head.headers, &body).await,
+                record_token_answer(evidence, conn, exchange, head, answer).await,
             ))
         }
         _ => {
@@ -409,6 +445,115 @@ async fn gateway_endpoint(
                 HeaderValue::from_static("max-age=300"),
             );
             Ok(bytes_response(r))
+        }
+    }
+}
+
+/// Records a token endpoint answer: an issued token as a `request` record (the caller, no
+/// digests of the head or body, which carry the client secret) followed by an `outcome`
+/// (status 200, class `token_issued`, reason the token's `jti`, the response body's digest);
+/// a refused token request as a `refused` record. The token leaves only once its records are
+/// durable: if they cannot be written, the client gets 503 and no token.
+async fn record_token_answer(
+    evidence: &EvidenceLog,
+    conn: &ConnInfo,
+    exchange: &Exchange,
+    head: &http::request::Parts,
+    mut answer: Response<Bytes>,
+) -> Response<Bytes> {
+    if let Ok(id) = HeaderValue::from_str(&exchange.id) {
+        answer.headers_mut().insert(admit::EXCHANGE_ID, id);
+    }
+    let Some(facts) = answer.extensions_mut().remove::<crate::auth::TokenFacts>() else {
+        return answer;
+    };
+    if !evidence.is_enabled() {
+        return answer;
+    }
+    let mut consumer = record::consumer(None, conn);
+    if let Some((application, opd)) = &facts.application {
+        consumer.application = application.clone();
+        consumer.opd = opd.clone();
+        consumer.credential_kind = "client_secret".into();
+    }
+    let status = answer.status().as_u16();
+    match facts.result {
+        Err((stage, reason)) => {
+            let record = record::refused_record(RefusalFacts {
+                exchange_id: &exchange.id,
+                trace_id: &exchange.trace_id,
+                stage,
+                reason,
+                status,
+                peer: conn.peer.to_string(),
+                consumer,
+                method: &exchange.method,
+                host: &exchange.host,
+                path: &exchange.path,
+                service_id: "",
+                grant: None,
+                // Like the token request record: no digest of a head that may carry the
+                // client secret (proto/README.md §13).
+                digests: None,
+            });
+            if let Err(e) = evidence.append(record).await {
+                tracing::error!(exchange = %exchange.id, error = %e, "token refusal could not be recorded");
+            }
+            answer
+        }
+        Ok(jti) => {
+            let started = Instant::now();
+            let request = record::token_request_record(
+                &exchange.id,
+                &exchange.trace_id,
+                head,
+                &exchange.host,
+                &exchange.path,
+                conn,
+                consumer,
+            );
+            let written = match evidence.append(request).await {
+                Ok(sequence) => {
+                    let outcome = record::outcome_record(
+                        &OutcomeFacts {
+                            exchange_id: exchange.id.clone(),
+                            trace_id: exchange.trace_id.clone(),
+                            request_sequence: sequence,
+                            upstream: String::new(),
+                            status,
+                            attempts: 0,
+                            started,
+                            head_nanos: 0,
+                            class: "token_issued",
+                            reason: jti,
+                        },
+                        record::sha256(answer.body()),
+                        answer.body().len() as u64,
+                    );
+                    evidence.append(outcome).await
+                }
+                Err(e) => Err(e),
+            };
+            match written {
+                Ok(_) => answer,
+                Err(e) => {
+                    tracing::error!(exchange = %exchange.id, error = %e, "token issuance could not be recorded; no token sent");
+                    let mut r = Response::new(Bytes::from_static(
+                        br#"{"error":"temporarily_unavailable"}"#,
+                    ));
+                    *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    r.headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    if let Ok(id) = HeaderValue::from_str(&exchange.id) {
+                        r.headers_mut().insert(admit::EXCHANGE_ID, id);
+                    }
+                    r
+                }
+            }
         }
     }
 }

@@ -181,6 +181,38 @@ pub fn request_record(evidence: &EvidenceLog, facts: &RequestFacts<'_>) -> schem
     }
 }
 
+/// The `request` record of a token issued by the gateway's own token endpoint: who asked
+/// (the application behind the client id), from where, for which path. No digest of the head,
+/// query or body: they carry the client secret, and a digest of a low-entropy secret could be
+/// guessed offline from the evidence log.
+pub fn token_request_record(
+    exchange_id: &str,
+    trace_id: &str,
+    head: &http::request::Parts,
+    host: &str,
+    path: &str,
+    conn: &ConnInfo,
+    consumer: schema::Consumer,
+) -> schema::Record {
+    let request = schema::Request {
+        consumer: Some(consumer),
+        method: head.method.as_str().to_owned(),
+        host: host.to_owned(),
+        canonical_path: path.to_owned(),
+        peer_address: conn.peer.to_string(),
+        listener: conn.listener.to_string(),
+        direction: "token".into(),
+        ..Default::default()
+    };
+    schema::Record {
+        exchange_id: exchange_id.to_owned(),
+        trace_id: trace_id.to_owned(),
+        gateway_version: env!("CARGO_PKG_VERSION").into(),
+        kind: Some(Kind::Request(request)),
+        ..Default::default()
+    }
+}
+
 /// What a refusal record says.
 pub struct RefusalFacts<'a> {
     /// Exchange id (empty for connection-level refusals).

@@ -117,6 +117,18 @@ impl Pattern {
     }
 }
 
+/// Methods a route allows when it names none. Anything else (`TRACE`, `CONNECT`, WebDAV or
+/// custom methods) is answered 405 unless a route lists it.
+pub const DEFAULT_METHODS: [Method; 7] = [
+    Method::GET,
+    Method::HEAD,
+    Method::POST,
+    Method::PUT,
+    Method::PATCH,
+    Method::DELETE,
+    Method::OPTIONS,
+];
+
 /// A compiled route.
 #[derive(Debug)]
 pub struct Route {
@@ -149,14 +161,17 @@ impl Route {
         default_body: u64,
     ) -> Result<Route, String> {
         let pattern = Pattern::parse(&spec.path)?;
-        let methods = spec
-            .methods
-            .iter()
-            .map(|m| {
-                Method::from_bytes(m.to_ascii_uppercase().as_bytes())
-                    .map_err(|_| format!("bad method {m:?}"))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let methods = if spec.methods.is_empty() {
+            DEFAULT_METHODS.to_vec()
+        } else {
+            spec.methods
+                .iter()
+                .map(|m| {
+                    Method::from_bytes(m.to_ascii_uppercase().as_bytes())
+                        .map_err(|_| format!("bad method {m:?}"))
+                })
+                .collect::<Result<Vec<_>, _>>()?
+        };
         Ok(Route {
             service,
             index,
@@ -172,7 +187,7 @@ impl Route {
     }
 
     fn allows(&self, method: &Method) -> bool {
-        self.methods.is_empty() || self.methods.contains(method)
+        self.methods.contains(method)
     }
 
     /// The path to send upstream for a canonical `path`.
@@ -444,5 +459,37 @@ mod router_tests {
             unknown.map(|_| ()).map_err(|e| e.status()),
             Err(http::StatusCode::MISDIRECTED_REQUEST)
         );
+    }
+
+    #[test]
+    fn routes_without_methods_allow_only_the_usual_ones() {
+        let router = Router::new(vec![
+            route("/open/*", RouteAction::Forward, &[]),
+            route("/trace/*", RouteAction::Forward, &["TRACE", "PROPFIND"]),
+        ]);
+        let outcome = |path: &str, method: &[u8]| {
+            let method = Method::from_bytes(method).expect("method");
+            let canonical = canonical::canonicalize(path, false);
+            router
+                .route("api.example", &method, path, &canonical)
+                .map(|m| m.path)
+                .map_err(|e| e.reason())
+        };
+        for method in DEFAULT_METHODS {
+            assert!(
+                outcome("/open/x", method.as_str().as_bytes()).is_ok(),
+                "{method}"
+            );
+        }
+        for method in ["TRACE", "CONNECT", "PROPFIND", "FOO"] {
+            assert_eq!(
+                outcome("/open/x", method.as_bytes()),
+                Err("method_not_allowed"),
+                "{method}"
+            );
+        }
+        assert!(outcome("/trace/x", b"TRACE").is_ok());
+        assert!(outcome("/trace/x", b"PROPFIND").is_ok());
+        assert_eq!(outcome("/trace/x", b"GET"), Err("method_not_allowed"));
     }
 }

@@ -80,6 +80,11 @@ async fn serve(
     let local = stream.local_addr().unwrap_or(peer);
     let runtime = gateway.snapshot.load_full();
     let handshake_deadline = Duration::from_secs(runtime.limits.header_read_timeout_secs);
+    // The header deadline starts at accept: a connection whose first request head is not
+    // complete when it passes (TLS handshake included) is closed, whether it sent nothing or
+    // a trickle, instead of living until the idle timeout or getting a fresh header timeout
+    // from its first byte.
+    let first_head_deadline = tokio::time::Instant::now() + handshake_deadline;
     let tls = runtime.tls.get(index).cloned().flatten();
     drop(runtime);
     match tls {
@@ -92,7 +97,7 @@ async fn serve(
                 sni: None,
                 client: None,
             };
-            serve_io(gateway, stream, info, metrics).await;
+            serve_io(gateway, stream, info, metrics, first_head_deadline).await;
         }
         Some(config) => {
             let acceptor = tokio_rustls::TlsAcceptor::from(config);
@@ -132,7 +137,14 @@ async fn serve(
                 sni,
                 client,
             };
-            serve_io(gateway, tls_stream, info, metrics).await;
+            serve_io(
+                gateway,
+                super::tls::FlushingTls::new(tls_stream),
+                info,
+                metrics,
+                first_head_deadline,
+            )
+            .await;
         }
     }
 }
@@ -168,8 +180,13 @@ fn builder(gateway: &Gateway, index: usize) -> auto::Builder<TokioExecutor> {
     builder
 }
 
-async fn serve_io<T>(gateway: Arc<Gateway>, io: T, info: ConnInfo, metrics: &ListenerMetrics)
-where
+async fn serve_io<T>(
+    gateway: Arc<Gateway>,
+    io: T,
+    info: ConnInfo,
+    metrics: &ListenerMetrics,
+    first_head_deadline: tokio::time::Instant,
+) where
     T: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let activity = Activity::new();
@@ -216,9 +233,18 @@ where
     tokio::pin!(connection);
     let mut shutdown = gateway.shutdown_signal();
     let mut draining = false;
+    let mut awaiting_first_head = true;
     let result = loop {
         tokio::select! {
             result = connection.as_mut() => break result,
+            _ = tokio::time::sleep_until(first_head_deadline), if awaiting_first_head => {
+                awaiting_first_head = false;
+                if activity.requests.load(Ordering::Acquire) == 0 {
+                    tracing::debug!(%peer, bytes = activity.bytes_read.load(Ordering::Relaxed), "no complete request head within the header timeout of accept; connection closed");
+                    metrics.errors.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+            }
             _ = shutdown.changed(), if !draining => {
                 draining = true;
                 connection.as_mut().graceful_shutdown();
@@ -240,6 +266,18 @@ where
             },
         }
     };
+    if activity.h2_malformed.load(Ordering::Relaxed) {
+        metrics.errors.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(%peer, "HTTP/2 pseudo-header field in a trailer section; connection closed");
+        crate::pipeline::connection_refused(
+            &gateway,
+            peer,
+            "h2_pseudo_header_in_trailers",
+            None,
+            None,
+        );
+        return;
+    }
     if activity.h2_flood.load(Ordering::Relaxed) {
         metrics.errors.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(%peer, "HTTP/2 control frame flood; connection closed");

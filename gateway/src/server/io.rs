@@ -52,6 +52,8 @@ pub struct Activity {
     /// An error response hyper's HTTP/1 parser wrote itself, as rewritten (see
     /// [`parser_error_status`]): the connection's error path records and logs it.
     pub parser_refusal: parking_lot::Mutex<Option<ParserRefusal>>,
+    /// An HTTP/2 trailer section carried a pseudo-header field; reads fail from then on.
+    pub h2_malformed: AtomicBool,
 }
 
 /// A refusal answered by hyper's HTTP/1 parser (400, 431, ...), which the transport rewrote
@@ -204,6 +206,13 @@ fn flood_error() -> std::io::Error {
     )
 }
 
+fn malformed_error() -> std::io::Error {
+    std::io::Error::new(
+        std::io::ErrorKind::InvalidData,
+        "HTTP/2 pseudo-header field in a trailer section",
+    )
+}
+
 impl<T: AsyncRead> AsyncRead for TimedIo<T> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -213,6 +222,9 @@ impl<T: AsyncRead> AsyncRead for TimedIo<T> {
         let this = self.project();
         if this.activity.h2_flood.load(Ordering::Relaxed) {
             return Poll::Ready(Err(flood_error()));
+        }
+        if this.activity.h2_malformed.load(Ordering::Relaxed) {
+            return Poll::Ready(Err(malformed_error()));
         }
         let before = buf.filled().len();
         let result = this.inner.poll_read(cx, buf);
@@ -239,6 +251,12 @@ impl<T: AsyncRead> AsyncRead for TimedIo<T> {
                     this.activity.h2_flood.store(true, Ordering::Relaxed);
                     buf.set_filled(before);
                     return Poll::Ready(Err(flood_error()));
+                }
+                if findings.h2_malformed {
+                    // Before hyper sees the trailer section: the request never completes.
+                    this.activity.h2_malformed.store(true, Ordering::Relaxed);
+                    buf.set_filled(before);
+                    return Poll::Ready(Err(malformed_error()));
                 }
             }
         }

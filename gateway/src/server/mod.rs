@@ -130,6 +130,49 @@ impl Gateway {
         result.map(|_| ())
     }
 
+    /// Rebuilds the configuration in force because a CRL file changed: the same config, its
+    /// files read again. A CRL that cannot be used leaves the running configuration in place.
+    /// Both outcomes are `admin` evidence records (`tls.crl_reload`, `tls.crl_reload_refused`).
+    pub async fn reload_crls(&self, changed: &str) -> Result<(), ConfigError> {
+        let _guard = self.reload_lock.lock().await;
+        let current = self.snapshot.load_full();
+        let result = Snapshot::build(
+            (*current.config).clone(),
+            current.source_sha256,
+            &self.metrics,
+            Some(&current),
+        )
+        .await;
+        let (action, detail, outcome) = match result {
+            Ok(runtime) => {
+                self.snapshot.store(Arc::new(runtime));
+                tracing::info!(crl = changed, "CRL changed: TLS configuration reloaded");
+                ("tls.crl_reload", String::new(), Ok(()))
+            }
+            Err(error) => {
+                tracing::error!(crl = changed, %error, "CRL changed but cannot be used; the previous TLS configuration keeps serving");
+                ("tls.crl_reload_refused", error.to_string(), Err(error))
+            }
+        };
+        let record = schema::Record {
+            kind: Some(schema::record::Kind::Admin(schema::Admin {
+                actor: "gateway".into(),
+                role: "system".into(),
+                action: action.into(),
+                before_sha256: current.source_sha256.to_vec().into(),
+                after_sha256: current.source_sha256.to_vec().into(),
+                detail,
+                target: changed.to_owned(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        if let Err(error) = self.evidence.append(record).await {
+            tracing::error!(%error, "could not record the CRL reload in the evidence log");
+        }
+        outcome
+    }
+
     async fn reload_locked(
         &self,
         replacement: Option<ConfigFile>,
@@ -298,6 +341,7 @@ pub async fn start(
         Some(addr)
     };
     tasks.spawn(write_refusal_summaries(gateway.clone()));
+    tasks.spawn(watch_crls(Arc::downgrade(&gateway)));
     gateway.ready.store(true, Ordering::SeqCst);
     Ok(Running {
         gateway,
@@ -323,6 +367,63 @@ async fn write_refusal_summaries(gateway: Arc<Gateway>) {
             if let Err(error) = gateway.evidence.append(record).await {
                 tracing::error!(%error, "suppressed refusals could not be recorded");
             }
+        }
+    }
+}
+
+/// How often CRL files are checked for changes.
+const CRL_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The CRL files of `config` with their modification time and length (`None`: unreadable).
+fn crl_stamps(config: &ConfigFile) -> Vec<(PathBuf, Option<(std::time::SystemTime, u64)>)> {
+    config
+        .listener
+        .iter()
+        .filter_map(|l| l.tls.as_ref())
+        .flat_map(|t| t.crls.iter())
+        .map(|path| {
+            let stamp = std::fs::metadata(path)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())));
+            (path.clone(), stamp)
+        })
+        .collect()
+}
+
+/// Watches the CRL files of the configuration in force; a changed file rebuilds it
+/// ([`Gateway::reload_crls`]). Ends with the gateway or at shutdown.
+async fn watch_crls(weak: std::sync::Weak<Gateway>) {
+    let Some((mut seen, mut shutdown)) = weak.upgrade().map(|gateway| {
+        (
+            crl_stamps(&gateway.snapshot.load().config),
+            gateway.shutdown_signal(),
+        )
+    }) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CRL_POLL) => {}
+            _ = shutdown.changed() => return,
+        }
+        let Some(gateway) = weak.upgrade() else {
+            return;
+        };
+        let config = gateway.snapshot.load().config.clone();
+        let now = crl_stamps(&config);
+        // When a reload changed the set of files, that reload read them already.
+        let same_files = seen.len() == now.len() && seen.iter().zip(&now).all(|(a, b)| a.0 == b.0);
+        let changed = same_files
+            .then(|| {
+                seen.iter()
+                    .zip(&now)
+                    .find(|(a, b)| a.1 != b.1)
+                    .map(|(_, b)| b.0.display().to_string())
+            })
+            .flatten();
+        seen = now;
+        if let Some(path) = changed {
+            let _ = gateway.reload_crls(&path).await;
         }
     }
 }

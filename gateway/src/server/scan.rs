@@ -33,6 +33,8 @@ pub struct Findings {
     pub cl_te_head: Option<u64>,
     /// The HTTP/2 control-frame budget was exceeded.
     pub h2_flood: bool,
+    /// An HTTP/2 trailer section carried a pseudo-header field (malformed, RFC 9113 §8.1).
+    pub h2_malformed: bool,
 }
 
 /// The per-connection scanner: protocol detection, then the HTTP/1 or HTTP/2 scanner.
@@ -87,7 +89,10 @@ impl Scanner {
             match is_h2 {
                 None => return findings,
                 Some(true) => {
-                    self.mode = Mode::H2(H2Scanner::new(self.config.h2_control_frames_per_sec));
+                    self.mode = Mode::H2(H2Scanner::new(
+                        self.config.h2_control_frames_per_sec,
+                        self.config.head_limit,
+                    ));
                 }
                 Some(false) => {
                     // Not HTTP/2: what matched the preface so far is the start of HTTP/1 input.
@@ -106,7 +111,10 @@ impl Scanner {
                     self.mode = Mode::Off;
                 }
             }
-            Mode::H2(h2) => findings.h2_flood = h2.feed(rest, now_ms),
+            Mode::H2(h2) => {
+                findings.h2_flood = h2.feed(rest, now_ms);
+                findings.h2_malformed = h2.malformed();
+            }
             Mode::Detect(_) | Mode::Off => {}
         }
         findings

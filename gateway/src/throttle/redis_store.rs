@@ -58,7 +58,38 @@ pub(crate) struct RedisStore {
 impl RedisStore {
     /// Creates the store; the connection is made lazily and re-made after failures.
     pub fn new(settings: &RedisSettings) -> Result<Self, String> {
-        let client = redis::Client::open(settings.url.as_str()).map_err(|e| e.to_string())?;
+        use redis::IntoConnectionInfo as _;
+        let info = settings
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| format!("url: {e}"))?;
+        let mut acl = info.redis_settings().clone();
+        if let Some(user) = &settings.username {
+            acl = acl.set_username(user);
+        }
+        if let Some(password) = settings.password()? {
+            acl = acl.set_password(password);
+        }
+        let info = info.set_redis_settings(acl);
+        let client = if settings.url.starts_with("rediss://") {
+            let root_cert = match &settings.ca {
+                Some(path) => {
+                    Some(std::fs::read(path).map_err(|e| format!("ca {}: {e}", path.display()))?)
+                }
+                None => None,
+            };
+            redis::Client::build_with_tls(
+                info,
+                redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert,
+                },
+            )
+        } else {
+            redis::Client::open(info)
+        }
+        .map_err(|e| e.to_string())?;
         let t = Duration::from_millis(settings.timeout_ms);
         let cfg = redis::aio::ConnectionManagerConfig::new()
             .set_connection_timeout(Some(t))

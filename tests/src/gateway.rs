@@ -96,9 +96,12 @@ impl Drop for Gateway {
     }
 }
 
-/// The `penghubung` binary of this workspace's target directory, brought up to date once per
-/// test process (`cargo nextest run -p penghubung-e2e` alone does not build other packages'
-/// binaries, and a binary left from an earlier build must not be tested by mistake).
+/// The `penghubung` binary of this workspace's target directory, built first when missing
+/// (`cargo nextest run -p penghubung-e2e` alone does not build other packages' binaries).
+///
+/// A binary that exists is used as it is: building it here with `-p penghubung` would resolve
+/// other dependency features than the workspace build and rebuild half the tree. After changing
+/// the gateway, a workspace run (or `cargo build -p penghubung`) brings it up to date.
 pub fn gateway_binary() -> PathBuf {
     static BUILT: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
     BUILT
@@ -107,20 +110,15 @@ pub fn gateway_binary() -> PathBuf {
             let exe = std::env::current_exe().unwrap();
             let profile_dir = exe.parent().and_then(Path::parent).unwrap().to_path_buf();
             let bin = profile_dir.join("penghubung");
-            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
-            let status = std::process::Command::new(cargo)
-                .args([
-                    "build",
-                    "--quiet",
-                    "-p",
-                    "penghubung",
-                    "--bin",
-                    "penghubung",
-                ])
-                .current_dir(env!("CARGO_MANIFEST_DIR"))
-                .status()
-                .unwrap();
-            assert!(status.success(), "cargo build of the gateway binary failed");
+            if !bin.exists() {
+                let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+                let status = std::process::Command::new(cargo)
+                    .args(["build", "-p", "penghubung", "--bin", "penghubung"])
+                    .current_dir(env!("CARGO_MANIFEST_DIR"))
+                    .status()
+                    .unwrap();
+                assert!(status.success(), "cargo build of the gateway binary failed");
+            }
             assert!(bin.exists(), "gateway binary not at {}", bin.display());
             bin
         })

@@ -294,13 +294,14 @@ impl Drop for Tmpfs {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_disk_fails_closed_and_recovers() {
-    let fs = match Tmpfs::mount("fulldisk", "512k") {
+/// A gateway (access config, echo upstream) whose evidence log lives on a 512 KiB tmpfs of its
+/// own; `None`, after printing SKIPPED for `test`, where mounting is not permitted.
+async fn gateway_on_tmpfs(test: &str, tag: &str) -> Option<(Tmpfs, Upstream, Gateway)> {
+    let fs = match Tmpfs::mount(tag, "512k") {
         Ok(fs) => fs,
         Err(why) => {
-            println!("SKIPPED full_disk_fails_closed_and_recovers: {why}");
-            return;
+            println!("SKIPPED {test}: {why}");
+            return None;
         }
     };
     let up = Upstream::echo().await;
@@ -312,6 +313,16 @@ async fn full_disk_fails_closed_and_recovers() {
         },
     );
     let gw = Gateway::start(&text).await;
+    Some((fs, up, gw))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_disk_fails_closed_and_recovers() {
+    let Some((fs, up, gw)) =
+        gateway_on_tmpfs("full_disk_fails_closed_and_recovers", "fulldisk").await
+    else {
+        return;
+    };
     let (addr, admin_addr) = (gw.addr, gw.admin);
     assert_eq!(get(addr, "open.test", "/open/a", &[]).await.status, 200);
     assert_eq!(admin(admin_addr, "/ready").await.status, 200);
@@ -379,22 +390,14 @@ async fn full_disk_fails_closed_and_recovers() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outcome_not_durable_means_response_never_completes() {
-    let fs = match Tmpfs::mount("outcome", "512k") {
-        Ok(fs) => fs,
-        Err(why) => {
-            println!("SKIPPED outcome_not_durable_means_response_never_completes: {why}");
-            return;
-        }
+    let Some((fs, up, gw)) = gateway_on_tmpfs(
+        "outcome_not_durable_means_response_never_completes",
+        "outcome",
+    )
+    .await
+    else {
+        return;
     };
-    let up = Upstream::echo().await;
-    let text = access_config(
-        up.addr,
-        &AccessOpts {
-            evidence: Some(fs.path()),
-            ..AccessOpts::default()
-        },
-    );
-    let gw = Gateway::start(&text).await;
     let addr = gw.addr;
     let evidence = gw.state().evidence.clone();
 

@@ -11,7 +11,7 @@ use evidence_support::*;
 use penghubung_evidence::signer::load_pem_certificates;
 use penghubung_evidence::verify::{verify_dir, VerifyOptions};
 use penghubung_evidence::{cli, EvidenceError, EvidenceLog, TsaPolicy, TsaSettings};
-use penghubung_testkit::tsa::{openssl, start_tsa, tsa_pki};
+use penghubung_testkit::tsa::{openssl, reply, start_tsa, tsa_pki};
 
 fn tsa_settings(url: &str, ca: &Path, policy: TsaPolicy) -> TsaSettings {
     TsaSettings {
@@ -147,24 +147,8 @@ async fn tsa_down_continue_keeps_serving_and_flags_it() {
 
 /// Runs `openssl ts -reply` on a query for `imprint` with the TSA config in `dir`; the token.
 fn token_for(dir: &Path, imprint: &[u8; 32], nonce: &[u8]) -> Vec<u8> {
-    let q = dir.join("direct.tsq");
-    let r = dir.join("direct.tsr");
-    std::fs::write(&q, penghubung_evidence::tsa::request(imprint, nonce)).unwrap();
-    let cfg = dir.join("tsa.cnf");
-    openssl(
-        dir,
-        &[
-            "ts",
-            "-reply",
-            "-config",
-            cfg.to_str().unwrap(),
-            "-queryfile",
-            q.to_str().unwrap(),
-            "-out",
-            r.to_str().unwrap(),
-        ],
-    );
-    penghubung_evidence::tsa::token_from_response(&std::fs::read(&r).unwrap()).unwrap()
+    let query = penghubung_evidence::tsa::request(imprint, nonce);
+    penghubung_evidence::tsa::token_from_response(&reply(dir, &query, "direct")).unwrap()
 }
 
 /// Re-signs `token`'s signed attributes with `key_pem` after renaming its ESS

@@ -124,6 +124,31 @@ pub fn tsa_pki(dir: &Path) -> PathBuf {
     dir.join("ca.pem")
 }
 
+/// Runs `openssl ts -reply` on the DER time-stamp `query` with the TSA config `tsa_pki` wrote in
+/// `dir` (files `NAME.tsq` and `NAME.tsr`); returns the DER reply.
+pub fn reply(dir: &Path, query: &[u8], name: &str) -> Vec<u8> {
+    let (q, r) = (
+        dir.join(format!("{name}.tsq")),
+        dir.join(format!("{name}.tsr")),
+    );
+    std::fs::write(&q, query).unwrap();
+    let cfg = dir.join("tsa.cnf");
+    openssl(
+        dir,
+        &[
+            "ts",
+            "-reply",
+            "-config",
+            cfg.to_str().unwrap(),
+            "-queryfile",
+            q.to_str().unwrap(),
+            "-out",
+            r.to_str().unwrap(),
+        ],
+    );
+    std::fs::read(&r).unwrap()
+}
+
 /// A running TSA.
 #[derive(Debug, Clone)]
 pub struct Tsa {
@@ -161,22 +186,7 @@ pub async fn start_tsa(dir: PathBuf) -> Tsa {
                         }
                         let n = served.fetch_add(1, Ordering::SeqCst);
                         let reply = tokio::task::spawn_blocking(move || {
-                            let (q, r) =
-                                (dir.join(format!("q{n}.tsq")), dir.join(format!("r{n}.tsr")));
-                            std::fs::write(&q, &query).unwrap();
-                            let cfg = dir.join("tsa.cnf");
-                            let args = [
-                                "ts",
-                                "-reply",
-                                "-config",
-                                cfg.to_str().unwrap(),
-                                "-queryfile",
-                                q.to_str().unwrap(),
-                                "-out",
-                                r.to_str().unwrap(),
-                            ];
-                            openssl(&dir, &args);
-                            std::fs::read(&r).unwrap()
+                            reply(&dir, &query, &format!("r{n}"))
                         })
                         .await
                         .unwrap();

@@ -498,7 +498,7 @@ async fn hung_upstream_is_504_within_the_default_budget_despite_retries() {
     assert_eq!(status(&gw, GET).await, Some(504));
     let elapsed = started.elapsed();
     assert!(
-        elapsed >= Duration::from_millis(550) && elapsed < Duration::from_millis(1100),
+        elapsed >= Duration::from_millis(550) && elapsed < Duration::from_millis(1500),
         "{elapsed:?}"
     );
     assert_eq!(
@@ -527,14 +527,14 @@ async fn retries_respect_the_request_budget() {
     assert_eq!(status(&gw, GET).await, Some(504));
     let elapsed = started.elapsed();
     assert!(
-        elapsed >= Duration::from_millis(750) && elapsed < Duration::from_millis(1300),
+        elapsed >= Duration::from_millis(750) && elapsed < Duration::from_millis(1700),
         "{elapsed:?}"
     );
     assert_eq!(a.count() + b.count(), 2, "one retry fits in the budget");
     // POST is never retried: one per-try timeout.
     let started = Instant::now();
     assert_eq!(status(&gw, POST).await, Some(504));
-    assert!(started.elapsed() < Duration::from_millis(800));
+    assert!(started.elapsed() < Duration::from_millis(950));
 }
 
 /// An HTTP/1.0 back end does not downgrade the client: an HTTP/1.1 client gets an HTTP/1.1

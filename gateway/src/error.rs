@@ -8,10 +8,11 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use penghubung_adapter::AdapterError;
 
-use crate::admit::canonical::PathError;
 pub use crate::auth::settings::FaultStyle;
 use crate::auth::AuthError;
-use crate::pipeline::stage::Stage;
+use crate::stage::Stage;
+use crate::throttle::ThrottleError;
+use std::fmt;
 
 /// Everything that can stop a request in the pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -63,9 +64,12 @@ pub enum GatewayError {
     /// A deny route matched.
     #[error("route denied")]
     RouteDenied,
-    /// Stages 3–5 refused: credentials, grant, or limits.
+    /// Stages 3–4 refused: credentials or grant.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// Stage 5 refused: rate limit, quota, or the shared limiter store.
+    #[error(transparent)]
+    Throttle(#[from] ThrottleError),
     /// The evidence log could not make the record durable: nothing is forwarded.
     #[error("evidence log unavailable: {0}")]
     EvidenceUnavailable(String),
@@ -102,6 +106,7 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::RouteDenied => StatusCode::FORBIDDEN,
             GatewayError::Auth(e) => e.status(),
+            GatewayError::Throttle(e) => e.status(),
             GatewayError::EvidenceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Upstream(e) => e.status(),
             GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
@@ -129,9 +134,9 @@ impl GatewayError {
             | GatewayError::RouteDenied => Stage::Route,
             GatewayError::Auth(e) => match e.status() {
                 StatusCode::FORBIDDEN => Stage::Authorize,
-                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => Stage::Throttle,
                 _ => Stage::Authenticate,
             },
+            GatewayError::Throttle(_) => Stage::Throttle,
             GatewayError::EvidenceUnavailable(_) => Stage::RecordRequest,
             GatewayError::Upstream(_) => Stage::Dispatch,
         }
@@ -155,6 +160,7 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
             GatewayError::RouteDenied => "route_denied",
             GatewayError::Auth(e) => e.reason(),
+            GatewayError::Throttle(e) => e.reason(),
             GatewayError::EvidenceUnavailable(_) => "evidence_unavailable",
             GatewayError::Upstream(e) => e.class(),
             GatewayError::Unavailable(reason) => reason,
@@ -218,9 +224,46 @@ pub fn rescue(
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Ok(value) = HeaderValue::from_str(exchange_id) {
-        headers.insert(crate::admit::EXCHANGE_ID, value);
+        headers.insert(crate::identity::EXCHANGE_ID, value);
     }
     response
+}
+
+/// Why a path cannot be put in canonical form (`admit::canonical`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Not an origin-form path (does not start with `/`).
+    NotOriginForm,
+    /// A `%` not followed by two hex digits.
+    BadEscape,
+    /// An encoding that backends read differently: `%2F`, `%5C`, `%00`, `%2E`, `%25XX`, `;`,
+    /// `\`, encoded non-ASCII or control bytes.
+    Ambiguous(&'static str),
+    /// `..` would climb above the root.
+    AboveRoot,
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathError::NotOriginForm => f.write_str("path is not in origin form"),
+            PathError::BadEscape => f.write_str("invalid percent-encoding"),
+            PathError::Ambiguous(what) => write!(f, "ambiguous path encoding: {what}"),
+            PathError::AboveRoot => f.write_str("path climbs above the root"),
+        }
+    }
+}
+
+/// The reason code of an error status hyper's HTTP/1 parser answers itself.
+pub fn parser_reason(status: u16) -> &'static str {
+    match status {
+        431 => "headers_too_large",
+        414 => "uri_too_long",
+        408 => "header_timeout",
+        505 => "http_version",
+        501 => "not_implemented",
+        _ => "http_parse",
+    }
 }
 
 #[cfg(test)]
@@ -363,11 +406,11 @@ mod tests {
             GatewayError::Auth(AuthError::NoConsent),
             GatewayError::Auth(AuthError::OutsideCakupan),
             GatewayError::Auth(AuthError::MtlsRequired),
-            GatewayError::Auth(AuthError::LimiterUnavailable),
+            GatewayError::Throttle(ThrottleError::LimiterUnavailable),
         ];
         let mut reasons: Vec<&str> = errors.iter().map(GatewayError::reason).collect();
         reasons.extend(["rate_limited", "quota_exceeded", "upstream_timeout"]);
-        reasons.extend([400, 414, 431, 505].map(crate::server::io::parser_reason));
+        reasons.extend([400, 414, 431, 505].map(parser_reason));
         for reason in reasons {
             assert!(
                 section.contains(&format!("`{reason}`")),

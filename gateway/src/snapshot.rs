@@ -12,45 +12,15 @@ use std::time::Duration;
 use penghubung_adapter::Adapter;
 use penghubung_adapter_http::{Balance, HealthCheck, HostHeader, HttpUpstream, UpstreamSettings};
 
-use crate::auth::settings::ServiceAuthSettings;
 use crate::auth::AuthRuntime;
 use crate::catalog::services::{self, UpstreamSpec};
-use crate::catalog::{Classification, Exposure};
 use crate::config::file::{ConfigFile, RequestLimits};
 use crate::config::ConfigError;
 use crate::routing::{Route, Router};
-use crate::server::tls;
 use crate::telemetry::{Metrics, ServiceMetrics, NO_SERVICE};
+use crate::tls;
 
-/// A service as requests see it.
-pub struct Service {
-    /// Identifier.
-    pub id: String,
-    /// Version.
-    pub version: String,
-    /// Owning OPD.
-    pub owner_opd: String,
-    /// Classification.
-    pub classification: Classification,
-    /// Exposure.
-    pub exposure: Exposure,
-    /// Carries personal data.
-    pub personal_data: bool,
-    /// Where requests go (absent for deny-only services).
-    pub adapter: Option<Arc<dyn Adapter>>,
-    /// The upstream speaks HTTP/2 (`TE: trailers` may pass).
-    pub upstream_http2: bool,
-    /// Who may call it.
-    pub auth: ServiceAuthSettings,
-    /// Counters.
-    pub metrics: Arc<ServiceMetrics>,
-}
-
-impl std::fmt::Debug for Service {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service").field("id", &self.id).finish()
-    }
-}
+pub use crate::routing::Service;
 
 /// Everything a request needs, compiled from one config.
 pub struct Snapshot {

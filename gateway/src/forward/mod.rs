@@ -9,24 +9,34 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{request, Response};
-use http_body::{Body as _, Frame, SizeHint};
+use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use penghubung_adapter::{Body, BoxError, GatewayRequest, RequestBody};
 
 use crate::admit::{headers, Admitted, EXCHANGE_ID};
 use crate::error::GatewayError;
 use crate::identity::ConnInfo;
 use crate::routing::Matched;
-use crate::server::io::InFlight;
+
+/// A client's request body as the pipeline reads it: hyper's `Incoming` on a connection, any
+/// `http_body::Body` of bytes in a test.
+pub trait ClientBody:
+    http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> ClientBody for B where
+    B: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
 
 /// Reads the whole request body (the default): the declared length is checked before reading,
 /// the body is limited and must arrive within the deadline. A malformed body (bad chunked
 /// encoding, client gone, a trailer section breaking the trailer rules of
 /// [`headers::check_request_trailers`]) refuses the request, so nothing of it reaches the
 /// upstream. Valid trailers of a buffered body are not forwarded.
-pub async fn read_body(
-    body: Incoming,
+pub async fn read_body<B: ClientBody>(
+    body: B,
     declared: Option<u64>,
     limit: u64,
     deadline: Duration,
@@ -65,8 +75,8 @@ pub async fn read_body(
 /// body deadline (a client trickling its upload cannot hold the upstream connection) and the
 /// trailer rules: a malformed trailer section aborts the upstream request instead of being
 /// forwarded.
-pub fn stream_body(
-    body: Incoming,
+pub fn stream_body<B: ClientBody>(
+    body: B,
     declared: Option<u64>,
     limit: u64,
     deadline: Duration,
@@ -256,16 +266,17 @@ pin_project_lite::pin_project! {
     /// The response body on its way to the client: keeps the request counted as in flight until
     /// the body is finished or the client went away, and drops trailer fields that may not be
     /// trailers (or are the gateway's own).
-    pub struct ResponseBody {
+    pub struct ResponseBody<G> {
         #[pin]
         inner: Body,
-        in_flight: Option<InFlight>,
+        in_flight: Option<G>,
     }
 }
 
-impl ResponseBody {
-    /// Wraps a body.
-    pub fn new(inner: Body, in_flight: InFlight) -> ResponseBody {
+impl<G> ResponseBody<G> {
+    /// Wraps a body; `in_flight` (the connection's token for this request) is dropped when the
+    /// body ends.
+    pub fn new(inner: Body, in_flight: G) -> ResponseBody<G> {
         ResponseBody {
             inner,
             in_flight: Some(in_flight),
@@ -273,7 +284,7 @@ impl ResponseBody {
     }
 }
 
-impl http_body::Body for ResponseBody {
+impl<G> http_body::Body for ResponseBody<G> {
     type Data = Bytes;
     type Error = BoxError;
 

@@ -2,9 +2,11 @@
 //! screen where the flow of an exchange can be read: each stage is a plain function called in order, and each ordering
 //! constraint says why at the call site. Evidence records are built in [`record`].
 
+mod plane;
 pub mod record;
 pub mod refusals;
-pub mod stage;
+
+pub use plane::Plane;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,23 +15,20 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{Request, Response};
-use hyper::body::Incoming;
 use penghubung_adapter::{Body, RequestBody};
 
 use crate::admit::{self, Admitted};
 use crate::auth::{GrantRuntime, Principal};
 use crate::error::{self, FaultStyle, GatewayError};
-use crate::forward::{self, Forwarding, ResponseBody};
+use crate::forward::{self, ClientBody, Forwarding, ResponseBody};
 use crate::identity::{ConnInfo, PeerIdentity};
 use crate::routing::Matched;
-use crate::server::io::{Activity, InFlight, ParserRefusal};
-use crate::server::Gateway;
 use crate::snapshot::Snapshot;
+use crate::stage::Stage;
 use crate::telemetry::ServiceMetrics;
 use penghubung_evidence::EvidenceLog;
 use record::{OutcomeFacts, RecordingBody, RefusalFacts, RequestDigests, RequestFacts};
-use refusals::{Disposition, Refusal, RefusalGuard};
-use stage::Stage;
+use refusals::{Disposition, ParserRefusal, Refusal, RefusalGuard};
 
 const APIKEY: HeaderName = HeaderName::from_static("apikey");
 const CONSUMER_OPD: HeaderName = HeaderName::from_static("x-penghubung-consumer-opd");
@@ -68,14 +67,17 @@ pub struct Exchange {
 }
 
 /// Handles one request: runs the stages and turns any error into a response in one place.
-pub async fn handle(
-    gateway: &Arc<Gateway>,
+///
+/// The connection (`server`) passes what it knows of this request below HTTP: whether its byte
+/// scanner saw `Content-Length` together with `Transfer-Encoding` in the raw head, and its
+/// in-flight token, held until the response body ends.
+pub async fn handle<B: ClientBody, G: Send + 'static>(
+    gateway: &Plane,
     conn: &Arc<ConnInfo>,
-    activity: &Arc<Activity>,
-    request: Request<Incoming>,
+    content_length_with_transfer_encoding: bool,
+    in_flight: G,
+    request: Request<B>,
 ) -> Response<Body> {
-    let in_flight = InFlight::new(activity);
-    let index = activity.next_request();
     let started = Instant::now();
     // The runtime is loaded once: the whole exchange sees one config, even across a reload.
     let runtime = gateway.snapshot.load_full();
@@ -91,7 +93,7 @@ pub async fn handle(
     };
     // hyper drops Content-Length when Transfer-Encoding is present, so admission cannot see
     // both; the connection's byte scanner saw the raw head (server::h1frame).
-    let outcome = if activity.content_length_with_transfer_encoding(index) {
+    let outcome = if content_length_with_transfer_encoding {
         Err(GatewayError::BadRequest {
             reason: "content_length_with_transfer_encoding",
             close: true,
@@ -184,13 +186,13 @@ fn add_configured_headers(
 
 type Answered = (Response<Body>, Arc<ServiceMetrics>);
 
-async fn run(
+async fn run<B: ClientBody>(
     runtime: &Snapshot,
     evidence: &EvidenceLog,
     conn: &ConnInfo,
     exchange: &mut Exchange,
     started: Instant,
-    request: Request<Incoming>,
+    request: Request<B>,
 ) -> Result<Answered, GatewayError> {
     let (mut head, body) = request.into_parts();
     let raw_path = head.uri.path().to_owned();
@@ -334,11 +336,11 @@ async fn run(
     Ok((Response::from_parts(parts, body), service.metrics.clone()))
 }
 
-async fn read_request_body(
+async fn read_request_body<B: ClientBody>(
     runtime: &Snapshot,
     matched: &Matched,
     admitted: &Admitted,
-    body: Incoming,
+    body: B,
 ) -> Result<RequestBody, GatewayError> {
     let limit = matched.route.body_limit;
     let deadline = Duration::from_secs(runtime.limits.body_timeout_secs);
@@ -397,14 +399,14 @@ fn is_gateway_endpoint(runtime: &Snapshot, path: &str) -> bool {
 }
 
 /// `POST /oauth2/token` and `GET /.well-known/jwks.json`, served by the gateway itself.
-async fn gateway_endpoint(
+async fn gateway_endpoint<B: ClientBody>(
     runtime: &Snapshot,
     evidence: &EvidenceLog,
     conn: &ConnInfo,
     exchange: &Exchange,
     head: &http::request::Parts,
     admitted: &Admitted,
-    body: Incoming,
+    body: B,
 ) -> Result<Response<Body>, GatewayError> {
     let bytes_response = |r: Response<Bytes>| {
         let (parts, body) = r.into_parts();
@@ -630,6 +632,7 @@ async fn refuse(
     access_log(runtime, conn, exchange, status.as_u16(), started.elapsed());
     let wso2 = match error {
         GatewayError::Auth(e) => e.wso2_code(),
+        GatewayError::Throttle(e) => e.wso2_code(),
         _ => None,
     };
     let mut response = error::rescue(
@@ -656,6 +659,8 @@ async fn refuse(
                     HeaderValue::from_static(challenge),
                 );
             }
+        }
+        GatewayError::Throttle(e) => {
             if let Some(info) = e.rate_info() {
                 info.headers(headers);
             }
@@ -673,7 +678,7 @@ async fn refuse(
 /// `answered` is the problem response the client got instead of hyper's bare one (its exchange
 /// id, status and reason code go into the record and the access log).
 pub fn connection_refused(
-    gateway: &Gateway,
+    gateway: &Plane,
     peer: SocketAddr,
     reason: &'static str,
     client: Option<&PeerIdentity>,

@@ -125,6 +125,22 @@ pub fn node_id(config: &ConfigFile) -> String {
         .unwrap_or_else(|| "penghubung".into())
 }
 
+/// Adapters supplied by upstream name instead of the HTTP client built from the `[[upstream]]`
+/// table: the seam through which a pipeline test puts `MockAdapter` behind a service.
+#[derive(Default, Clone)]
+pub(crate) struct Adapters {
+    by_upstream: HashMap<String, Arc<dyn Adapter>>,
+}
+
+impl Adapters {
+    /// Serves the services of upstream `name` with `adapter`.
+    #[cfg(test)]
+    pub(crate) fn with(mut self, name: &str, adapter: Arc<dyn Adapter>) -> Adapters {
+        self.by_upstream.insert(name.to_owned(), adapter);
+        self
+    }
+}
+
 impl Snapshot {
     /// Builds a snapshot from a validated config. Must run inside the tokio runtime (upstream
     /// health checks are spawned here).
@@ -133,6 +149,24 @@ impl Snapshot {
         source_sha256: [u8; 32],
         metrics: &Metrics,
         previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, ConfigError> {
+        Snapshot::build_with(
+            config,
+            source_sha256,
+            metrics,
+            previous,
+            &Adapters::default(),
+        )
+        .await
+    }
+
+    /// [`Snapshot::build`], with the adapters of some upstreams given.
+    pub(crate) async fn build_with(
+        config: ConfigFile,
+        source_sha256: [u8; 32],
+        metrics: &Metrics,
+        previous: Option<&Snapshot>,
+        adapters: &Adapters,
     ) -> Result<Snapshot, ConfigError> {
         let mut errors = Vec::new();
         let mut tls_configs = Vec::new();
@@ -168,14 +202,23 @@ impl Snapshot {
         }
         let mut routes = Vec::new();
         for (i, spec) in config.service.iter().enumerate() {
-            let (adapter, upstream_http2) =
-                match spec.upstream.as_ref().and_then(|u| upstreams.get(u)) {
-                    Some((uspec, up)) => (
-                        Some(Arc::new(up.clone()) as Arc<dyn Adapter>),
-                        uspec.protocol == services::UpstreamProtocol::Http2,
+            let (adapter, upstream_http2) = match spec
+                .upstream
+                .as_ref()
+                .and_then(|u| Some((u, upstreams.get(u)?)))
+            {
+                Some((name, (uspec, up))) => (
+                    Some(
+                        adapters
+                            .by_upstream
+                            .get(name)
+                            .cloned()
+                            .unwrap_or_else(|| Arc::new(up.clone()) as Arc<dyn Adapter>),
                     ),
-                    None => (None, false),
-                };
+                    uspec.protocol == services::UpstreamProtocol::Http2,
+                ),
+                None => (None, false),
+            };
             let service = Arc::new(Service {
                 id: spec.id.clone(),
                 version: spec.version.clone().unwrap_or_default(),

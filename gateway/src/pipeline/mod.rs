@@ -5,6 +5,8 @@
 mod plane;
 pub mod record;
 pub mod refusals;
+#[cfg(test)]
+mod tests;
 
 pub use plane::Plane;
 
@@ -66,27 +68,41 @@ pub struct Exchange {
     pub digests: Option<RequestDigests>,
 }
 
+/// What the connection (`server`) tells the pipeline about one request, beyond the request.
+#[derive(Debug)]
+pub struct Connection<G> {
+    /// The connection's peer, listener, TLS facts.
+    pub info: Arc<ConnInfo>,
+    /// The byte scanner saw `Content-Length` together with `Transfer-Encoding` in this
+    /// request's raw head (hyper drops the former before the head reaches admission).
+    pub content_length_with_transfer_encoding: bool,
+    /// The connection's in-flight token for this request, held until the response body ends.
+    pub in_flight: G,
+}
+
 /// Handles one request: runs the stages and turns any error into a response in one place.
-///
-/// The connection (`server`) passes what it knows of this request below HTTP: whether its byte
-/// scanner saw `Content-Length` together with `Transfer-Encoding` in the raw head, and its
-/// in-flight token, held until the response body ends.
+/// `runtime` is the snapshot the whole exchange uses (loaded once by the caller, so a reload
+/// during the exchange does not change its config). No socket is needed: any request body
+/// type and any in-flight token will do.
 pub async fn handle<B: ClientBody, G: Send + 'static>(
-    gateway: &Plane,
-    conn: &Arc<ConnInfo>,
-    content_length_with_transfer_encoding: bool,
-    in_flight: G,
+    runtime: Arc<Snapshot>,
+    evidence: &EvidenceLog,
+    refusals: &RefusalGuard,
+    connection: Connection<G>,
     request: Request<B>,
 ) -> Response<Body> {
     let started = Instant::now();
-    // The runtime is loaded once: the whole exchange sees one config, even across a reload.
-    let runtime = gateway.snapshot.load_full();
+    let Connection {
+        info: conn,
+        content_length_with_transfer_encoding,
+        in_flight,
+    } = connection;
+    let conn = &conn;
     let mut exchange = Exchange {
         id: uuid::Uuid::now_v7().to_string(),
         method: request.method().as_str().to_owned(),
         path: request.uri().path().chars().take(1024).collect(),
-        digests: gateway
-            .evidence
+        digests: evidence
             .is_enabled()
             .then(|| RequestDigests::of(request.headers(), request.uri().query())),
         ..Exchange::default()
@@ -98,8 +114,7 @@ pub async fn handle<B: ClientBody, G: Send + 'static>(
             reason: "content_length_with_transfer_encoding",
             close: true,
         })
-    } else if let Some(retry) = gateway
-        .refusals
+    } else if let Some(retry) = refusals
         .limited(conn.peer.ip(), &runtime.limits)
         .filter(|_| !presents_credential(request.headers(), conn))
     {
@@ -108,20 +123,12 @@ pub async fn handle<B: ClientBody, G: Send + 'static>(
             retry_after_secs: retry.as_secs().max(1),
         })
     } else {
-        run(
-            &runtime,
-            &gateway.evidence,
-            conn,
-            &mut exchange,
-            started,
-            request,
-        )
-        .await
+        run(&runtime, evidence, conn, &mut exchange, started, request).await
     };
     match outcome {
         Ok((response, metrics)) => {
             if exchange.principal.is_some() || response.status().as_u16() < 400 {
-                gateway.refusals.succeeded(conn.peer.ip(), &runtime.limits);
+                refusals.succeeded(conn.peer.ip(), &runtime.limits);
             }
             metrics.observe(
                 Stage::Dispatch,
@@ -141,13 +148,7 @@ pub async fn handle<B: ClientBody, G: Send + 'static>(
         }
         Err(error) => {
             let response = refuse(
-                &runtime,
-                &gateway.evidence,
-                &gateway.refusals,
-                conn,
-                &exchange,
-                &error,
-                started,
+                &runtime, evidence, refusals, conn, &exchange, &error, started,
             )
             .await;
             let (mut parts, body) = response.into_parts();

@@ -21,7 +21,7 @@ use tokio::sync::Semaphore;
 use super::io::{now_ms, Activity, InFlight, TimedIo};
 use super::scan::ScanConfig;
 use crate::identity::ConnInfo;
-use crate::pipeline::Plane;
+use crate::pipeline::{Connection, Plane};
 use crate::telemetry::ListenerMetrics;
 
 /// Accepts connections until shutdown. A connection beyond the listener's limit is closed at once.
@@ -225,8 +225,23 @@ async fn serve_io<T>(
                 // hyper drops Content-Length when Transfer-Encoding is present; the byte
                 // scanner (h1frame) saw the raw head.
                 let cl_te = activity.content_length_with_transfer_encoding(index);
+                let connection = Connection {
+                    info,
+                    content_length_with_transfer_encoding: cl_te,
+                    in_flight,
+                };
+                // The runtime is loaded once: the whole exchange sees one config, even across
+                // a reload.
+                let runtime = gateway.snapshot.load_full();
                 Ok::<_, Infallible>(
-                    crate::pipeline::handle(&gateway, &info, cl_te, in_flight, request).await,
+                    crate::pipeline::handle(
+                        runtime,
+                        &gateway.evidence,
+                        &gateway.refusals,
+                        connection,
+                        request,
+                    )
+                    .await,
                 )
             }
         })

@@ -200,3 +200,20 @@ fn the_check_finds_cycles_and_data_to_control_edges() {
         ["admit", "auth", "error"].map(String::from).into()
     );
 }
+
+#[test]
+fn pipeline_run_is_at_most_80_lines() {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/pipeline/mod.rs");
+    let text = std::fs::read_to_string(path).expect("pipeline/mod.rs is readable");
+    let start = text
+        .lines()
+        .position(|l| l.starts_with("async fn run<"))
+        .expect("pipeline::run exists");
+    let length = text
+        .lines()
+        .skip(start)
+        .position(|l| l == "}")
+        .expect("pipeline::run ends")
+        + 1;
+    assert!(length <= 80, "pipeline::run is {length} lines");
+}

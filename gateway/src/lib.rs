@@ -1,7 +1,7 @@
 //! Penghubung: the regional Sistem Penghubung Layanan gateway.
 //!
 //! The request pipeline is in `pipeline`; stages have modules of their own named after them
-//! ([`admit`], [`routing`], `auth` for authenticate and authorize, `throttle`, `forward` for
+//! ([`admit`], [`routing`], `auth` for authenticate and authorize, `throttle`, `dispatch` for
 //! dispatch); [`server`] accepts connections, [`config`] and [`snapshot`] implement the
 //! load → validate → build → swap lifecycle, and [`control`] holds the process state, starts
 //! listeners and reloads. No top-level module imports another that imports it back (`layering`).
@@ -16,8 +16,8 @@ mod catalog;
 pub mod cli;
 pub mod config;
 pub mod control;
+mod dispatch;
 mod error;
-mod forward;
 pub mod identity;
 #[cfg(test)]
 mod layering;

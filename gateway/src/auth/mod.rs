@@ -1,6 +1,7 @@
 //! Stages 3 and 4, `authenticate` and `authorize`, and the runtime that also drives stage 5
 //! (`throttle`, in `crate::throttle`). Built from the config on every load and swapped whole.
 
+pub mod endpoints;
 mod error;
 mod extract;
 pub mod grants;

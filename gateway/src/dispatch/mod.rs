@@ -1,5 +1,8 @@
 //! Stages 7 and 8, `dispatch` and `respond`: reading and checking the request body, building the
-//! clean upstream request, and sanitising the upstream response on its way back.
+//! clean upstream request (with the gateway's identity headers, `identity.rs`), the adapter
+//! call, and sanitising the upstream response on its way back.
+
+mod identity;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -14,9 +17,13 @@ use http_body_util::{BodyExt, Limited};
 use penghubung_adapter::{Body, BoxError, GatewayRequest, RequestBody};
 
 use crate::admit::{headers, Admitted, EXCHANGE_ID};
+use crate::auth::{GrantRuntime, Principal};
 use crate::error::GatewayError;
 use crate::identity::ConnInfo;
 use crate::routing::Matched;
+use crate::snapshot::Snapshot;
+pub use identity::{drop_credential, identity_headers};
+use penghubung_adapter::{Adapter, GatewayResponse};
 
 /// A client's request body as the pipeline reads it: hyper's `Incoming` on a connection, any
 /// `http_body::Body` of bytes in a test.
@@ -141,6 +148,56 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Who calls what, for [`call`].
+pub struct Call<'a> {
+    /// The snapshot of the exchange.
+    pub runtime: &'a Snapshot,
+    /// The connection.
+    pub conn: &'a ConnInfo,
+    /// Admission results (host, trace).
+    pub admitted: &'a Admitted,
+    /// The route and the path it matched.
+    pub matched: &'a Matched,
+    /// The caller.
+    pub principal: &'a Principal,
+    /// The grant the call is under.
+    pub grant: &'a GrantRuntime,
+    /// Exchange id.
+    pub exchange_id: &'a str,
+}
+
+/// Stages 7 and 8 up to the response head: the clean upstream request with the gateway's
+/// identity headers (the upstream learns who calls only from those), the adapter call, and the
+/// upstream head sanitised. The body streams afterwards.
+pub async fn call(
+    call: Call<'_>,
+    adapter: &dyn Adapter,
+    mut head: request::Parts,
+    body: RequestBody,
+) -> Result<GatewayResponse, GatewayError> {
+    let service = &call.matched.route.service;
+    let identity = identity_headers(
+        &call.runtime.auth,
+        &service.auth,
+        call.principal,
+        call.grant,
+        &service.id,
+        call.exchange_id,
+    )?;
+    drop_credential(&service.auth, &mut head.headers);
+    let forwarding = Forwarding {
+        exchange_id: call.exchange_id,
+        conn: call.conn,
+        admitted: call.admitted,
+        identity,
+        foreign: &call.runtime.foreign_identity,
+    };
+    let request = upstream_request(head, call.matched, forwarding, body)?;
+    let mut answered = adapter.call(request).await?;
+    clean_response(&mut answered.response, call.exchange_id);
+    Ok(answered)
+}
 
 /// Gateway-owned headers sent upstream.
 pub struct Forwarding<'a> {

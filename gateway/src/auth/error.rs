@@ -2,6 +2,8 @@
 
 use http::StatusCode;
 
+use crate::stage::Stage;
+
 /// Why a request was refused by stages 3–5. `error::rescue` turns it into a response.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum AuthError {
@@ -66,6 +68,30 @@ const BEARER_INVALID: &str = "Bearer realm=\"penghubung\", error=\"invalid_token
 const BEARER_REQUEST: &str = "Bearer realm=\"penghubung\", error=\"invalid_request\"";
 
 impl AuthError {
+    /// The stage that refused: 3 `authenticate` (credentials) or 4 `authorize` (grant).
+    pub fn stage(&self) -> Stage {
+        match self {
+            Self::MissingCredentials
+            | Self::AmbiguousCredentials
+            | Self::CredentialInQuery
+            | Self::CredentialInCookie
+            | Self::MalformedCredential
+            | Self::CredentialTooLarge
+            | Self::CredentialNotAccepted
+            | Self::InvalidToken(_)
+            | Self::UnknownApiKey
+            | Self::UnknownCertificate
+            | Self::UnknownSubject
+            | Self::Internal(_) => Stage::Authenticate,
+            Self::NoGrant
+            | Self::GrantNotYetValid
+            | Self::GrantExpired
+            | Self::NoConsent
+            | Self::OutsideCakupan
+            | Self::MtlsRequired => Stage::Authorize,
+        }
+    }
+
     /// HTTP status of the refusal.
     pub fn status(&self) -> StatusCode {
         match self {

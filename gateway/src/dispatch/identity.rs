@@ -7,6 +7,7 @@ use http::header::{self, HeaderName, HeaderValue};
 use crate::auth::settings::ServiceAuthSettings;
 use crate::auth::{AuthRuntime, GrantRuntime, Principal};
 use crate::error::GatewayError;
+use crate::stage::Stage;
 
 const APIKEY: HeaderName = HeaderName::from_static("apikey");
 const CONSUMER_OPD: HeaderName = HeaderName::from_static("x-penghubung-consumer-opd");
@@ -39,7 +40,13 @@ pub fn identity_headers(
     push(CREDENTIAL_KIND, principal.credential_kind.as_str());
     push(GRANT_ID, &grant.id);
     if settings.assertion {
-        let jwt = auth.assertion(principal, grant, service_id, exchange_id)?;
+        // A signing failure is the gateway's, while dispatching; not the caller's.
+        let jwt = auth
+            .assertion(principal, grant, service_id, exchange_id)
+            .map_err(|e| GatewayError::Internal {
+                stage: Stage::Dispatch,
+                reason: e.reason(),
+            })?;
         push(ASSERTION, &jwt);
     }
     Ok(out)

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderName};
 use http::{Request, Response};
 use penghubung_adapter::{Body, RequestBody};
 
@@ -445,47 +445,7 @@ async fn refuse(
         }
     }
     access_log(runtime, conn, exchange, status.as_u16(), started.elapsed());
-    let wso2 = match error {
-        GatewayError::Auth(e) => e.wso2_code(),
-        GatewayError::Throttle(e) => e.wso2_code(),
-        _ => None,
-    };
-    let mut response = error::rescue(
-        status,
-        &exchange.id,
-        error.reason(),
-        wso2,
-        exchange.fault_style,
-    );
-    let headers = response.headers_mut();
-    match error {
-        GatewayError::MethodNotAllowed { allow } => {
-            if let Ok(v) = HeaderValue::from_str(allow) {
-                headers.insert(header::ALLOW, v);
-            }
-        }
-        GatewayError::SourceRefusalsLimited { retry_after_secs } => {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
-        }
-        GatewayError::Auth(e) => {
-            if let Some(challenge) = e.www_authenticate() {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(challenge),
-                );
-            }
-        }
-        GatewayError::Throttle(e) => {
-            if let Some(info) = e.rate_info() {
-                info.headers(headers);
-            }
-        }
-        _ => {}
-    }
-    if error.close_connection() {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
+    error::rescue(error, &exchange.id, exchange.fault_style)
 }
 
 /// Records a refusal that happened below HTTP (TLS handshake failure, or a parse error hyper

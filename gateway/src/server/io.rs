@@ -80,15 +80,13 @@ pub fn parser_error_status(buf: &[u8]) -> Option<u16> {
 }
 
 /// The problem response that replaces hyper's bare error head for `status`.
-fn problem_head(status: u16, exchange_id: &str, reason: &str) -> Vec<u8> {
+fn problem_head(status: u16, exchange_id: &str, reason: &'static str) -> Vec<u8> {
     let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
-    let response = crate::error::rescue(
-        code,
-        exchange_id,
+    let refusal = crate::error::GatewayError::Connection {
+        status: code,
         reason,
-        None,
-        crate::error::FaultStyle::Problem,
-    );
+    };
+    let response = crate::error::rescue(&refusal, exchange_id, crate::error::FaultStyle::Problem);
     let mut out = format!(
         "HTTP/1.1 {} {}\r\nconnection: close\r\ncontent-length: {}\r\n",
         code.as_u16(),
@@ -96,6 +94,10 @@ fn problem_head(status: u16, exchange_id: &str, reason: &str) -> Vec<u8> {
         response.body().len()
     );
     for (name, value) in response.headers() {
+        // The connection header is written first, above.
+        if name == http::header::CONNECTION {
+            continue;
+        }
         if let Ok(v) = value.to_str() {
             out.push_str(name.as_str());
             out.push_str(": ");

@@ -1,4 +1,6 @@
-//! Errors of the request pipeline, and the one place they become responses ([`rescue`]).
+//! Errors of the request pipeline and of connections, and the one place they become responses
+//! ([`rescue`]). Each error carries its stage and its blame ([`Blame`]) by variant, never guessed
+//! from its status.
 //!
 //! Every error knows its pipeline stage, its HTTP status, a stable reason class
 //! (used in metrics and evidence) and whether the client connection must be closed. The status
@@ -8,10 +10,11 @@ use bytes::Bytes;
 use http::{header, HeaderValue, Response, StatusCode};
 use penghubung_adapter::AdapterError;
 
-use crate::admit::canonical::PathError;
 pub use crate::auth::settings::FaultStyle;
 use crate::auth::AuthError;
-use crate::pipeline::stage::Stage;
+use crate::stage::Stage;
+use crate::throttle::ThrottleError;
+use std::fmt;
 
 /// Everything that can stop a request in the pipeline.
 #[derive(Debug, thiserror::Error)]
@@ -63,9 +66,12 @@ pub enum GatewayError {
     /// A deny route matched.
     #[error("route denied")]
     RouteDenied,
-    /// Stages 3–5 refused: credentials, grant, or limits.
+    /// Stages 3–4 refused: credentials or grant.
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// Stage 5 refused: rate limit, quota, or the shared limiter store.
+    #[error(transparent)]
+    Throttle(#[from] ThrottleError),
     /// The evidence log could not make the record durable: nothing is forwarded.
     #[error("evidence log unavailable: {0}")]
     EvidenceUnavailable(String),
@@ -82,6 +88,36 @@ pub enum GatewayError {
         /// Seconds until the source's refusal window ends (`Retry-After`).
         retry_after_secs: u64,
     },
+    /// A gateway-side failure in a stage (e.g. signing the backend assertion while
+    /// dispatching); no detail reaches the client.
+    #[error("internal error in {}: {reason}", stage.as_str())]
+    Internal {
+        /// The stage that failed.
+        stage: Stage,
+        /// Stable reason class.
+        reason: &'static str,
+    },
+    /// Below HTTP: hyper's HTTP/1 parser refused the head (stage 0, `accept`); the answer
+    /// replaces hyper's bare one and the connection closes.
+    #[error("connection refused: {reason}")]
+    Connection {
+        /// The status hyper chose.
+        status: StatusCode,
+        /// Stable reason class ([`parser_reason`]).
+        reason: &'static str,
+    },
+}
+
+/// Whose fault an error is (pingora's `ErrorSource`): the client's request, the gateway itself,
+/// or the upstream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Blame {
+    /// The request, the caller or its limits.
+    Client,
+    /// The gateway (evidence log, signing, shutdown).
+    Gateway,
+    /// The upstream or the way to it.
+    Upstream,
 }
 
 impl GatewayError {
@@ -102,10 +138,50 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
             GatewayError::RouteDenied => StatusCode::FORBIDDEN,
             GatewayError::Auth(e) => e.status(),
+            GatewayError::Throttle(e) => e.status(),
             GatewayError::EvidenceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Upstream(e) => e.status(),
             GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::SourceRefusalsLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            GatewayError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            GatewayError::Connection { status, .. } => *status,
+        }
+    }
+
+    /// Whose fault the error is.
+    pub fn blame(&self) -> Blame {
+        match self {
+            GatewayError::EvidenceUnavailable(_)
+            | GatewayError::Unavailable(_)
+            | GatewayError::Internal { .. } => Blame::Gateway,
+            GatewayError::Throttle(ThrottleError::LimiterUnavailable) => Blame::Gateway,
+            GatewayError::Upstream(_) => Blame::Upstream,
+            GatewayError::BadRequest { .. }
+            | GatewayError::Path(_)
+            | GatewayError::Misdirected(_)
+            | GatewayError::UriTooLong
+            | GatewayError::HeadersTooLarge
+            | GatewayError::BodyTooLarge
+            | GatewayError::BodyTimeout
+            | GatewayError::BodyInvalid(_)
+            | GatewayError::ExpectationFailed
+            | GatewayError::TransferCodingNotImplemented
+            | GatewayError::NoRoute
+            | GatewayError::MethodNotAllowed { .. }
+            | GatewayError::RouteDenied
+            | GatewayError::Auth(_)
+            | GatewayError::Throttle(_)
+            | GatewayError::SourceRefusalsLimited { .. }
+            | GatewayError::Connection { .. } => Blame::Client,
+        }
+    }
+
+    /// WSO2 API Manager fault code and message, for `fault_style = "wso2"` services.
+    pub fn wso2_code(&self) -> Option<(&'static str, &'static str)> {
+        match self {
+            GatewayError::Auth(e) => e.wso2_code(),
+            GatewayError::Throttle(e) => e.wso2_code(),
+            _ => None,
         }
     }
 
@@ -127,11 +203,10 @@ impl GatewayError {
             GatewayError::NoRoute
             | GatewayError::MethodNotAllowed { .. }
             | GatewayError::RouteDenied => Stage::Route,
-            GatewayError::Auth(e) => match e.status() {
-                StatusCode::FORBIDDEN => Stage::Authorize,
-                StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => Stage::Throttle,
-                _ => Stage::Authenticate,
-            },
+            GatewayError::Auth(e) => e.stage(),
+            GatewayError::Internal { stage, .. } => *stage,
+            GatewayError::Connection { .. } => Stage::Accept,
+            GatewayError::Throttle(_) => Stage::Throttle,
             GatewayError::EvidenceUnavailable(_) => Stage::RecordRequest,
             GatewayError::Upstream(_) => Stage::Dispatch,
         }
@@ -155,10 +230,13 @@ impl GatewayError {
             GatewayError::MethodNotAllowed { .. } => "method_not_allowed",
             GatewayError::RouteDenied => "route_denied",
             GatewayError::Auth(e) => e.reason(),
+            GatewayError::Throttle(e) => e.reason(),
             GatewayError::EvidenceUnavailable(_) => "evidence_unavailable",
             GatewayError::Upstream(e) => e.class(),
             GatewayError::Unavailable(reason) => reason,
             GatewayError::SourceRefusalsLimited { .. } => "source_refusals_limited",
+            GatewayError::Internal { reason, .. } => reason,
+            GatewayError::Connection { reason, .. } => reason,
         }
     }
 
@@ -172,17 +250,61 @@ impl GatewayError {
                 | GatewayError::BodyTimeout
                 | GatewayError::BodyTooLarge
                 | GatewayError::TransferCodingNotImplemented
+                | GatewayError::Connection { .. }
         )
     }
 }
 
-/// Turns an error into the response the client sees: a generic title, the status, the exchange
-/// id, never internal detail (that goes to the log and the evidence record).
+/// The one place any error becomes the response the client sees: status, the problem (or WSO2
+/// fault) body, and every header the refusal implies (`Allow`, `Retry-After`,
+/// `WWW-Authenticate`, the RateLimit fields, `Connection: close`), for pipeline refusals and
+/// connection-level ones alike.
+pub fn rescue(error: &GatewayError, exchange_id: &str, style: FaultStyle) -> Response<Bytes> {
+    let mut response = problem(
+        error.status(),
+        exchange_id,
+        error.reason(),
+        error.wso2_code(),
+        style,
+    );
+    let headers = response.headers_mut();
+    match error {
+        GatewayError::MethodNotAllowed { allow } => {
+            if let Ok(v) = HeaderValue::from_str(allow) {
+                headers.insert(header::ALLOW, v);
+            }
+        }
+        GatewayError::SourceRefusalsLimited { retry_after_secs } => {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
+        }
+        GatewayError::Auth(e) => {
+            if let Some(challenge) = e.www_authenticate() {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static(challenge),
+                );
+            }
+        }
+        GatewayError::Throttle(e) => {
+            if let Some(info) = e.rate_info() {
+                info.headers(headers);
+            }
+        }
+        _ => {}
+    }
+    if error.close_connection() {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// The body of an error response: a generic title, the status, the exchange id, never internal
+/// detail (that goes to the log and the evidence record).
 ///
 /// `reason` is the stable, machine-readable reason code (`route_denied`,
 /// `grant_outside_cakupan`, ...; [`GatewayError::reason`]), listed in README's "Problem
 /// responses": it names the class of refusal and never carries internal detail.
-pub fn rescue(
+fn problem(
     status: StatusCode,
     exchange_id: &str,
     reason: &str,
@@ -218,9 +340,46 @@ pub fn rescue(
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     if let Ok(value) = HeaderValue::from_str(exchange_id) {
-        headers.insert(crate::admit::EXCHANGE_ID, value);
+        headers.insert(crate::identity::EXCHANGE_ID, value);
     }
     response
+}
+
+/// Why a path cannot be put in canonical form (`admit::canonical`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PathError {
+    /// Not an origin-form path (does not start with `/`).
+    NotOriginForm,
+    /// A `%` not followed by two hex digits.
+    BadEscape,
+    /// An encoding that backends read differently: `%2F`, `%5C`, `%00`, `%2E`, `%25XX`, `;`,
+    /// `\`, encoded non-ASCII or control bytes.
+    Ambiguous(&'static str),
+    /// `..` would climb above the root.
+    AboveRoot,
+}
+
+impl fmt::Display for PathError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PathError::NotOriginForm => f.write_str("path is not in origin form"),
+            PathError::BadEscape => f.write_str("invalid percent-encoding"),
+            PathError::Ambiguous(what) => write!(f, "ambiguous path encoding: {what}"),
+            PathError::AboveRoot => f.write_str("path climbs above the root"),
+        }
+    }
+}
+
+/// The reason code of an error status hyper's HTTP/1 parser answers itself.
+pub fn parser_reason(status: u16) -> &'static str {
+    match status {
+        431 => "headers_too_large",
+        414 => "uri_too_long",
+        408 => "header_timeout",
+        505 => "http_version",
+        501 => "not_implemented",
+        _ => "http_parse",
+    }
 }
 
 #[cfg(test)]
@@ -363,11 +522,11 @@ mod tests {
             GatewayError::Auth(AuthError::NoConsent),
             GatewayError::Auth(AuthError::OutsideCakupan),
             GatewayError::Auth(AuthError::MtlsRequired),
-            GatewayError::Auth(AuthError::LimiterUnavailable),
+            GatewayError::Throttle(ThrottleError::LimiterUnavailable),
         ];
         let mut reasons: Vec<&str> = errors.iter().map(GatewayError::reason).collect();
         reasons.extend(["rate_limited", "quota_exceeded", "upstream_timeout"]);
-        reasons.extend([400, 414, 431, 505].map(crate::server::io::parser_reason));
+        reasons.extend([400, 414, 431, 505].map(parser_reason));
         for reason in reasons {
             assert!(
                 section.contains(&format!("`{reason}`")),
@@ -377,8 +536,80 @@ mod tests {
     }
 
     #[test]
+    fn rescue_writes_every_header_a_refusal_implies() {
+        let h = |error: GatewayError| rescue(&error, "ex", FaultStyle::Problem);
+        let allowed = h(GatewayError::MethodNotAllowed {
+            allow: "GET, POST".into(),
+        });
+        assert_eq!(allowed.status(), StatusCode::METHOD_NOT_ALLOWED);
+        assert_eq!(allowed.headers()[header::ALLOW], "GET, POST");
+        let storm = h(GatewayError::SourceRefusalsLimited {
+            retry_after_secs: 7,
+        });
+        assert_eq!(storm.headers()[header::RETRY_AFTER], "7");
+        let unauthenticated = h(GatewayError::Auth(AuthError::MissingCredentials));
+        assert!(unauthenticated
+            .headers()
+            .contains_key(header::WWW_AUTHENTICATE));
+        let limited = h(GatewayError::Throttle(ThrottleError::RateLimited(
+            Box::new(crate::throttle::RateInfo {
+                policy: "grant:g".into(),
+                retry_after: std::time::Duration::from_secs(2),
+                ..Default::default()
+            }),
+        )));
+        assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert!(limited.headers().contains_key(header::RETRY_AFTER));
+        let too_large = h(GatewayError::BodyTooLarge);
+        assert_eq!(too_large.headers()[header::CONNECTION], "close");
+        let parser = h(GatewayError::Connection {
+            status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            reason: "headers_too_large",
+        });
+        assert_eq!(parser.status(), StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        assert_eq!(parser.headers()[header::CONNECTION], "close");
+        assert_eq!(parser.headers()[crate::identity::EXCHANGE_ID], "ex");
+        let wso2 = rescue(
+            &GatewayError::Auth(AuthError::UnknownApiKey),
+            "ex",
+            FaultStyle::Wso2,
+        );
+        assert!(String::from_utf8_lossy(wso2.body()).contains("900901"));
+        assert!(wso2.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+
+    #[test]
+    fn stage_and_blame_are_carried_not_guessed_from_the_status() {
+        let signing = GatewayError::Internal {
+            stage: Stage::Dispatch,
+            reason: "sign_failed",
+        };
+        assert_eq!(signing.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(signing.stage(), Stage::Dispatch);
+        assert_eq!(signing.blame(), Blame::Gateway);
+        let limiter = GatewayError::Throttle(ThrottleError::LimiterUnavailable);
+        assert_eq!(
+            (limiter.stage(), limiter.blame()),
+            (Stage::Throttle, Blame::Gateway)
+        );
+        let grant = GatewayError::Auth(AuthError::NoGrant);
+        assert_eq!(
+            (grant.stage(), grant.blame()),
+            (Stage::Authorize, Blame::Client)
+        );
+        let parser = GatewayError::Connection {
+            status: StatusCode::BAD_REQUEST,
+            reason: "http_parse",
+        };
+        assert_eq!(
+            (parser.stage(), parser.blame()),
+            (Stage::Accept, Blame::Client)
+        );
+    }
+
+    #[test]
     fn rescue_hides_detail() {
-        let response = rescue(
+        let response = problem(
             StatusCode::BAD_GATEWAY,
             "abc",
             "upstream_connect",
@@ -393,7 +624,7 @@ mod tests {
             response.headers()[header::CONTENT_TYPE],
             "application/problem+json"
         );
-        let wso2 = rescue(
+        let wso2 = problem(
             StatusCode::UNAUTHORIZED,
             "e",
             "apikey_unknown",

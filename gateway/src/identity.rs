@@ -2,6 +2,12 @@
 
 use std::fmt;
 
+use http::HeaderName;
+
+/// The exchange id header: the UUIDv7 the gateway gives each exchange, returned to the client
+/// and sent upstream.
+pub const EXCHANGE_ID: HeaderName = HeaderName::from_static("x-penghubung-exchange-id");
+
 /// The verified TLS client certificate of a connection (stage 0, `accept`).
 ///
 /// Only the TLS handshake creates this value; no header can stand in for it.

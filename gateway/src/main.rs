@@ -218,9 +218,9 @@ fn run(file: config::ConfigFile, path: Option<std::path::PathBuf>) -> ExitCode {
         }
     };
     runtime.block_on(async move {
-        match penghubung::server::start(file, path).await {
+        match penghubung::control::start(file, path).await {
             Ok(running) => {
-                penghubung::server::signals::install(running.gateway.clone());
+                penghubung::control::signals::install(running.gateway.clone());
                 running.wait().await;
                 ExitCode::SUCCESS
             }
@@ -273,14 +273,14 @@ fn demo(listen: String, admin: String) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let running = match penghubung::server::start(file, None).await {
+        let running = match penghubung::control::start(file, None).await {
             Ok(running) => running,
             Err(error) => {
                 eprintln!("penghubung: {error}");
                 return ExitCode::FAILURE;
             }
         };
-        penghubung::server::signals::install(running.gateway.clone());
+        penghubung::control::signals::install(running.gateway.clone());
         let first = match running.listeners.first() {
             Some(addr) => demo::first_exchange(*addr).await,
             None => Err("demo: no listener".to_owned()),

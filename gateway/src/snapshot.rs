@@ -12,45 +12,15 @@ use std::time::Duration;
 use penghubung_adapter::Adapter;
 use penghubung_adapter_http::{Balance, HealthCheck, HostHeader, HttpUpstream, UpstreamSettings};
 
-use crate::auth::settings::ServiceAuthSettings;
 use crate::auth::AuthRuntime;
 use crate::catalog::services::{self, UpstreamSpec};
-use crate::catalog::{Classification, Exposure};
 use crate::config::file::{ConfigFile, RequestLimits};
 use crate::config::ConfigError;
 use crate::routing::{Route, Router};
-use crate::server::tls;
 use crate::telemetry::{Metrics, ServiceMetrics, NO_SERVICE};
+use crate::tls;
 
-/// A service as requests see it.
-pub struct Service {
-    /// Identifier.
-    pub id: String,
-    /// Version.
-    pub version: String,
-    /// Owning OPD.
-    pub owner_opd: String,
-    /// Classification.
-    pub classification: Classification,
-    /// Exposure.
-    pub exposure: Exposure,
-    /// Carries personal data.
-    pub personal_data: bool,
-    /// Where requests go (absent for deny-only services).
-    pub adapter: Option<Arc<dyn Adapter>>,
-    /// The upstream speaks HTTP/2 (`TE: trailers` may pass).
-    pub upstream_http2: bool,
-    /// Who may call it.
-    pub auth: ServiceAuthSettings,
-    /// Counters.
-    pub metrics: Arc<ServiceMetrics>,
-}
-
-impl std::fmt::Debug for Service {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Service").field("id", &self.id).finish()
-    }
-}
+pub use crate::routing::Service;
 
 /// Everything a request needs, compiled from one config.
 pub struct Snapshot {
@@ -155,6 +125,22 @@ pub fn node_id(config: &ConfigFile) -> String {
         .unwrap_or_else(|| "penghubung".into())
 }
 
+/// Adapters supplied by upstream name instead of the HTTP client built from the `[[upstream]]`
+/// table: the seam through which a pipeline test puts `MockAdapter` behind a service.
+#[derive(Default, Clone)]
+pub(crate) struct Adapters {
+    by_upstream: HashMap<String, Arc<dyn Adapter>>,
+}
+
+impl Adapters {
+    /// Serves the services of upstream `name` with `adapter`.
+    #[cfg(test)]
+    pub(crate) fn with(mut self, name: &str, adapter: Arc<dyn Adapter>) -> Adapters {
+        self.by_upstream.insert(name.to_owned(), adapter);
+        self
+    }
+}
+
 impl Snapshot {
     /// Builds a snapshot from a validated config. Must run inside the tokio runtime (upstream
     /// health checks are spawned here).
@@ -163,6 +149,24 @@ impl Snapshot {
         source_sha256: [u8; 32],
         metrics: &Metrics,
         previous: Option<&Snapshot>,
+    ) -> Result<Snapshot, ConfigError> {
+        Snapshot::build_with(
+            config,
+            source_sha256,
+            metrics,
+            previous,
+            &Adapters::default(),
+        )
+        .await
+    }
+
+    /// [`Snapshot::build`], with the adapters of some upstreams given.
+    pub(crate) async fn build_with(
+        config: ConfigFile,
+        source_sha256: [u8; 32],
+        metrics: &Metrics,
+        previous: Option<&Snapshot>,
+        adapters: &Adapters,
     ) -> Result<Snapshot, ConfigError> {
         let mut errors = Vec::new();
         let mut tls_configs = Vec::new();
@@ -198,14 +202,23 @@ impl Snapshot {
         }
         let mut routes = Vec::new();
         for (i, spec) in config.service.iter().enumerate() {
-            let (adapter, upstream_http2) =
-                match spec.upstream.as_ref().and_then(|u| upstreams.get(u)) {
-                    Some((uspec, up)) => (
-                        Some(Arc::new(up.clone()) as Arc<dyn Adapter>),
-                        uspec.protocol == services::UpstreamProtocol::Http2,
+            let (adapter, upstream_http2) = match spec
+                .upstream
+                .as_ref()
+                .and_then(|u| Some((u, upstreams.get(u)?)))
+            {
+                Some((name, (uspec, up))) => (
+                    Some(
+                        adapters
+                            .by_upstream
+                            .get(name)
+                            .cloned()
+                            .unwrap_or_else(|| Arc::new(up.clone()) as Arc<dyn Adapter>),
                     ),
-                    None => (None, false),
-                };
+                    uspec.protocol == services::UpstreamProtocol::Http2,
+                ),
+                None => (None, false),
+            };
             let service = Arc::new(Service {
                 id: spec.id.clone(),
                 version: spec.version.clone().unwrap_or_default(),

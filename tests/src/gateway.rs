@@ -18,7 +18,7 @@ fn with_evidence_dir(dir: &Path, text: &str) -> String {
 /// A gateway running in this process. Dropping it begins a shutdown.
 #[derive(Debug)]
 pub struct Gateway {
-    running: Option<penghubung::server::Running>,
+    running: Option<penghubung::control::Running>,
     pub addr: SocketAddr,
     pub admin: SocketAddr,
     pub config_path: PathBuf,
@@ -45,7 +45,7 @@ impl Gateway {
         let config_path = dir.path().join("penghubung.toml");
         std::fs::write(&config_path, with_evidence_dir(dir.path(), text)).unwrap();
         let config = penghubung::config::load(&config_path)?;
-        let running = penghubung::server::start(config, Some(config_path.clone())).await?;
+        let running = penghubung::control::start(config, Some(config_path.clone())).await?;
         Ok(Gateway {
             addr: running.listeners[0],
             admin: running.admin.unwrap(),
@@ -56,7 +56,7 @@ impl Gateway {
     }
 
     /// The process-wide state (metrics, runtime).
-    pub fn state(&self) -> &Arc<penghubung::server::Gateway> {
+    pub fn state(&self) -> &Arc<penghubung::control::Gateway> {
         &self.running.as_ref().unwrap().gateway
     }
 

@@ -1,8 +1,8 @@
 //! The admin listener (loopback by default, separate from traffic): `/live`, `/ready`,
-//! `/health`, `/metrics` and `POST /reload`.
+//! `/health`, `/metrics` and `POST /reload`. The listener only: what it reports and reloads
+//! is behind [`Operations`], which the control side (`control::Gateway`) implements.
 
 use std::convert::Infallible;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -13,11 +13,23 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
-use crate::server::Gateway;
+use crate::pipeline::Plane;
+
+/// What the admin API reads and triggers.
+pub trait Operations: Send + Sync + 'static {
+    /// The data plane's shared state (snapshot, evidence log, refusals, shutdown signal).
+    fn plane(&self) -> &Plane;
+    /// Whether listeners are up and shutdown has not started.
+    fn is_ready(&self) -> bool;
+    /// Writes the process counters in the Prometheus text format.
+    fn write_metrics(&self, out: &mut String);
+    /// Reloads the config file; `Err` is the reason the running config stays.
+    fn reload(&self) -> impl std::future::Future<Output = Result<(), String>> + Send;
+}
 
 /// Serves the admin API until shutdown.
-pub async fn serve(gateway: Arc<Gateway>, listener: TcpListener) {
-    let mut shutdown = gateway.shutdown_signal();
+pub async fn serve<O: Operations>(gateway: Arc<O>, listener: TcpListener) {
+    let mut shutdown = gateway.plane().shutdown_signal();
     loop {
         let (stream, _) = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -62,34 +74,37 @@ fn text(
     response
 }
 
-async fn route(gateway: &Arc<Gateway>, request: Request<Incoming>) -> Response<Full<Bytes>> {
+async fn route<O: Operations>(
+    gateway: &Arc<O>,
+    request: Request<Incoming>,
+) -> Response<Full<Bytes>> {
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/live") => text(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/ready") => {
             // Under fail-closed evidence, an unwritable log means every request gets 503.
-            let evidence = gateway.evidence.health();
+            let evidence = gateway.plane().evidence.health();
             let evidence_ok = !evidence.enabled || evidence.writable || evidence.fail_open;
-            if gateway.ready.load(Ordering::SeqCst) && evidence_ok {
+            if gateway.is_ready() && evidence_ok {
                 text(StatusCode::OK, "text/plain", "ready\n")
             } else {
                 text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n")
             }
         }
         (&Method::GET, "/health") => {
-            let (status, body) = health(gateway);
+            let (status, body) = health(&**gateway);
             text(status, "application/json", body.to_string())
         }
         (&Method::GET, "/metrics") => {
             let mut out = String::with_capacity(8 * 1024);
-            gateway.metrics.render(&mut out);
-            let runtime = gateway.snapshot.load();
+            gateway.write_metrics(&mut out);
+            let runtime = gateway.plane().snapshot.load();
             runtime.write_upstream_metrics(&mut out);
             runtime.auth.write_metrics(&mut out);
-            gateway.evidence.write_metrics(&mut out);
-            gateway.refusals.write_metrics(&mut out);
+            gateway.plane().evidence.write_metrics(&mut out);
+            gateway.plane().refusals.write_metrics(&mut out);
             text(StatusCode::OK, "text/plain; version=0.0.4", out)
         }
-        (&Method::POST, "/reload") => match gateway.reload(None).await {
+        (&Method::POST, "/reload") => match gateway.reload().await {
             Ok(()) => text(
                 StatusCode::OK,
                 "application/json",
@@ -111,8 +126,8 @@ async fn route(gateway: &Arc<Gateway>, request: Request<Incoming>) -> Response<F
 }
 
 /// The health document: overall status and each subsystem's state.
-pub fn health(gateway: &Gateway) -> (StatusCode, serde_json::Value) {
-    let runtime = gateway.snapshot.load();
+pub fn health<O: Operations>(gateway: &O) -> (StatusCode, serde_json::Value) {
+    let runtime = gateway.plane().snapshot.load();
     let mut upstreams = Vec::new();
     let mut degraded = false;
     for (name, (_, upstream)) in &runtime.upstreams {
@@ -126,12 +141,12 @@ pub fn health(gateway: &Gateway) -> (StatusCode, serde_json::Value) {
         degraded |= !healthy;
         upstreams.push(serde_json::json!({"name": name, "healthy": healthy, "targets": targets}));
     }
-    let evidence = gateway.evidence.health();
+    let evidence = gateway.plane().evidence.health();
     degraded |= evidence.enabled
         && (!evidence.writable || !evidence.tsa_ok || (!evidence.signer_ok && has_signer(gateway)));
     let auth = runtime.auth.health();
     degraded |= !auth.ok();
-    let ready = gateway.ready.load(Ordering::SeqCst);
+    let ready = gateway.is_ready();
     let status = if !ready {
         "down"
     } else if degraded {
@@ -156,6 +171,13 @@ pub fn health(gateway: &Gateway) -> (StatusCode, serde_json::Value) {
     )
 }
 
-fn has_signer(gateway: &Gateway) -> bool {
-    gateway.snapshot.load().config.evidence.signer.is_some()
+fn has_signer<O: Operations>(gateway: &O) -> bool {
+    gateway
+        .plane()
+        .snapshot
+        .load()
+        .config
+        .evidence
+        .signer
+        .is_some()
 }

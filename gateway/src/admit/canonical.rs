@@ -6,32 +6,7 @@
 //! hex digits are upper-cased. Encodings that backends disagree about are *ambiguous* and refused
 //! unless the route explicitly allows raw forwarding.
 
-use std::fmt;
-
-/// Why a path cannot be put in canonical form.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PathError {
-    /// Not an origin-form path (does not start with `/`).
-    NotOriginForm,
-    /// A `%` not followed by two hex digits.
-    BadEscape,
-    /// An encoding that backends read differently: `%2F`, `%5C`, `%00`, `%2E`, `%25XX`, `;`,
-    /// `\`, encoded non-ASCII or control bytes.
-    Ambiguous(&'static str),
-    /// `..` would climb above the root.
-    AboveRoot,
-}
-
-impl fmt::Display for PathError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            PathError::NotOriginForm => f.write_str("path is not in origin form"),
-            PathError::BadEscape => f.write_str("invalid percent-encoding"),
-            PathError::Ambiguous(what) => write!(f, "ambiguous path encoding: {what}"),
-            PathError::AboveRoot => f.write_str("path climbs above the root"),
-        }
-    }
-}
+pub use crate::error::PathError;
 
 fn hex(b: u8) -> Option<u8> {
     match b {

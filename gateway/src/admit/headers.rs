@@ -304,7 +304,7 @@ mod tests {
 
     #[test]
     fn foreign_identity_headers() {
-        let defaults = crate::config::file::HeaderSettings::default();
+        let defaults = crate::admit::settings::HeaderSettings::default();
         let foreign =
             ForeignIdentity::new(&defaults.strip_identity, &defaults.verified_peer_may_send);
         let sent = [

@@ -8,17 +8,17 @@
 
 pub mod canonical;
 pub(crate) mod headers;
+pub mod settings;
 
-use http::header::{self, HeaderName};
+use http::header;
 use http::{request, Version};
 
-use crate::config::file::RequestLimits;
 use crate::error::GatewayError;
 use crate::identity::ConnInfo;
 use canonical::PathError;
+pub use settings::{HeaderSettings, RequestLimits};
 
-/// The exchange id header, returned to the client and sent upstream.
-pub const EXCHANGE_ID: HeaderName = HeaderName::from_static("x-penghubung-exchange-id");
+pub use crate::identity::EXCHANGE_ID;
 /// Prefix of every header the gateway owns; clients may never send one.
 pub const NAMESPACE: &str = "x-penghubung-";
 

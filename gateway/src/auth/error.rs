@@ -1,10 +1,8 @@
 //! Errors of stages 3–5 (`authenticate`, `authorize`, `throttle`) and of building the runtime.
 
-use std::time::Duration;
-
 use http::StatusCode;
 
-use crate::throttle::RateInfo;
+use crate::stage::Stage;
 
 /// Why a request was refused by stages 3–5. `error::rescue` turns it into a response.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -60,15 +58,6 @@ pub enum AuthError {
     /// A *rahasia* service called without an mTLS-authenticated application.
     #[error("service requires mTLS")]
     MtlsRequired,
-    /// Rate limit exceeded.
-    #[error("rate limit exceeded")]
-    RateLimited(Box<RateInfo>),
-    /// Quota for the period used up.
-    #[error("quota exceeded")]
-    QuotaExceeded(Box<RateInfo>),
-    /// The shared limiter store is unreachable and `on_unavailable = "deny"`.
-    #[error("rate limiter unavailable")]
-    LimiterUnavailable,
     /// A gateway-side failure (e.g. signing); no detail reaches the client.
     #[error("internal: {0}")]
     Internal(&'static str),
@@ -79,6 +68,30 @@ const BEARER_INVALID: &str = "Bearer realm=\"penghubung\", error=\"invalid_token
 const BEARER_REQUEST: &str = "Bearer realm=\"penghubung\", error=\"invalid_request\"";
 
 impl AuthError {
+    /// The stage that refused: 3 `authenticate` (credentials) or 4 `authorize` (grant).
+    pub fn stage(&self) -> Stage {
+        match self {
+            Self::MissingCredentials
+            | Self::AmbiguousCredentials
+            | Self::CredentialInQuery
+            | Self::CredentialInCookie
+            | Self::MalformedCredential
+            | Self::CredentialTooLarge
+            | Self::CredentialNotAccepted
+            | Self::InvalidToken(_)
+            | Self::UnknownApiKey
+            | Self::UnknownCertificate
+            | Self::UnknownSubject
+            | Self::Internal(_) => Stage::Authenticate,
+            Self::NoGrant
+            | Self::GrantNotYetValid
+            | Self::GrantExpired
+            | Self::NoConsent
+            | Self::OutsideCakupan
+            | Self::MtlsRequired => Stage::Authorize,
+        }
+    }
+
     /// HTTP status of the refusal.
     pub fn status(&self) -> StatusCode {
         match self {
@@ -99,8 +112,6 @@ impl AuthError {
             | Self::NoConsent
             | Self::OutsideCakupan
             | Self::MtlsRequired => StatusCode::FORBIDDEN,
-            Self::RateLimited(_) | Self::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::LimiterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -125,9 +136,6 @@ impl AuthError {
             Self::NoConsent => "grant_without_consent",
             Self::OutsideCakupan => "grant_outside_cakupan",
             Self::MtlsRequired => "mtls_required",
-            Self::RateLimited(_) => "rate_limited",
-            Self::QuotaExceeded(_) => "quota_exceeded",
-            Self::LimiterUnavailable => "limiter_unavailable",
             Self::Internal(class) => class,
         }
     }
@@ -152,25 +160,7 @@ impl AuthError {
             | Self::NoConsent
             | Self::MtlsRequired => Some(("900908", "Resource forbidden")),
             Self::OutsideCakupan => Some(("900906", "No matching resource found in the API")),
-            Self::RateLimited(_) => Some(("900800", "Message throttled out")),
-            Self::QuotaExceeded(_) => Some(("900804", "Message throttled out")),
-            Self::LimiterUnavailable | Self::Internal(_) => None,
-        }
-    }
-
-    /// Value for `Retry-After`, on 429.
-    pub fn retry_after(&self) -> Option<Duration> {
-        match self {
-            Self::RateLimited(i) | Self::QuotaExceeded(i) => Some(i.retry_after),
-            _ => None,
-        }
-    }
-
-    /// Rate-limit state for the `RateLimit` headers of a 429.
-    pub fn rate_info(&self) -> Option<&RateInfo> {
-        match self {
-            Self::RateLimited(i) | Self::QuotaExceeded(i) => Some(i),
-            _ => None,
+            Self::Internal(_) => None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! Stages 3 and 4, `authenticate` and `authorize`, and the runtime that also drives stage 5
 //! (`throttle`, in `crate::throttle`). Built from the config on every load and swapped whole.
 
+pub mod endpoints;
 mod error;
 mod extract;
 pub mod grants;
@@ -34,7 +35,7 @@ pub use token::TokenFacts;
 use crate::catalog::parties::{normalize_fingerprint, ApplicationSpec, GrantSpec, OpdSpec};
 use crate::catalog::Classification;
 use crate::identity::PeerIdentity;
-use crate::throttle::{LimitPolicy, Limiter, RateInfo};
+use crate::throttle::{LimitPolicy, Limiter, RateInfo, ThrottleError};
 use extract::Presented;
 use jwks::{IssuerKeys, KeySet};
 use jwt::{Issuer, TokenCache, Verified};
@@ -518,7 +519,7 @@ impl AuthRuntime {
         &self,
         principal: &Principal,
         grant: &GrantRuntime,
-    ) -> Result<RateInfo, AuthError> {
+    ) -> Result<RateInfo, ThrottleError> {
         let now = SystemTime::now();
         let mut info = None;
         let app_limit = self
@@ -551,13 +552,13 @@ impl AuthRuntime {
 
     fn token_limited(
         &self,
-        error: AuthError,
+        error: ThrottleError,
         reason: &'static str,
         application: Option<(String, String)>,
     ) -> http::Response<Bytes> {
         self.counters.token_failures.fetch_add(1, Ordering::Relaxed);
         let (status, code, retry) = match &error {
-            AuthError::RateLimited(info) | AuthError::QuotaExceeded(info) => (
+            ThrottleError::RateLimited(info) | ThrottleError::QuotaExceeded(info) => (
                 http::StatusCode::TOO_MANY_REQUESTS,
                 "too_many_requests",
                 info.retry_after.as_secs().max(1),

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+pub use crate::catalog::services::{CredentialSetting, FaultStyle, ServiceAuthSettings};
+pub use crate::throttle::RedisSettings;
+
 /// The `[auth]` table.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -220,126 +223,6 @@ fn default_token_lifetime() -> u64 {
     3600
 }
 
-/// The `[redis]` table: a shared store for rate limits across gateway nodes.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RedisSettings {
-    /// `redis://host:port/db`, `rediss://host:port/db` (TLS, rustls) or
-    /// `redis+unix:///path`. An ACL user and password may be in the URL
-    /// (`rediss://user:password@host:port/0`), but keep the password out of the config with
-    /// `username` and `password_file` or `password_env`.
-    pub url: String,
-    /// PEM bundle of the CAs trusted for a `rediss://` server; absent means the system's
-    /// roots. Only with `rediss://`.
-    #[serde(default)]
-    pub ca: Option<PathBuf>,
-    /// ACL user name (Redis 6+ `AUTH username password`); replaces one in the URL.
-    #[serde(default)]
-    pub username: Option<String>,
-    /// File holding the password (first line; surrounding whitespace is trimmed); replaces one
-    /// in the URL. Read at start and whenever the `[redis]` table changes.
-    #[serde(default)]
-    pub password_file: Option<PathBuf>,
-    /// Environment variable holding the password; replaces one in the URL. Exclusive with
-    /// `password_file`.
-    #[serde(default)]
-    pub password_env: Option<String>,
-    /// Prefix of every key the gateway writes.
-    #[serde(default = "default_prefix")]
-    pub key_prefix: String,
-    /// Deadline of one limiter call.
-    #[serde(default = "default_redis_timeout")]
-    pub timeout_ms: u64,
-    /// What to do while Redis is unreachable.
-    #[serde(default)]
-    pub on_unavailable: OnUnavailable,
-}
-
-fn default_prefix() -> String {
-    "penghubung:".into()
-}
-fn default_redis_timeout() -> u64 {
-    50
-}
-
-/// Behaviour of the limiter while Redis is unreachable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OnUnavailable {
-    /// Apply the limits with this node's local store.
-    #[default]
-    Local,
-    /// Refuse requests with 503.
-    Deny,
-}
-
-/// Kinds of credential a service may accept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum CredentialSetting {
-    /// Bearer JWT from a configured external issuer.
-    Jwt,
-    /// WSO2-style `apikey` header.
-    Apikey,
-    /// TLS client certificate.
-    Mtls,
-    /// Bearer token issued by this gateway's token endpoint.
-    GatewayToken,
-}
-
-/// Shape of error bodies for a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum FaultStyle {
-    /// RFC 9457 problem+json.
-    #[default]
-    Problem,
-    /// WSO2 API Manager fault JSON (`{"code":"900901",…}`) for existing SPLP clients.
-    Wso2,
-}
-
-/// A service's `auth` table.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ServiceAuthSettings {
-    /// Credential kinds accepted.
-    #[serde(default = "default_credentials")]
-    pub credentials: Vec<CredentialSetting>,
-    /// Whether callers without any credential are let through (deny by default).
-    #[serde(default)]
-    pub anonymous: bool,
-    /// Whether the client's credential header is forwarded to the backend.
-    #[serde(default)]
-    pub forward_credential: bool,
-    /// Whether a short gateway-signed JWT describing the caller is sent to the backend.
-    #[serde(default)]
-    pub assertion: bool,
-    /// Error body style.
-    #[serde(default)]
-    pub fault_style: FaultStyle,
-}
-
-fn default_credentials() -> Vec<CredentialSetting> {
-    vec![
-        CredentialSetting::Jwt,
-        CredentialSetting::Apikey,
-        CredentialSetting::Mtls,
-        CredentialSetting::GatewayToken,
-    ]
-}
-
-impl Default for ServiceAuthSettings {
-    fn default() -> Self {
-        Self {
-            credentials: default_credentials(),
-            anonymous: false,
-            forward_credential: false,
-            assertion: false,
-            fault_style: FaultStyle::Problem,
-        }
-    }
-}
-
 impl AuthSettings {
     /// Validates the table; returns `(field path, message)` pairs.
     pub fn validate(&self) -> Vec<(String, String)> {
@@ -416,7 +299,7 @@ impl AuthSettings {
             ("per_source_rate", &t.per_source_rate),
             ("per_client_rate", &t.per_client_rate),
         ] {
-            if let Err(m) = crate::throttle::parse_rate(rate) {
+            if let Err(m) = crate::catalog::rate::parse_rate(rate) {
                 e.push((format!("token_endpoint.{field}"), m));
             }
         }
@@ -433,87 +316,11 @@ impl AuthSettings {
     }
 }
 
-impl RedisSettings {
-    /// The password from `password_file` or `password_env`, if one of them is set.
-    pub fn password(&self) -> Result<Option<String>, String> {
-        if let Some(path) = &self.password_file {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("password_file {}: {e}", path.display()))?;
-            let password = text.lines().next().unwrap_or_default().trim().to_owned();
-            if password.is_empty() {
-                return Err(format!("password_file {}: empty", path.display()));
-            }
-            return Ok(Some(password));
-        }
-        if let Some(var) = &self.password_env {
-            let password =
-                std::env::var(var).map_err(|_| format!("password_env: ${var} is not set"))?;
-            if password.is_empty() {
-                return Err(format!("password_env: ${var} is empty"));
-            }
-            return Ok(Some(password));
-        }
-        Ok(None)
-    }
-
-    /// Validates the table; returns `(field path, message)` pairs.
-    pub fn validate(&self) -> Vec<(String, String)> {
-        let mut e = Vec::new();
-        use redis::IntoConnectionInfo as _;
-        let tls = self.url.starts_with("rediss://");
-        if self.url.as_str().into_connection_info().is_err() {
-            e.push((
-                "url".into(),
-                "not a valid redis URL (redis://, rediss:// or redis+unix://)".into(),
-            ));
-        }
-        if self.ca.is_some() && !tls {
-            e.push(("ca".into(), "only used with a rediss:// URL".into()));
-        }
-        if self.password_file.is_some() && self.password_env.is_some() {
-            e.push((
-                "password_env".into(),
-                "password_file and password_env are exclusive".into(),
-            ));
-        }
-        if self
-            .username
-            .as_deref()
-            .is_some_and(|u| u.is_empty() || u.contains(char::is_whitespace))
-        {
-            e.push((
-                "username".into(),
-                "must be a non-empty ACL user name".into(),
-            ));
-        }
-        if self.password_env.as_deref().is_some_and(str::is_empty) {
-            e.push(("password_env".into(), "must name a variable".into()));
-        }
-        if !(1..=10_000).contains(&self.timeout_ms) {
-            e.push(("timeout_ms".into(), "must be in 1..=10000".into()));
-        }
-        e
-    }
-}
-
-impl ServiceAuthSettings {
-    /// Validates the table; returns `(field path, message)` pairs.
-    pub fn validate(&self) -> Vec<(String, String)> {
-        let mut e = Vec::new();
-        if self.credentials.is_empty() && !self.anonymous {
-            e.push((
-                "credentials".into(),
-                "no credential kind accepted and anonymous is false: nobody can call".into(),
-            ));
-        }
-        e
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::throttle::OnUnavailable;
 
     fn issuer(extra: &str) -> String {
         format!("[[issuers]]\nissuer = \"https://sso\"\naudiences = [\"gw\"]\nalgorithms = [\"RS256\"]\n{extra}\n")

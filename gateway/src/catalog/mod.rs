@@ -4,6 +4,8 @@
 //! embedded registry, which is why these types live apart from the static settings.
 
 pub mod parties;
+pub mod pattern;
+pub mod rate;
 
 use serde::Deserialize;
 

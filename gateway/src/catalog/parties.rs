@@ -7,8 +7,8 @@ use std::collections::{HashMap, HashSet};
 use serde::Deserialize;
 use time::OffsetDateTime;
 
-use crate::auth::grants::PathPattern;
-use crate::throttle::parse_rate;
+use super::pattern::PathPattern;
+use super::rate::parse_rate;
 
 /// One regional agency (*Organisasi Perangkat Daerah*), the owner of applications and services.
 #[derive(Debug, Clone, PartialEq, Deserialize)]

@@ -4,7 +4,6 @@ use serde::Deserialize;
 use std::path::PathBuf;
 
 use super::{Classification, Exposure};
-use crate::auth::settings::ServiceAuthSettings;
 
 /// An upstream group: one or more targets serving the same backend.
 #[derive(Debug, Clone, Deserialize, PartialEq)]
@@ -250,4 +249,85 @@ pub enum RouteAction {
     Forward,
     /// Refuse with 403; nothing is forwarded.
     Deny,
+}
+
+/// Kinds of credential a service may accept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialSetting {
+    /// Bearer JWT from a configured external issuer.
+    Jwt,
+    /// WSO2-style `apikey` header.
+    Apikey,
+    /// TLS client certificate.
+    Mtls,
+    /// Bearer token issued by this gateway's token endpoint.
+    GatewayToken,
+}
+
+/// Shape of error bodies for a service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FaultStyle {
+    /// RFC 9457 problem+json.
+    #[default]
+    Problem,
+    /// WSO2 API Manager fault JSON (`{"code":"900901",…}`) for existing SPLP clients.
+    Wso2,
+}
+
+/// A service's `auth` table.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceAuthSettings {
+    /// Credential kinds accepted.
+    #[serde(default = "default_credentials")]
+    pub credentials: Vec<CredentialSetting>,
+    /// Whether callers without any credential are let through (deny by default).
+    #[serde(default)]
+    pub anonymous: bool,
+    /// Whether the client's credential header is forwarded to the backend.
+    #[serde(default)]
+    pub forward_credential: bool,
+    /// Whether a short gateway-signed JWT describing the caller is sent to the backend.
+    #[serde(default)]
+    pub assertion: bool,
+    /// Error body style.
+    #[serde(default)]
+    pub fault_style: FaultStyle,
+}
+
+fn default_credentials() -> Vec<CredentialSetting> {
+    vec![
+        CredentialSetting::Jwt,
+        CredentialSetting::Apikey,
+        CredentialSetting::Mtls,
+        CredentialSetting::GatewayToken,
+    ]
+}
+
+impl Default for ServiceAuthSettings {
+    fn default() -> Self {
+        Self {
+            credentials: default_credentials(),
+            anonymous: false,
+            forward_credential: false,
+            assertion: false,
+            fault_style: FaultStyle::Problem,
+        }
+    }
+}
+
+impl ServiceAuthSettings {
+    /// Validates the table; returns `(field path, message)` pairs.
+    pub fn validate(&self) -> Vec<(String, String)> {
+        let mut e = Vec::new();
+        if self.credentials.is_empty() && !self.anonymous {
+            e.push((
+                "credentials".into(),
+                "no credential kind accepted and anonymous is false: nobody can call".into(),
+            ));
+        }
+        e
+    }
 }

@@ -1,7 +1,7 @@
 //! Config lifecycle: **load → validate → build → swap** (README, "Architecture").
 //!
 //! [`load`] reads and parses the TOML file, [`validate::validate`] checks it without I/O and
-//! collects every problem with its path, [`crate::snapshot::Snapshot::build`] does all I/O
+//! collects every problem with its path, `Snapshot::build` does all I/O
 //! (certificates, upstream clients), and the server swaps the result in whole.
 
 pub mod file;

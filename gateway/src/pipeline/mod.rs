@@ -2,42 +2,40 @@
 //! screen where the flow of an exchange can be read: each stage is a plain function called in order, and each ordering
 //! constraint says why at the call site. Evidence records are built in [`record`].
 
+mod plane;
 pub mod record;
 pub mod refusals;
-pub mod stage;
+#[cfg(test)]
+mod tests;
+
+pub use plane::Plane;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use http::header::{self, HeaderName, HeaderValue};
+use http::header::{self, HeaderName};
 use http::{Request, Response};
-use hyper::body::Incoming;
 use penghubung_adapter::{Body, RequestBody};
 
 use crate::admit::{self, Admitted};
+use crate::auth::endpoints::{self, Endpoint, NotAnswered};
 use crate::auth::{GrantRuntime, Principal};
+use crate::dispatch::{self, ClientBody, ResponseBody};
 use crate::error::{self, FaultStyle, GatewayError};
-use crate::forward::{self, Forwarding, ResponseBody};
 use crate::identity::{ConnInfo, PeerIdentity};
 use crate::routing::Matched;
-use crate::server::io::{Activity, InFlight, ParserRefusal};
-use crate::server::Gateway;
 use crate::snapshot::Snapshot;
+use crate::stage::Stage;
 use crate::telemetry::ServiceMetrics;
+use crate::throttle::RateInfo;
+use penghubung_adapter::Adapter;
 use penghubung_evidence::EvidenceLog;
-use record::{OutcomeFacts, RecordingBody, RefusalFacts, RequestDigests, RequestFacts};
-use refusals::{Disposition, Refusal, RefusalGuard};
-use stage::Stage;
+use record::{OutcomeFacts, RefusalFacts, RequestDigests};
+use refusals::{Disposition, ParserRefusal, Refusal, RefusalGuard};
 
 const APIKEY: HeaderName = HeaderName::from_static("apikey");
-const CONSUMER_OPD: HeaderName = HeaderName::from_static("x-penghubung-consumer-opd");
-const CONSUMER_APPLICATION: HeaderName =
-    HeaderName::from_static("x-penghubung-consumer-application");
-const CREDENTIAL_KIND: HeaderName = HeaderName::from_static("x-penghubung-credential-kind");
-const GRANT_ID: HeaderName = HeaderName::from_static("x-penghubung-grant-id");
-const ASSERTION: HeaderName = HeaderName::from_static("x-penghubung-assertion");
 
 /// What the pipeline knows about an exchange so far (for logs, metrics and evidence).
 #[derive(Default)]
@@ -67,37 +65,53 @@ pub struct Exchange {
     pub digests: Option<RequestDigests>,
 }
 
+/// What the connection (`server`) tells the pipeline about one request, beyond the request.
+#[derive(Debug)]
+pub struct Connection<G> {
+    /// The connection's peer, listener, TLS facts.
+    pub info: Arc<ConnInfo>,
+    /// The byte scanner saw `Content-Length` together with `Transfer-Encoding` in this
+    /// request's raw head (hyper drops the former before the head reaches admission).
+    pub content_length_with_transfer_encoding: bool,
+    /// The connection's in-flight token for this request, held until the response body ends.
+    pub in_flight: G,
+}
+
 /// Handles one request: runs the stages and turns any error into a response in one place.
-pub async fn handle(
-    gateway: &Arc<Gateway>,
-    conn: &Arc<ConnInfo>,
-    activity: &Arc<Activity>,
-    request: Request<Incoming>,
+/// `runtime` is the snapshot the whole exchange uses (loaded once by the caller, so a reload
+/// during the exchange does not change its config). No socket is needed: any request body
+/// type and any in-flight token will do.
+pub async fn handle<B: ClientBody, G: Send + 'static>(
+    runtime: Arc<Snapshot>,
+    evidence: &EvidenceLog,
+    refusals: &RefusalGuard,
+    connection: Connection<G>,
+    request: Request<B>,
 ) -> Response<Body> {
-    let in_flight = InFlight::new(activity);
-    let index = activity.next_request();
     let started = Instant::now();
-    // The runtime is loaded once: the whole exchange sees one config, even across a reload.
-    let runtime = gateway.snapshot.load_full();
+    let Connection {
+        info: conn,
+        content_length_with_transfer_encoding,
+        in_flight,
+    } = connection;
+    let conn = &conn;
     let mut exchange = Exchange {
         id: uuid::Uuid::now_v7().to_string(),
         method: request.method().as_str().to_owned(),
         path: request.uri().path().chars().take(1024).collect(),
-        digests: gateway
-            .evidence
+        digests: evidence
             .is_enabled()
             .then(|| RequestDigests::of(request.headers(), request.uri().query())),
         ..Exchange::default()
     };
     // hyper drops Content-Length when Transfer-Encoding is present, so admission cannot see
     // both; the connection's byte scanner saw the raw head (server::h1frame).
-    let outcome = if activity.content_length_with_transfer_encoding(index) {
+    let outcome = if content_length_with_transfer_encoding {
         Err(GatewayError::BadRequest {
             reason: "content_length_with_transfer_encoding",
             close: true,
         })
-    } else if let Some(retry) = gateway
-        .refusals
+    } else if let Some(retry) = refusals
         .limited(conn.peer.ip(), &runtime.limits)
         .filter(|_| !presents_credential(request.headers(), conn))
     {
@@ -106,20 +120,12 @@ pub async fn handle(
             retry_after_secs: retry.as_secs().max(1),
         })
     } else {
-        run(
-            &runtime,
-            &gateway.evidence,
-            conn,
-            &mut exchange,
-            started,
-            request,
-        )
-        .await
+        run(&runtime, evidence, conn, &mut exchange, started, request).await
     };
     match outcome {
         Ok((response, metrics)) => {
             if exchange.principal.is_some() || response.status().as_u16() < 400 {
-                gateway.refusals.succeeded(conn.peer.ip(), &runtime.limits);
+                refusals.succeeded(conn.peer.ip(), &runtime.limits);
             }
             metrics.observe(
                 Stage::Dispatch,
@@ -139,13 +145,7 @@ pub async fn handle(
         }
         Err(error) => {
             let response = refuse(
-                &runtime,
-                &gateway.evidence,
-                &gateway.refusals,
-                conn,
-                &exchange,
-                &error,
-                started,
+                &runtime, evidence, refusals, conn, &exchange, &error, started,
             )
             .await;
             let (mut parts, body) = response.into_parts();
@@ -184,13 +184,13 @@ fn add_configured_headers(
 
 type Answered = (Response<Body>, Arc<ServiceMetrics>);
 
-async fn run(
+async fn run<B: ClientBody>(
     runtime: &Snapshot,
     evidence: &EvidenceLog,
     conn: &ConnInfo,
     exchange: &mut Exchange,
     started: Instant,
-    request: Request<Incoming>,
+    request: Request<B>,
 ) -> Result<Answered, GatewayError> {
     let (mut head, body) = request.into_parts();
     let raw_path = head.uri.path().to_owned();
@@ -203,26 +203,95 @@ async fn run(
     if let Ok(path) = &admitted.canonical {
         exchange.path = path.clone();
         // The gateway's own OAuth2 endpoints answer on every virtual host, before routing.
-        if is_gateway_endpoint(runtime, path) {
+        if let Some(endpoint) = Endpoint::at(runtime.config.auth.token_endpoint.enabled, path) {
+            let request = (&head, &admitted);
             let answer =
-                gateway_endpoint(runtime, evidence, conn, exchange, &head, &admitted, body).await?;
+                own_endpoint(runtime, evidence, conn, exchange, request, endpoint, body).await?;
             return Ok((answer, runtime.unrouted.clone()));
         }
     }
 
     // 2 route: deny routes win over forward routes, under every reading of the path.
+    let (matched, adapter) = route(runtime, exchange, &head, &raw_path, &admitted)?;
+    let service = matched.route.service.clone();
+
+    // 3 authenticate, 4 authorize, 5 throttle: before the body is read, so `100 Continue` is
+    //   only sent to a request that may proceed (hyper sends it when the body is first polled).
+    let (principal, grant, rate) = access(runtime, conn, exchange, &head, &matched).await?;
+
+    // The body is read and checked in full before anything goes upstream (unless the route
+    // opted into streaming), so its digest is in the request record.
+    let body = read_request_body(runtime, &matched, &admitted, body).await?;
+
+    // 6 record(request): durable before any byte goes upstream ("no evidence, no forward").
+    let passed = record::Passed {
+        admitted: &admitted,
+        matched: &matched,
+        principal: &principal,
+        grant: &grant,
+    };
+    record::record_request(
+        evidence,
+        exchange,
+        &head,
+        passed,
+        record::buffered(&body),
+        conn,
+    )
+    .await
+    .map_err(|e| GatewayError::EvidenceUnavailable(e.to_string()))?;
+
+    // 7 dispatch, 8 respond: the clean upstream request, the adapter, the sanitised head.
+    let call = dispatch::Call {
+        runtime,
+        conn,
+        admitted: &admitted,
+        matched: &matched,
+        principal: &principal,
+        grant: &grant,
+        exchange_id: &exchange.id,
+    };
+    let mut answered = dispatch::call(call, &*adapter, head, body).await?;
+    let head_nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    rate.headers(answered.response.headers_mut());
+
+    // 9 record(outcome): durable before the response completes at the client.
+    let response = record::record_outcome(evidence, exchange, started, head_nanos, answered)
+        .await
+        .map_err(|e| GatewayError::EvidenceUnavailable(e.to_string()))?;
+    Ok((response, service.metrics.clone()))
+}
+
+/// Stage 2, `route`: the matched route and the adapter of its service.
+fn route(
+    runtime: &Snapshot,
+    exchange: &mut Exchange,
+    head: &http::request::Parts,
+    raw_path: &str,
+    admitted: &Admitted,
+) -> Result<(Matched, Arc<dyn Adapter>), GatewayError> {
     let matched =
         runtime
             .router
-            .route(&admitted.host, &head.method, &raw_path, &admitted.canonical)?;
-    let service = matched.route.service.clone();
+            .route(&admitted.host, &head.method, raw_path, &admitted.canonical)?;
+    let service = &matched.route.service;
     exchange.service = Some(service.id.clone());
     exchange.fault_style = service.auth.fault_style;
     exchange.path = matched.path.clone();
     let adapter = service.adapter.clone().ok_or(GatewayError::RouteDenied)?;
+    Ok((matched, adapter))
+}
 
-    // 3 authenticate, 4 authorize, 5 throttle: before the body is read, so `100 Continue` is
-    //   only sent to a request that may proceed (hyper sends it when the body is first polled).
+/// Stages 3 `authenticate`, 4 `authorize` and 5 `throttle`: the caller, its grant for this
+/// service and path, and the limits' state.
+async fn access(
+    runtime: &Snapshot,
+    conn: &ConnInfo,
+    exchange: &mut Exchange,
+    head: &http::request::Parts,
+    matched: &Matched,
+) -> Result<(Arc<Principal>, Arc<GrantRuntime>, RateInfo), GatewayError> {
+    let service = &matched.route.service;
     let principal = runtime
         .auth
         .authenticate(
@@ -244,143 +313,24 @@ async fn run(
     )?;
     exchange.grant = Some(grant.clone());
     let rate = runtime.auth.throttle(&principal, &grant).await?;
-
-    // The body is read and checked in full before anything goes upstream (unless the route
-    // opted into streaming), so its digest is in the request record.
-    let body = read_request_body(runtime, &matched, &admitted, body).await?;
-
-    // 6 record(request): durable before any byte goes upstream ("no evidence, no forward").
-    if evidence.is_enabled() {
-        let facts = RequestFacts {
-            exchange_id: &exchange.id,
-            trace_id: &exchange.trace_id,
-            head: &head,
-            host: &admitted.host,
-            path: &matched.path,
-            digests: exchange.digests.get_or_insert_with(|| {
-                RequestDigests::of(&head.headers, admitted.query.as_deref())
-            }),
-            body: match &body {
-                RequestBody::Buffered(b) => Some(b),
-                RequestBody::Streaming(_) => None,
-            },
-            conn,
-            principal: &principal,
-            grant: &grant,
-            service: &service,
-        };
-        let sequence = evidence
-            .append(record::request_record(evidence, &facts))
-            .await
-            .map_err(|e| GatewayError::EvidenceUnavailable(e.to_string()))?;
-        exchange.request_sequence = Some(sequence);
-    }
-
-    // 7 dispatch: the upstream learns who calls only from the gateway's own headers.
-    let identity = identity_headers(
-        runtime,
-        &service.auth,
-        &principal,
-        &grant,
-        &service.id,
-        &exchange.id,
-    )?;
-    if !service.auth.forward_credential {
-        head.headers.remove(header::AUTHORIZATION);
-        head.headers.remove(APIKEY);
-    }
-    let forwarding = Forwarding {
-        exchange_id: &exchange.id,
-        conn,
-        admitted: &admitted,
-        identity,
-        foreign: &runtime.foreign_identity,
-    };
-    let upstream_request = forward::upstream_request(head, &matched, forwarding, body)?;
-    let answered = adapter.call(upstream_request).await?;
-    let head_nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
-
-    // 8 respond: sanitise the upstream head; the body streams through.
-    let mut response = answered.response;
-    forward::clean_response(&mut response, &exchange.id);
-    rate.headers(response.headers_mut());
-
-    // 9 record(outcome): durable before the response completes at the client.
-    if !evidence.is_enabled() {
-        return Ok((response, service.metrics.clone()));
-    }
-    let facts = OutcomeFacts {
-        exchange_id: exchange.id.clone(),
-        trace_id: exchange.trace_id.clone(),
-        request_sequence: exchange.request_sequence.unwrap_or(0),
-        upstream: answered.target,
-        status: response.status().as_u16(),
-        attempts: answered.attempts,
-        started,
-        head_nanos,
-        class: "ok",
-        reason: String::new(),
-    };
-    let (parts, body) = response.into_parts();
-    if http_body::Body::is_end_stream(&body) {
-        // An empty body completes with the head, so the outcome is recorded first.
-        evidence
-            .append(record::outcome_record(&facts, record::sha256(b""), 0))
-            .await
-            .map_err(|e| GatewayError::EvidenceUnavailable(e.to_string()))?;
-        return Ok((Response::from_parts(parts, body), service.metrics.clone()));
-    }
-    let body = Body::new(RecordingBody::new(body, evidence.clone(), facts));
-    Ok((Response::from_parts(parts, body), service.metrics.clone()))
+    Ok((principal, grant, rate))
 }
 
-async fn read_request_body(
+async fn read_request_body<B: ClientBody>(
     runtime: &Snapshot,
     matched: &Matched,
     admitted: &Admitted,
-    body: Incoming,
+    body: B,
 ) -> Result<RequestBody, GatewayError> {
     let limit = matched.route.body_limit;
     let deadline = Duration::from_secs(runtime.limits.body_timeout_secs);
     if matched.route.stream_body {
-        return forward::stream_body(body, admitted.content_length, limit, deadline)
+        return dispatch::stream_body(body, admitted.content_length, limit, deadline)
             .map(RequestBody::Streaming);
     }
-    forward::read_body(body, admitted.content_length, limit, deadline)
+    dispatch::read_body(body, admitted.content_length, limit, deadline)
         .await
         .map(RequestBody::Buffered)
-}
-
-/// Identity headers for the upstream, in the gateway's namespace (clients' copies were removed
-/// by admission), plus a gateway-signed assertion when the service asks for one.
-fn identity_headers(
-    runtime: &Snapshot,
-    settings: &crate::auth::settings::ServiceAuthSettings,
-    principal: &Principal,
-    grant: &GrantRuntime,
-    service_id: &str,
-    exchange_id: &str,
-) -> Result<Vec<(HeaderName, HeaderValue)>, GatewayError> {
-    let mut out = Vec::with_capacity(5);
-    let mut push = |name: HeaderName, value: &str| {
-        if value.is_empty() {
-            return;
-        }
-        if let Ok(v) = HeaderValue::from_str(value) {
-            out.push((name, v));
-        }
-    };
-    push(CONSUMER_OPD, &principal.opd);
-    push(CONSUMER_APPLICATION, &principal.application);
-    push(CREDENTIAL_KIND, principal.credential_kind.as_str());
-    push(GRANT_ID, &grant.id);
-    if settings.assertion {
-        let jwt = runtime
-            .auth
-            .assertion(principal, grant, service_id, exchange_id)?;
-        push(ASSERTION, &jwt);
-    }
-    Ok(out)
 }
 
 /// Whether a request presents a credential (a client certificate, `Authorization` or `apikey`):
@@ -391,171 +341,38 @@ fn presents_credential(headers: &http::HeaderMap, conn: &ConnInfo) -> bool {
         || headers.contains_key(APIKEY)
 }
 
-fn is_gateway_endpoint(runtime: &Snapshot, path: &str) -> bool {
-    runtime.config.auth.token_endpoint.enabled
-        && matches!(path, "/oauth2/token" | "/.well-known/jwks.json")
-}
-
-/// `POST /oauth2/token` and `GET /.well-known/jwks.json`, served by the gateway itself.
-async fn gateway_endpoint(
+/// The gateway's own OAuth2 endpoints (`auth::endpoints`), answered before routing; a token
+/// answer is recorded.
+async fn own_endpoint<B: ClientBody>(
     runtime: &Snapshot,
     evidence: &EvidenceLog,
     conn: &ConnInfo,
     exchange: &Exchange,
-    head: &http::request::Parts,
-    admitted: &Admitted,
-    body: Incoming,
+    (head, admitted): (&http::request::Parts, &Admitted),
+    endpoint: Endpoint,
+    body: B,
 ) -> Result<Response<Body>, GatewayError> {
-    let bytes_response = |r: Response<Bytes>| {
-        let (parts, body) = r.into_parts();
-        Response::from_parts(parts, penghubung_adapter::full(body))
-    };
-    match exchange.path.as_str() {
-        "/oauth2/token" => {
-            if head.method != http::Method::POST {
+    let timeout = Duration::from_secs(runtime.limits.body_timeout_secs);
+    let read = dispatch::read_body(body, admitted.content_length, 64 * 1024, timeout);
+    let (method, headers, source) = (&head.method, &head.headers, conn.peer.ip());
+    let answer =
+        match endpoints::answer(&runtime.auth, endpoint, method, headers, source, read).await {
+            Ok(answer) => answer,
+            Err(NotAnswered::MethodNotAllowed(allow)) => {
                 return Err(GatewayError::MethodNotAllowed {
-                    allow: "POST".into(),
-                });
+                    allow: allow.into(),
+                })
             }
-            let answer = match runtime.auth.token_source_check(conn.peer.ip()).await {
-                Err(limited) => limited,
-                Ok(()) => {
-                    let body = forward::read_body(
-                        body,
-                        admitted.content_length,
-                        64 * 1024,
-                        Duration::from_secs(runtime.limits.body_timeout_secs),
-                    )
-                    .await?;
-                    runtime.auth.token_endpoint(&head.headers, &body).await
-                }
-            };
-            Ok(bytes_response(
-                record_token_answer(evidence, conn, exchange, head, answer).await,
-            ))
+            Err(NotAnswered::Body(error)) => return Err(error),
+        };
+    let answer = match endpoint {
+        Endpoint::Token => {
+            record::record_token_answer(evidence, conn, exchange, head, answer).await
         }
-        _ => {
-            let mut r = Response::new(runtime.auth.jwks_json());
-            r.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/jwk-set+json"),
-            );
-            r.headers_mut().insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_static("max-age=300"),
-            );
-            Ok(bytes_response(r))
-        }
-    }
-}
-
-/// Records a token endpoint answer: an issued token as a `request` record (the caller, no
-/// digests of the head or body, which carry the client secret) followed by an `outcome`
-/// (status 200, class `token_issued`, reason the token's `jti`, the response body's digest);
-/// a refused token request as a `refused` record. The token leaves only once its records are
-/// durable: if they cannot be written, the client gets 503 and no token.
-async fn record_token_answer(
-    evidence: &EvidenceLog,
-    conn: &ConnInfo,
-    exchange: &Exchange,
-    head: &http::request::Parts,
-    mut answer: Response<Bytes>,
-) -> Response<Bytes> {
-    if let Ok(id) = HeaderValue::from_str(&exchange.id) {
-        answer.headers_mut().insert(admit::EXCHANGE_ID, id);
-    }
-    let Some(facts) = answer.extensions_mut().remove::<crate::auth::TokenFacts>() else {
-        return answer;
+        Endpoint::Jwks => answer,
     };
-    if !evidence.is_enabled() {
-        return answer;
-    }
-    let mut consumer = record::consumer(None, conn);
-    if let Some((application, opd)) = &facts.application {
-        consumer.application = application.clone();
-        consumer.opd = opd.clone();
-        consumer.credential_kind = "client_secret".into();
-    }
-    let status = answer.status().as_u16();
-    match facts.result {
-        Err((stage, reason)) => {
-            let record = record::refused_record(RefusalFacts {
-                exchange_id: &exchange.id,
-                trace_id: &exchange.trace_id,
-                stage,
-                reason,
-                status,
-                peer: conn.peer.to_string(),
-                consumer,
-                method: &exchange.method,
-                host: &exchange.host,
-                path: &exchange.path,
-                service_id: "",
-                grant: None,
-                // Like the token request record: no digest of a head that may carry the
-                // client secret (proto/README.md §13).
-                digests: None,
-            });
-            if let Err(e) = evidence.append(record).await {
-                tracing::error!(exchange = %exchange.id, error = %e, "token refusal could not be recorded");
-            }
-            answer
-        }
-        Ok(jti) => {
-            let started = Instant::now();
-            let request = record::token_request_record(
-                &exchange.id,
-                &exchange.trace_id,
-                head,
-                &exchange.host,
-                &exchange.path,
-                conn,
-                consumer,
-            );
-            let written = match evidence.append(request).await {
-                Ok(sequence) => {
-                    let outcome = record::outcome_record(
-                        &OutcomeFacts {
-                            exchange_id: exchange.id.clone(),
-                            trace_id: exchange.trace_id.clone(),
-                            request_sequence: sequence,
-                            upstream: String::new(),
-                            status,
-                            attempts: 0,
-                            started,
-                            head_nanos: 0,
-                            class: "token_issued",
-                            reason: jti,
-                        },
-                        record::sha256(answer.body()),
-                        answer.body().len() as u64,
-                    );
-                    evidence.append(outcome).await
-                }
-                Err(e) => Err(e),
-            };
-            match written {
-                Ok(_) => answer,
-                Err(e) => {
-                    tracing::error!(exchange = %exchange.id, error = %e, "token issuance could not be recorded; no token sent");
-                    let mut r = Response::new(Bytes::from_static(
-                        br#"{"error":"temporarily_unavailable"}"#,
-                    ));
-                    *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
-                    r.headers_mut().insert(
-                        header::CONTENT_TYPE,
-                        HeaderValue::from_static("application/json"),
-                    );
-                    r.headers_mut()
-                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-                    if let Ok(id) = HeaderValue::from_str(&exchange.id) {
-                        r.headers_mut().insert(admit::EXCHANGE_ID, id);
-                    }
-                    r
-                }
-            }
-        }
-    }
+    let (parts, body) = answer.into_parts();
+    Ok(Response::from_parts(parts, penghubung_adapter::full(body)))
 }
 
 /// Answers a refusal: records it (a `refused` record, or an `outcome` when the request record
@@ -628,44 +445,7 @@ async fn refuse(
         }
     }
     access_log(runtime, conn, exchange, status.as_u16(), started.elapsed());
-    let wso2 = match error {
-        GatewayError::Auth(e) => e.wso2_code(),
-        _ => None,
-    };
-    let mut response = error::rescue(
-        status,
-        &exchange.id,
-        error.reason(),
-        wso2,
-        exchange.fault_style,
-    );
-    let headers = response.headers_mut();
-    match error {
-        GatewayError::MethodNotAllowed { allow } => {
-            if let Ok(v) = HeaderValue::from_str(allow) {
-                headers.insert(header::ALLOW, v);
-            }
-        }
-        GatewayError::SourceRefusalsLimited { retry_after_secs } => {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(*retry_after_secs));
-        }
-        GatewayError::Auth(e) => {
-            if let Some(challenge) = e.www_authenticate() {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static(challenge),
-                );
-            }
-            if let Some(info) = e.rate_info() {
-                info.headers(headers);
-            }
-        }
-        _ => {}
-    }
-    if error.close_connection() {
-        headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
-    }
-    response
+    error::rescue(error, &exchange.id, exchange.fault_style)
 }
 
 /// Records a refusal that happened below HTTP (TLS handshake failure, or a parse error hyper
@@ -673,7 +453,7 @@ async fn refuse(
 /// `answered` is the problem response the client got instead of hyper's bare one (its exchange
 /// id, status and reason code go into the record and the access log).
 pub fn connection_refused(
-    gateway: &Gateway,
+    gateway: &Plane,
     peer: SocketAddr,
     reason: &'static str,
     client: Option<&PeerIdentity>,

@@ -14,7 +14,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
-use http::HeaderMap;
+use http::header::{self, HeaderValue};
+use http::{HeaderMap, Response};
 use http_body::{Frame, SizeHint};
 use penghubung_adapter::{Body, BoxError};
 use sha2::{Digest, Sha256};
@@ -481,4 +482,205 @@ fn start_record(
     let record = outcome_record(facts, digest, length);
     let evidence = evidence.clone();
     Box::pin(async move { evidence.append(record).await })
+}
+
+/// The body when it was buffered (`None`: streamed, not digested).
+pub fn buffered(body: &penghubung_adapter::RequestBody) -> Option<&Bytes> {
+    match body {
+        penghubung_adapter::RequestBody::Buffered(b) => Some(b),
+        penghubung_adapter::RequestBody::Streaming(_) => None,
+    }
+}
+
+/// What the stages before `record(request)` established, for its record.
+pub struct Passed<'a> {
+    /// Admission results (host, query).
+    pub admitted: &'a crate::admit::Admitted,
+    /// The route and the path it matched.
+    pub matched: &'a crate::routing::Matched,
+    /// The caller.
+    pub principal: &'a Principal,
+    /// The grant.
+    pub grant: &'a GrantRuntime,
+}
+
+/// Stage 6, `record(request)`: the request record, durable before any byte goes upstream ("no
+/// evidence, no forward"); its sequence goes into the exchange.
+pub async fn record_request(
+    evidence: &EvidenceLog,
+    exchange: &mut super::Exchange,
+    head: &http::request::Parts,
+    passed: Passed<'_>,
+    body: Option<&Bytes>,
+    conn: &ConnInfo,
+) -> Result<(), EvidenceError> {
+    if !evidence.is_enabled() {
+        return Ok(());
+    }
+    let facts = RequestFacts {
+        exchange_id: &exchange.id,
+        trace_id: &exchange.trace_id,
+        head,
+        host: &passed.admitted.host,
+        path: &passed.matched.path,
+        digests: exchange.digests.get_or_insert_with(|| {
+            RequestDigests::of(&head.headers, passed.admitted.query.as_deref())
+        }),
+        body,
+        conn,
+        principal: passed.principal,
+        grant: passed.grant,
+        service: &passed.matched.route.service,
+    };
+    let sequence = evidence.append(request_record(evidence, &facts)).await?;
+    exchange.request_sequence = Some(sequence);
+    Ok(())
+}
+
+/// Stage 9, `record(outcome)`: durable before the response completes at the client. An empty
+/// body completes with the head, so its outcome is written here; otherwise the body records
+/// it when it ends ([`RecordingBody`]).
+pub async fn record_outcome(
+    evidence: &EvidenceLog,
+    exchange: &super::Exchange,
+    started: Instant,
+    head_nanos: u64,
+    answered: penghubung_adapter::GatewayResponse,
+) -> Result<http::Response<Body>, EvidenceError> {
+    let response = answered.response;
+    if !evidence.is_enabled() {
+        return Ok(response);
+    }
+    let facts = OutcomeFacts {
+        exchange_id: exchange.id.clone(),
+        trace_id: exchange.trace_id.clone(),
+        request_sequence: exchange.request_sequence.unwrap_or(0),
+        upstream: answered.target,
+        status: response.status().as_u16(),
+        attempts: answered.attempts,
+        started,
+        head_nanos,
+        class: "ok",
+        reason: String::new(),
+    };
+    let (parts, body) = response.into_parts();
+    if http_body::Body::is_end_stream(&body) {
+        evidence
+            .append(outcome_record(&facts, sha256(b""), 0))
+            .await?;
+        return Ok(http::Response::from_parts(parts, body));
+    }
+    let body = Body::new(RecordingBody::new(body, evidence.clone(), facts));
+    Ok(http::Response::from_parts(parts, body))
+}
+
+/// Records a token endpoint answer: an issued token as a `request` record (the caller, no
+/// digests of the head or body, which carry the client secret) followed by an `outcome`
+/// (status 200, class `token_issued`, reason the token's `jti`, the response body's digest);
+/// a refused token request as a `refused` record. The token leaves only once its records are
+/// durable: if they cannot be written, the client gets 503 and no token.
+pub async fn record_token_answer(
+    evidence: &EvidenceLog,
+    conn: &ConnInfo,
+    exchange: &super::Exchange,
+    head: &http::request::Parts,
+    mut answer: Response<Bytes>,
+) -> Response<Bytes> {
+    if let Ok(id) = HeaderValue::from_str(&exchange.id) {
+        answer
+            .headers_mut()
+            .insert(crate::identity::EXCHANGE_ID, id);
+    }
+    let Some(facts) = answer.extensions_mut().remove::<crate::auth::TokenFacts>() else {
+        return answer;
+    };
+    if !evidence.is_enabled() {
+        return answer;
+    }
+    let mut consumer = consumer(None, conn);
+    if let Some((application, opd)) = &facts.application {
+        consumer.application = application.clone();
+        consumer.opd = opd.clone();
+        consumer.credential_kind = "client_secret".into();
+    }
+    let status = answer.status().as_u16();
+    match facts.result {
+        Err((stage, reason)) => {
+            let record = refused_record(RefusalFacts {
+                exchange_id: &exchange.id,
+                trace_id: &exchange.trace_id,
+                stage,
+                reason,
+                status,
+                peer: conn.peer.to_string(),
+                consumer,
+                method: &exchange.method,
+                host: &exchange.host,
+                path: &exchange.path,
+                service_id: "",
+                grant: None,
+                // Like the token request record: no digest of a head that may carry the
+                // client secret (proto/README.md §13).
+                digests: None,
+            });
+            if let Err(e) = evidence.append(record).await {
+                tracing::error!(exchange = %exchange.id, error = %e, "token refusal could not be recorded");
+            }
+            answer
+        }
+        Ok(jti) => {
+            let started = Instant::now();
+            let request = token_request_record(
+                &exchange.id,
+                &exchange.trace_id,
+                head,
+                &exchange.host,
+                &exchange.path,
+                conn,
+                consumer,
+            );
+            let written = match evidence.append(request).await {
+                Ok(sequence) => {
+                    let outcome = outcome_record(
+                        &OutcomeFacts {
+                            exchange_id: exchange.id.clone(),
+                            trace_id: exchange.trace_id.clone(),
+                            request_sequence: sequence,
+                            upstream: String::new(),
+                            status,
+                            attempts: 0,
+                            started,
+                            head_nanos: 0,
+                            class: "token_issued",
+                            reason: jti,
+                        },
+                        sha256(answer.body()),
+                        answer.body().len() as u64,
+                    );
+                    evidence.append(outcome).await
+                }
+                Err(e) => Err(e),
+            };
+            match written {
+                Ok(_) => answer,
+                Err(e) => {
+                    tracing::error!(exchange = %exchange.id, error = %e, "token issuance could not be recorded; no token sent");
+                    let mut r = Response::new(Bytes::from_static(
+                        br#"{"error":"temporarily_unavailable"}"#,
+                    ));
+                    *r.status_mut() = http::StatusCode::SERVICE_UNAVAILABLE;
+                    r.headers_mut().insert(
+                        header::CONTENT_TYPE,
+                        HeaderValue::from_static("application/json"),
+                    );
+                    r.headers_mut()
+                        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+                    if let Ok(id) = HeaderValue::from_str(&exchange.id) {
+                        r.headers_mut().insert(crate::identity::EXCHANGE_ID, id);
+                    }
+                    r
+                }
+            }
+        }
+    }
 }

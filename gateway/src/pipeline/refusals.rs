@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use parking_lot::{Mutex, RwLock};
 use penghubung_evidence::schema;
 
-use crate::config::file::RequestLimits;
+use crate::admit::RequestLimits;
 
 const SHARDS: usize = 16;
 
@@ -365,6 +365,18 @@ fn summary_record(key: SourceKey, s: Summary) -> schema::Record {
         )),
         ..Default::default()
     }
+}
+
+/// A refusal answered by hyper's HTTP/1 parser (400, 431, ...), which the transport rewrote
+/// into a problem response with an exchange id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParserRefusal {
+    /// The exchange id sent to the client.
+    pub exchange_id: String,
+    /// The status sent.
+    pub status: u16,
+    /// The reason code sent (`headers_too_large`, `uri_too_long`, `http_parse`, ...).
+    pub reason: &'static str,
 }
 
 #[cfg(test)]

@@ -11,9 +11,12 @@ use std::sync::Arc;
 use http::Method;
 
 use crate::admit::canonical::{self, PathError};
+use crate::catalog::services::ServiceAuthSettings;
 use crate::catalog::services::{RouteAction, RouteSpec};
+use crate::catalog::{Classification, Exposure};
 use crate::error::GatewayError;
-use crate::snapshot::Service;
+use crate::telemetry::ServiceMetrics;
+use penghubung_adapter::Adapter;
 
 /// A compiled path pattern.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -332,6 +335,36 @@ impl Router {
     }
 }
 
+/// A service as requests see it.
+pub struct Service {
+    /// Identifier.
+    pub id: String,
+    /// Version.
+    pub version: String,
+    /// Owning OPD.
+    pub owner_opd: String,
+    /// Classification.
+    pub classification: Classification,
+    /// Exposure.
+    pub exposure: Exposure,
+    /// Carries personal data.
+    pub personal_data: bool,
+    /// Where requests go (absent for deny-only services).
+    pub adapter: Option<Arc<dyn Adapter>>,
+    /// The upstream speaks HTTP/2 (`TE: trailers` may pass).
+    pub upstream_http2: bool,
+    /// Who may call it.
+    pub auth: ServiceAuthSettings,
+    /// Counters.
+    pub metrics: Arc<ServiceMetrics>,
+}
+
+impl std::fmt::Debug for Service {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Service").field("id", &self.id).finish()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -379,7 +412,6 @@ mod tests {
 mod router_tests {
     use super::*;
     use crate::catalog::services::RouteSpec;
-    use crate::snapshot::Service;
 
     fn service() -> Arc<Service> {
         Arc::new(Service {

@@ -18,15 +18,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 
-use super::io::{now_ms, Activity, TimedIo};
+use super::io::{now_ms, Activity, InFlight, TimedIo};
 use super::scan::ScanConfig;
-use super::Gateway;
 use crate::identity::ConnInfo;
+use crate::pipeline::{Connection, Plane};
 use crate::telemetry::ListenerMetrics;
 
 /// Accepts connections until shutdown. A connection beyond the listener's limit is closed at once.
 pub async fn accept_loop(
-    gateway: Arc<Gateway>,
+    gateway: Arc<Plane>,
     index: usize,
     listener: TcpListener,
     limit: Arc<Semaphore>,
@@ -70,7 +70,7 @@ pub async fn accept_loop(
 }
 
 async fn serve(
-    gateway: Arc<Gateway>,
+    gateway: Arc<Plane>,
     index: usize,
     stream: TcpStream,
     peer: std::net::SocketAddr,
@@ -128,7 +128,7 @@ async fn serve(
             let client = session
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .map(super::tls::peer_identity);
+                .map(crate::tls::peer_identity);
             let info = ConnInfo {
                 peer,
                 local,
@@ -139,7 +139,7 @@ async fn serve(
             };
             serve_io(
                 gateway,
-                super::tls::FlushingTls::new(tls_stream),
+                crate::tls::FlushingTls::new(tls_stream),
                 info,
                 metrics,
                 first_head_deadline,
@@ -149,7 +149,7 @@ async fn serve(
     }
 }
 
-fn builder(gateway: &Gateway, index: usize) -> auto::Builder<TokioExecutor> {
+fn builder(gateway: &Plane, index: usize) -> auto::Builder<TokioExecutor> {
     let runtime = gateway.snapshot.load();
     let limits = &runtime.limits;
     let http2 = runtime.config.listener.get(index).is_none_or(|l| l.http2);
@@ -181,7 +181,7 @@ fn builder(gateway: &Gateway, index: usize) -> auto::Builder<TokioExecutor> {
 }
 
 async fn serve_io<T>(
-    gateway: Arc<Gateway>,
+    gateway: Arc<Plane>,
     io: T,
     info: ConnInfo,
     metrics: &ListenerMetrics,
@@ -220,8 +220,28 @@ async fn serve_io<T>(
             let info = info.clone();
             let activity = activity.clone();
             async move {
+                let in_flight = InFlight::new(&activity);
+                let index = activity.next_request();
+                // hyper drops Content-Length when Transfer-Encoding is present; the byte
+                // scanner (h1frame) saw the raw head.
+                let cl_te = activity.content_length_with_transfer_encoding(index);
+                let connection = Connection {
+                    info,
+                    content_length_with_transfer_encoding: cl_te,
+                    in_flight,
+                };
+                // The runtime is loaded once: the whole exchange sees one config, even across
+                // a reload.
+                let runtime = gateway.snapshot.load_full();
                 Ok::<_, Infallible>(
-                    crate::pipeline::handle(&gateway, &info, &activity, request).await,
+                    crate::pipeline::handle(
+                        runtime,
+                        &gateway.evidence,
+                        &gateway.refusals,
+                        connection,
+                        request,
+                    )
+                    .await,
                 )
             }
         })
@@ -327,7 +347,7 @@ async fn watchdog(activity: &Activity, idle_ms: u64, send_ms: u64) -> Watchdog {
 /// Classifies an error that ended a connection. Parse errors were already answered by hyper
 /// (400/431); they are refusals and get recorded.
 fn connection_error(
-    gateway: &Gateway,
+    gateway: &Plane,
     peer: std::net::SocketAddr,
     error: &(dyn std::error::Error + 'static),
     metrics: &ListenerMetrics,

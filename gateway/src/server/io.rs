@@ -18,6 +18,7 @@ use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::scan::{ScanConfig, Scanner};
+pub use crate::pipeline::refusals::ParserRefusal;
 
 fn epoch() -> Instant {
     static EPOCH: OnceLock<Instant> = OnceLock::new();
@@ -56,30 +57,6 @@ pub struct Activity {
     pub h2_malformed: AtomicBool,
 }
 
-/// A refusal answered by hyper's HTTP/1 parser (400, 431, ...), which the transport rewrote
-/// into a problem response with an exchange id.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ParserRefusal {
-    /// The exchange id sent to the client.
-    pub exchange_id: String,
-    /// The status sent.
-    pub status: u16,
-    /// The reason code sent (`headers_too_large`, `uri_too_long`, `http_parse`, ...).
-    pub reason: &'static str,
-}
-
-/// The reason code of an error status hyper's HTTP/1 parser answers itself.
-pub fn parser_reason(status: u16) -> &'static str {
-    match status {
-        431 => "headers_too_large",
-        414 => "uri_too_long",
-        408 => "header_timeout",
-        505 => "http_version",
-        501 => "not_implemented",
-        _ => "http_parse",
-    }
-}
-
 /// The status of `buf` if it is exactly an error response head written by hyper's HTTP/1
 /// parser itself: a whole `HTTP/1.x 4xx/5xx` head, with `content-length: 0`, without the
 /// exchange id header that every response the pipeline produces carries.
@@ -95,7 +72,7 @@ pub fn parser_error_status(buf: &[u8]) -> Option<u16> {
     let head = std::str::from_utf8(buf).ok()?.to_ascii_lowercase();
     if head.matches("\r\n\r\n").count() != 1
         || !head.contains("\r\ncontent-length: 0\r\n")
-        || head.contains(crate::admit::EXCHANGE_ID.as_str())
+        || head.contains(crate::identity::EXCHANGE_ID.as_str())
     {
         return None;
     }
@@ -103,15 +80,13 @@ pub fn parser_error_status(buf: &[u8]) -> Option<u16> {
 }
 
 /// The problem response that replaces hyper's bare error head for `status`.
-fn problem_head(status: u16, exchange_id: &str, reason: &str) -> Vec<u8> {
+fn problem_head(status: u16, exchange_id: &str, reason: &'static str) -> Vec<u8> {
     let code = http::StatusCode::from_u16(status).unwrap_or(http::StatusCode::BAD_REQUEST);
-    let response = crate::error::rescue(
-        code,
-        exchange_id,
+    let refusal = crate::error::GatewayError::Connection {
+        status: code,
         reason,
-        None,
-        crate::error::FaultStyle::Problem,
-    );
+    };
+    let response = crate::error::rescue(&refusal, exchange_id, crate::error::FaultStyle::Problem);
     let mut out = format!(
         "HTTP/1.1 {} {}\r\nconnection: close\r\ncontent-length: {}\r\n",
         code.as_u16(),
@@ -119,6 +94,10 @@ fn problem_head(status: u16, exchange_id: &str, reason: &str) -> Vec<u8> {
         response.body().len()
     );
     for (name, value) in response.headers() {
+        // The connection header is written first, above.
+        if name == http::header::CONNECTION {
+            continue;
+        }
         if let Ok(v) = value.to_str() {
             out.push_str(name.as_str());
             out.push_str(": ");
@@ -301,7 +280,7 @@ impl<T: AsyncWrite> TimedIo<T> {
             return false;
         };
         let exchange_id = uuid::Uuid::now_v7().to_string();
-        let reason = parser_reason(status);
+        let reason = crate::error::parser_reason(status);
         *rewrite = Some((problem_head(status, &exchange_id, reason), 0, len));
         *activity.parser_refusal.lock() = Some(ParserRefusal {
             exchange_id,

@@ -1,8 +1,10 @@
 //! Stage 5, `throttle`: per-grant and per-application rate (GCRA) and quota per calendar
 //! period, in a local lock-free store or shared through Redis.
 
+mod error;
 mod local;
 mod redis_store;
+mod settings;
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -10,37 +12,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use http::{HeaderMap, HeaderValue};
 
-use crate::auth::settings::{OnUnavailable, RedisSettings};
 use crate::catalog::parties::{LimitSpec, QuotaPeriod};
+use crate::catalog::rate::rate_parts;
+pub use error::ThrottleError;
 pub(crate) use local::{LocalStore, Verdict};
 pub(crate) use redis_store::RedisStore;
-
-/// Parses a rate like `100/s`, `600/min`, `1000/h`, `5000/day` into requests per second.
-pub fn parse_rate(s: &str) -> Result<f64, String> {
-    rate_parts(s).map(|(n, secs)| n as f64 / secs as f64)
-}
-
-/// A rate's count and its window in seconds.
-fn rate_parts(s: &str) -> Result<(u64, u64), String> {
-    let (n, unit) = s
-        .split_once('/')
-        .ok_or_else(|| format!("rate {s:?}: expected N/unit"))?;
-    let n: u64 = n
-        .trim()
-        .parse()
-        .map_err(|_| format!("rate {s:?}: bad count"))?;
-    let secs = match unit.trim() {
-        "s" | "sec" | "second" => 1,
-        "m" | "min" | "minute" => 60,
-        "h" | "hour" => 3600,
-        "d" | "day" => 86_400,
-        _ => return Err(format!("rate {s:?}: unit must be s, min, h or day")),
-    };
-    if n == 0 || n > 1_000_000_000 {
-        return Err(format!("rate {s:?}: count out of range"));
-    }
-    Ok((n, secs))
-}
+pub use settings::{OnUnavailable, RedisSettings};
 
 /// A compiled limit.
 #[derive(Debug, Clone, PartialEq)]
@@ -217,12 +194,7 @@ impl Limiter {
     }
 
     /// Checks one policy; `Err(None)` means the store is unavailable and deny applies.
-    pub async fn check(
-        &self,
-        p: &LimitPolicy,
-        now: SystemTime,
-    ) -> Result<RateInfo, crate::auth::AuthError> {
-        use crate::auth::AuthError;
+    pub async fn check(&self, p: &LimitPolicy, now: SystemTime) -> Result<RateInfo, ThrottleError> {
         let q = p
             .quota
             .map(|(max, per)| (max, period(per, now, self.offset_hours)));
@@ -239,7 +211,7 @@ impl Limiter {
             {
                 Some(v) => v,
                 None if r.settings.on_unavailable == OnUnavailable::Deny => {
-                    return Err(AuthError::LimiterUnavailable)
+                    return Err(ThrottleError::LimiterUnavailable)
                 }
                 None => {
                     degraded = true;
@@ -280,14 +252,14 @@ impl Limiter {
             Verdict::Rate { retry_ns } => {
                 info.retry_after = Duration::from_nanos(retry_ns);
                 info.reset = info.retry_after;
-                Err(AuthError::RateLimited(Box::new(info)))
+                Err(ThrottleError::RateLimited(Box::new(info)))
             }
             Verdict::Quota => {
                 if let Some((max, (_, left, len))) = q {
                     info.quota = Some((max, 0, left, len));
                     info.retry_after = left;
                 }
-                Err(AuthError::QuotaExceeded(Box::new(info)))
+                Err(ThrottleError::QuotaExceeded(Box::new(info)))
             }
         }
     }
@@ -312,6 +284,7 @@ impl Limiter {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::catalog::rate::parse_rate;
 
     #[test]
     fn rates_parse() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 
 use super::local::Verdict;
-use crate::auth::settings::RedisSettings;
+use super::RedisSettings;
 
 /// KEYS[1] TAT (µs), KEYS[2] quota counter; ARGV: T µs (0 = no rate), burst, quota max
 /// (0 = none), quota TTL s. Nothing is written when the request is refused.

@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use super::support::*;
-use crate::auth::{AuthError, AuthRuntime, GrantRuntime, Principal, RedisSettings};
+use crate::auth::{AuthRuntime, GrantRuntime, Principal, RedisSettings};
+use crate::throttle::ThrottleError;
 use http::HeaderMap;
 
 const LIMITED: &str = r#"
@@ -73,7 +74,7 @@ async fn limits_local_gcra_on_a_paused_clock() {
     assert_eq!(first.remaining, 1);
     rt.throttle(&p, &g).await.unwrap();
     let e = rt.throttle(&p, &g).await.unwrap_err();
-    assert!(matches!(e, AuthError::RateLimited(_)));
+    assert!(matches!(e, ThrottleError::RateLimited(_)));
     assert_eq!(e.retry_after(), Some(Duration::from_millis(500)));
     let mut h = HeaderMap::new();
     e.rate_info().unwrap().headers(&mut h);
@@ -110,7 +111,7 @@ async fn limits_quota_exhaustion() {
         assert_eq!(i.quota.unwrap().1, left);
     }
     let e = rt.throttle(&p, &g).await.unwrap_err();
-    assert!(matches!(e, AuthError::QuotaExceeded(_)));
+    assert!(matches!(e, ThrottleError::QuotaExceeded(_)));
     let wait = e.retry_after().unwrap();
     assert!(wait > Duration::ZERO && wait <= Duration::from_secs(86_400));
     let mut h = HeaderMap::new();

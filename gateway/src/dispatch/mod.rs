@@ -1,5 +1,8 @@
 //! Stages 7 and 8, `dispatch` and `respond`: reading and checking the request body, building the
-//! clean upstream request, and sanitising the upstream response on its way back.
+//! clean upstream request (with the gateway's identity headers, `identity.rs`), the adapter
+//! call, and sanitising the upstream response on its way back.
+
+mod identity;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -9,24 +12,38 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
 use http::{request, Response};
-use http_body::{Body as _, Frame, SizeHint};
+use http_body::{Frame, SizeHint};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use penghubung_adapter::{Body, BoxError, GatewayRequest, RequestBody};
 
 use crate::admit::{headers, Admitted, EXCHANGE_ID};
+use crate::auth::{GrantRuntime, Principal};
 use crate::error::GatewayError;
 use crate::identity::ConnInfo;
 use crate::routing::Matched;
-use crate::server::io::InFlight;
+use crate::snapshot::Snapshot;
+pub use identity::{drop_credential, identity_headers};
+use penghubung_adapter::{Adapter, GatewayResponse};
+
+/// A client's request body as the pipeline reads it: hyper's `Incoming` on a connection, any
+/// `http_body::Body` of bytes in a test.
+pub trait ClientBody:
+    http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
+
+impl<B> ClientBody for B where
+    B: http_body::Body<Data = Bytes, Error: Into<BoxError>> + Send + 'static
+{
+}
 
 /// Reads the whole request body (the default): the declared length is checked before reading,
 /// the body is limited and must arrive within the deadline. A malformed body (bad chunked
 /// encoding, client gone, a trailer section breaking the trailer rules of
 /// [`headers::check_request_trailers`]) refuses the request, so nothing of it reaches the
 /// upstream. Valid trailers of a buffered body are not forwarded.
-pub async fn read_body(
-    body: Incoming,
+pub async fn read_body<B: ClientBody>(
+    body: B,
     declared: Option<u64>,
     limit: u64,
     deadline: Duration,
@@ -65,8 +82,8 @@ pub async fn read_body(
 /// body deadline (a client trickling its upload cannot hold the upstream connection) and the
 /// trailer rules: a malformed trailer section aborts the upstream request instead of being
 /// forwarded.
-pub fn stream_body(
-    body: Incoming,
+pub fn stream_body<B: ClientBody>(
+    body: B,
     declared: Option<u64>,
     limit: u64,
     deadline: Duration,
@@ -131,6 +148,56 @@ const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 const TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+
+/// Who calls what, for [`call`].
+pub struct Call<'a> {
+    /// The snapshot of the exchange.
+    pub runtime: &'a Snapshot,
+    /// The connection.
+    pub conn: &'a ConnInfo,
+    /// Admission results (host, trace).
+    pub admitted: &'a Admitted,
+    /// The route and the path it matched.
+    pub matched: &'a Matched,
+    /// The caller.
+    pub principal: &'a Principal,
+    /// The grant the call is under.
+    pub grant: &'a GrantRuntime,
+    /// Exchange id.
+    pub exchange_id: &'a str,
+}
+
+/// Stages 7 and 8 up to the response head: the clean upstream request with the gateway's
+/// identity headers (the upstream learns who calls only from those), the adapter call, and the
+/// upstream head sanitised. The body streams afterwards.
+pub async fn call(
+    call: Call<'_>,
+    adapter: &dyn Adapter,
+    mut head: request::Parts,
+    body: RequestBody,
+) -> Result<GatewayResponse, GatewayError> {
+    let service = &call.matched.route.service;
+    let identity = identity_headers(
+        &call.runtime.auth,
+        &service.auth,
+        call.principal,
+        call.grant,
+        &service.id,
+        call.exchange_id,
+    )?;
+    drop_credential(&service.auth, &mut head.headers);
+    let forwarding = Forwarding {
+        exchange_id: call.exchange_id,
+        conn: call.conn,
+        admitted: call.admitted,
+        identity,
+        foreign: &call.runtime.foreign_identity,
+    };
+    let request = upstream_request(head, call.matched, forwarding, body)?;
+    let mut answered = adapter.call(request).await?;
+    clean_response(&mut answered.response, call.exchange_id);
+    Ok(answered)
+}
 
 /// Gateway-owned headers sent upstream.
 pub struct Forwarding<'a> {
@@ -256,16 +323,17 @@ pin_project_lite::pin_project! {
     /// The response body on its way to the client: keeps the request counted as in flight until
     /// the body is finished or the client went away, and drops trailer fields that may not be
     /// trailers (or are the gateway's own).
-    pub struct ResponseBody {
+    pub struct ResponseBody<G> {
         #[pin]
         inner: Body,
-        in_flight: Option<InFlight>,
+        in_flight: Option<G>,
     }
 }
 
-impl ResponseBody {
-    /// Wraps a body.
-    pub fn new(inner: Body, in_flight: InFlight) -> ResponseBody {
+impl<G> ResponseBody<G> {
+    /// Wraps a body; `in_flight` (the connection's token for this request) is dropped when the
+    /// body ends.
+    pub fn new(inner: Body, in_flight: G) -> ResponseBody<G> {
         ResponseBody {
             inner,
             in_flight: Some(in_flight),
@@ -273,7 +341,7 @@ impl ResponseBody {
     }
 }
 
-impl http_body::Body for ResponseBody {
+impl<G> http_body::Body for ResponseBody<G> {
     type Data = Bytes;
     type Error = BoxError;
 

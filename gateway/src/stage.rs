@@ -1,4 +1,5 @@
-//! The names of the pipeline stages, in order.
+//! The names of the pipeline stages, in order (below the pipeline, so errors and telemetry can
+//! name a stage without depending on the pipeline).
 
 /// The stage an exchange ended at, used for metrics and evidence: the stage that refused it, or
 /// `Dispatch` for one that was forwarded. (Streaming the response back and recording its outcome

@@ -1,0 +1,437 @@
+//! The control side: the process-wide [`Gateway`] state, starting and stopping listeners, and
+//! configuration reloads (SIGHUP, `POST /reload`, changed CRL files). The data side (`server`,
+//! `pipeline` and the stages) sees only the [`Plane`] and never imports this module.
+
+pub mod signals;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+use crate::config::{self, ConfigError, ConfigFile};
+pub use crate::pipeline::Plane;
+use crate::snapshot::Snapshot;
+use crate::telemetry::Metrics;
+use penghubung_evidence::{schema, EvidenceLog};
+
+/// Process-wide state: the data plane's shared state ([`Plane`]: snapshot, evidence log,
+/// refusal accounting, shutdown signal; reached through `Deref`), metrics, and lifecycle flags.
+pub struct Gateway {
+    /// What the data side shares.
+    pub plane: Arc<Plane>,
+    /// Counters (survive reloads).
+    pub metrics: Arc<Metrics>,
+    /// The config file reloads read, when there is one.
+    pub config_path: Option<PathBuf>,
+    /// Set once listeners are up; cleared when shutdown starts.
+    pub ready: AtomicBool,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl std::ops::Deref for Gateway {
+    type Target = Plane;
+
+    fn deref(&self) -> &Plane {
+        &self.plane
+    }
+}
+
+impl std::fmt::Debug for Gateway {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gateway")
+            .field("config_path", &self.config_path)
+            .finish()
+    }
+}
+
+/// Settings that only take effect on restart; a reload that changes them is refused.
+fn restart_only_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<String> {
+    let mut changes = Vec::new();
+    let addresses = |c: &ConfigFile| {
+        c.listener
+            .iter()
+            .map(|l| (l.name.clone(), l.address.clone()))
+            .collect::<Vec<_>>()
+    };
+    if addresses(old) != addresses(new) {
+        changes.push("listener names/addresses changed (restart needed)".to_owned());
+    }
+    if old.admin.address != new.admin.address {
+        changes.push("admin.address changed (restart needed)".to_owned());
+    }
+    if old.runtime != new.runtime {
+        changes.push("runtime settings changed (restart needed)".to_owned());
+    }
+    if old.node_id != new.node_id {
+        changes.push("node_id changed (restart needed)".to_owned());
+    }
+    if old.evidence != new.evidence {
+        changes.push("evidence settings changed (restart needed)".to_owned());
+    }
+    changes
+}
+
+impl crate::admin::Operations for Gateway {
+    fn plane(&self) -> &Plane {
+        &self.plane
+    }
+
+    fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::SeqCst)
+    }
+
+    fn write_metrics(&self, out: &mut String) {
+        self.metrics.render(out);
+    }
+
+    async fn reload(&self) -> Result<(), String> {
+        Gateway::reload(self, None).await.map_err(|e| e.to_string())
+    }
+}
+
+impl Gateway {
+    /// Starts a graceful shutdown: listeners stop accepting, connections drain.
+    pub fn begin_shutdown(&self) {
+        self.ready.store(false, Ordering::SeqCst);
+        self.plane.begin_shutdown();
+    }
+
+    /// Reloads the config file (or uses `replacement`): validate, build, swap. On any error the
+    /// current snapshot keeps serving and the reason is returned (and logged). Both outcomes are
+    /// `admin` evidence records.
+    pub async fn reload(&self, replacement: Option<ConfigFile>) -> Result<(), ConfigError> {
+        let _guard = self.reload_lock.lock().await;
+        let before = self.snapshot.load().source_sha256;
+        let result = self.reload_locked(replacement).await;
+        let (action, after, detail) = match &result {
+            Ok(after) => {
+                self.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+                tracing::info!("configuration reloaded");
+                ("config.reload", Some(*after), String::new())
+            }
+            Err(error) => {
+                self.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, "configuration reload refused; the previous configuration keeps serving");
+                ("config.reload_refused", None, error.to_string())
+            }
+        };
+        let record = schema::Record {
+            kind: Some(schema::record::Kind::Admin(schema::Admin {
+                actor: "operator".into(),
+                role: "admin_platform".into(),
+                action: action.into(),
+                before_sha256: before.to_vec().into(),
+                after_sha256: after.map(|a| a.to_vec()).unwrap_or_default().into(),
+                detail,
+                target: self
+                    .config_path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        if let Err(error) = self.evidence.append(record).await {
+            tracing::error!(%error, "could not record the reload in the evidence log");
+        }
+        result.map(|_| ())
+    }
+
+    /// Rebuilds the configuration in force because a CRL file changed: the same config, its
+    /// files read again. A CRL that cannot be used leaves the running configuration in place.
+    /// Both outcomes are `admin` evidence records (`tls.crl_reload`, `tls.crl_reload_refused`).
+    pub async fn reload_crls(&self, changed: &str) -> Result<(), ConfigError> {
+        let _guard = self.reload_lock.lock().await;
+        let current = self.snapshot.load_full();
+        let result = Snapshot::build(
+            (*current.config).clone(),
+            current.source_sha256,
+            &self.metrics,
+            Some(&current),
+        )
+        .await;
+        let (action, detail, outcome) = match result {
+            Ok(runtime) => {
+                self.snapshot.store(Arc::new(runtime));
+                tracing::info!(crl = changed, "CRL changed: TLS configuration reloaded");
+                ("tls.crl_reload", String::new(), Ok(()))
+            }
+            Err(error) => {
+                tracing::error!(crl = changed, %error, "CRL changed but cannot be used; the previous TLS configuration keeps serving");
+                ("tls.crl_reload_refused", error.to_string(), Err(error))
+            }
+        };
+        let record = schema::Record {
+            kind: Some(schema::record::Kind::Admin(schema::Admin {
+                actor: "gateway".into(),
+                role: "system".into(),
+                action: action.into(),
+                before_sha256: current.source_sha256.to_vec().into(),
+                after_sha256: current.source_sha256.to_vec().into(),
+                detail,
+                target: changed.to_owned(),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        if let Err(error) = self.evidence.append(record).await {
+            tracing::error!(%error, "could not record the CRL reload in the evidence log");
+        }
+        outcome
+    }
+
+    async fn reload_locked(
+        &self,
+        replacement: Option<ConfigFile>,
+    ) -> Result<[u8; 32], ConfigError> {
+        let (new, digest) = match replacement {
+            Some(c) => {
+                let issues = config::validate::validate(&c);
+                if !issues.is_empty() {
+                    return Err(ConfigError::Invalid(issues));
+                }
+                let digest = config::digest_of(&c);
+                (c, digest)
+            }
+            None => {
+                let path = self
+                    .config_path
+                    .as_ref()
+                    .ok_or(ConfigError::Build("no config file to reload".into()))?;
+                config::load_with_digest(path)?
+            }
+        };
+        let current = self.snapshot.load_full();
+        let changes = restart_only_changes(&current.config, &new);
+        if !changes.is_empty() {
+            return Err(ConfigError::Build(changes.join("; ")));
+        }
+        let runtime = Snapshot::build(new, digest, &self.metrics, Some(&current)).await?;
+        self.snapshot.store(Arc::new(runtime));
+        Ok(digest)
+    }
+}
+
+/// A running gateway: its bound addresses and a way to stop it.
+#[derive(Debug)]
+pub struct Running {
+    /// The shared state.
+    pub gateway: Arc<Gateway>,
+    /// Bound traffic listener addresses, in config order.
+    pub listeners: Vec<SocketAddr>,
+    /// Bound admin address.
+    pub admin: Option<SocketAddr>,
+    tasks: tokio::task::JoinSet<()>,
+}
+
+impl Running {
+    /// Begins a graceful shutdown, waits until listeners and connections are done (bounded by
+    /// `limits.drain_timeout_secs`), then closes the evidence log with a final checkpoint.
+    pub async fn shutdown(mut self) {
+        self.gateway.begin_shutdown();
+        self.drain_and_close().await;
+    }
+
+    /// Waits until a shutdown starts (a signal, or [`Gateway::begin_shutdown`]), drains
+    /// connections (bounded by `limits.drain_timeout_secs`), then closes the evidence log with a
+    /// final checkpoint covering every record written, so no record is left uncovered by a
+    /// signed checkpoint when the process exits.
+    pub async fn wait(mut self) {
+        let mut shutdown = self.gateway.shutdown_signal();
+        loop {
+            if *shutdown.borrow_and_update() {
+                break;
+            }
+            tokio::select! {
+                changed = shutdown.changed() => if changed.is_err() { break },
+                joined = self.tasks.join_next() => if joined.is_none() { break },
+            }
+        }
+        self.drain_and_close().await;
+    }
+
+    async fn drain_and_close(&mut self) {
+        let drain = std::time::Duration::from_secs(
+            self.gateway.snapshot.load().limits.drain_timeout_secs + 1,
+        );
+        let drained = tokio::time::timeout(drain, async {
+            while self.tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                seconds = drain.as_secs(),
+                "connections did not drain in time; closing them"
+            );
+        }
+        self.tasks.abort_all();
+        while self.tasks.join_next().await.is_some() {}
+        // The suppressed refusals of the windows still open are counted too.
+        let limits = self.gateway.snapshot.load().limits.clone();
+        for record in self.gateway.refusals.take_summaries(&limits, true) {
+            if let Err(error) = self.gateway.evidence.append(record).await {
+                tracing::error!(%error, "suppressed refusals could not be recorded");
+            }
+        }
+        // After the drain: the last outcomes are in, so the final checkpoint covers them.
+        self.gateway.evidence.shutdown().await;
+        tracing::info!("stopped");
+    }
+}
+
+/// Binds every listener and starts serving `config` (already validated). Must run inside a
+/// tokio runtime. `config_path` is what reloads read.
+pub async fn start(
+    config: ConfigFile,
+    config_path: Option<PathBuf>,
+) -> Result<Running, ConfigError> {
+    let digest = match &config_path {
+        Some(path) => std::fs::read(path)
+            .map(|b| <sha2::Sha256 as sha2::Digest>::digest(&b).into())
+            .unwrap_or_else(|_| config::digest_of(&config)),
+        None => config::digest_of(&config),
+    };
+    let metrics = Arc::new(Metrics::default());
+    let evidence = EvidenceLog::open(&config.evidence, &crate::snapshot::node_id(&config))
+        .await
+        .map_err(|e| ConfigError::Build(format!("evidence: {e}")))?;
+    let runtime = Snapshot::build(config, digest, &metrics, None).await?;
+    let config = runtime.config.clone();
+    let gateway = Arc::new(Gateway {
+        plane: Arc::new(Plane::new(runtime, evidence)),
+        metrics,
+        config_path,
+        ready: AtomicBool::new(false),
+        reload_lock: tokio::sync::Mutex::new(()),
+    });
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut bound = Vec::new();
+    for (index, spec) in config.listener.iter().enumerate() {
+        let listener = TcpListener::bind(&spec.address).await.map_err(|e| {
+            ConfigError::Build(format!(
+                "listener[{index}]: cannot bind {}: {e}",
+                spec.address
+            ))
+        })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ConfigError::Build(e.to_string()))?;
+        bound.push(addr);
+        let limit = Arc::new(Semaphore::new(spec.max_connections));
+        let listener_metrics = gateway.metrics.listener(&spec.name);
+        tasks.spawn(crate::server::accept_loop(
+            gateway.plane.clone(),
+            index,
+            listener,
+            limit,
+            listener_metrics,
+        ));
+        tracing::info!(listener = %spec.name, %addr, tls = spec.tls.is_some(), "listening");
+    }
+    let admin = if config.admin.address.is_empty() {
+        None
+    } else {
+        let listener = TcpListener::bind(&config.admin.address)
+            .await
+            .map_err(|e| {
+                ConfigError::Build(format!("admin: cannot bind {}: {e}", config.admin.address))
+            })?;
+        let addr = listener
+            .local_addr()
+            .map_err(|e| ConfigError::Build(e.to_string()))?;
+        tasks.spawn(crate::admin::serve(gateway.clone(), listener));
+        tracing::info!(%addr, "admin listening");
+        Some(addr)
+    };
+    tasks.spawn(write_refusal_summaries(gateway.clone()));
+    tasks.spawn(watch_crls(Arc::downgrade(&gateway)));
+    gateway.ready.store(true, Ordering::SeqCst);
+    Ok(Running {
+        gateway,
+        listeners: bound,
+        admin,
+        tasks,
+    })
+}
+
+/// Writes the `refusals_suppressed` records of refusal windows that have ended (checked every
+/// second), until shutdown; the shutdown writes those of the windows still open.
+async fn write_refusal_summaries(gateway: Arc<Gateway>) {
+    let mut shutdown = gateway.shutdown_signal();
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.changed() => return,
+        }
+        let limits = gateway.snapshot.load().limits.clone();
+        for record in gateway.refusals.take_summaries(&limits, false) {
+            if let Err(error) = gateway.evidence.append(record).await {
+                tracing::error!(%error, "suppressed refusals could not be recorded");
+            }
+        }
+    }
+}
+
+/// How often CRL files are checked for changes.
+const CRL_POLL: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// The CRL files of `config` with their modification time and length (`None`: unreadable).
+fn crl_stamps(config: &ConfigFile) -> Vec<(PathBuf, Option<(std::time::SystemTime, u64)>)> {
+    config
+        .listener
+        .iter()
+        .filter_map(|l| l.tls.as_ref())
+        .flat_map(|t| t.crls.iter())
+        .map(|path| {
+            let stamp = std::fs::metadata(path)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())));
+            (path.clone(), stamp)
+        })
+        .collect()
+}
+
+/// Watches the CRL files of the configuration in force; a changed file rebuilds it
+/// ([`Gateway::reload_crls`]). Ends with the gateway or at shutdown.
+async fn watch_crls(weak: std::sync::Weak<Gateway>) {
+    let Some((mut seen, mut shutdown)) = weak.upgrade().map(|gateway| {
+        (
+            crl_stamps(&gateway.snapshot.load().config),
+            gateway.shutdown_signal(),
+        )
+    }) else {
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(CRL_POLL) => {}
+            _ = shutdown.changed() => return,
+        }
+        let Some(gateway) = weak.upgrade() else {
+            return;
+        };
+        let config = gateway.snapshot.load().config.clone();
+        let now = crl_stamps(&config);
+        // When a reload changed the set of files, that reload read them already.
+        let same_files = seen.len() == now.len() && seen.iter().zip(&now).all(|(a, b)| a.0 == b.0);
+        let changed = same_files
+            .then(|| {
+                seen.iter()
+                    .zip(&now)
+                    .find(|(a, b)| a.1 != b.1)
+                    .map(|(_, b)| b.0.display().to_string())
+            })
+            .flatten();
+        seen = now;
+        if let Some(path) = changed {
+            let _ = gateway.reload_crls(&path).await;
+        }
+    }
+}

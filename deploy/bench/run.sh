@@ -124,7 +124,7 @@ descendants() { # pid -> the pid and every descendant, found by parent pid in /p
   local all=("$1") i=0 f rest ppid pid
   local -A parent=()
   for f in /proc/[0-9]*/stat; do
-    read -r rest <"$f" 2>/dev/null || continue
+    { read -r rest <"$f"; } 2>/dev/null || continue # the process may have gone meanwhile
     pid=${f#/proc/}; pid=${pid%/stat}
     rest=${rest##*) }
     read -r _ ppid _ <<<"$rest"
@@ -342,7 +342,7 @@ start_proxy() { # target row dir -> proxy_pid, proxy_h1, proxy_h2 (dies when the
 tree_cpu_ticks() { # pid -> utime+stime of the process and its descendants (all threads), in ticks
   local total=0 p rest
   for p in $(descendants "$1"); do
-    read -r rest <"/proc/$p/stat" 2>/dev/null || continue
+    { read -r rest <"/proc/$p/stat"; } 2>/dev/null || continue
     rest=${rest##*) }
     # after "pid (comm) ": field 3 is the state; utime and stime are fields 14 and 15.
     set -- $rest
@@ -360,10 +360,28 @@ tree_hwm_kib() { # pid -> sum of VmHWM (peak RSS) over the process tree, in KiB
   echo "$total"
 }
 
+softirqd_ticks() { # cpu -> CPU ticks of that core's ksoftirqd kernel thread (0 when not found)
+  local f rest
+  for f in /proc/[0-9]*/stat; do
+    { read -r rest <"$f"; } 2>/dev/null || continue
+    if [[ $rest == *"(ksoftirqd/$1) "* ]]; then
+      rest=${rest##*) }
+      set -- $rest
+      echo $((${12} + ${13}))
+      return 0
+    fi
+  done
+  echo 0
+}
+
 core_ticks() { # cpu -> "busy total" ticks of that core from /proc/stat
-  # busy = user + nice + system + steal; irq and softirq are left out, since on loopback most of
-  # them is the proxy's own traffic, which the kernel does not charge to the process.
-  awk -v c="cpu$1" '$1 == c { busy = $2 + $3 + $4 + $9; print busy, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
+  # busy = user + nice + system + steal, less the core's ksoftirqd thread; irq and softirq are
+  # left out too: on loopback most of them is the proxy's own traffic, which the kernel does not
+  # charge to the process.
+  local softirqd
+  softirqd=$(softirqd_ticks "$1")
+  awk -v c="cpu$1" -v k="$softirqd" '$1 == c {
+    busy = $2 + $3 + $4 + $9; print busy - k, $2 + $3 + $4 + $5 + $6 + $7 + $8 + $9 }' /proc/stat
 }
 
 results=$work/results.tsv

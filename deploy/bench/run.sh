@@ -165,10 +165,15 @@ forget_pid() { # drop a stopped pid from the cleanup list
 }
 
 used_ports=" "
+# Below the kernel's ephemeral range, so that no outgoing connection (of this run's load
+# generators or anything else on the machine) holds the port as its local end.
+port_lo=10000
+port_hi=$(( $(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768) - 1 ))
+[ "$port_hi" -gt $((port_lo + 1000)) ] || { port_lo=20000; port_hi=60000; }
 free_port() { # a loopback port nothing accepts on and this run has not handed out
   local p
   for _ in $(seq 200); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((port_lo + (RANDOM * 32768 + RANDOM) % (port_hi - port_lo + 1)))
     [[ $used_ports == *" $p "* ]] && continue
     if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
       used_ports+="$p "
@@ -213,9 +218,9 @@ nginx_temp_paths() { # dir
 EOF
 }
 
-origin_port=$(free_port)
-origin=127.0.0.1:$origin_port
-cat >"$work/origin/nginx.conf" <<EOF
+start_origin() { # -> origin, origin_pid
+  origin=127.0.0.1:$(free_port)
+  cat >"$work/origin/nginx.conf" <<EOF
 worker_processes 1;
 daemon off;
 master_process on;
@@ -239,15 +244,25 @@ $(nginx_temp_paths "$work/origin")
     }
 }
 EOF
-taskset -c "$load_cpu" nginx -p "$work/origin" -e "$work/origin/error.log" -c "$work/origin/nginx.conf" \
-  >"$work/origin/stderr.log" 2>&1 &
-origin_pid=$!
-pids+=("$origin_pid")
-if ! wait_ready "$origin_pid" "$origin" ||
-  [[ $(http_status "http://$origin/bytes/16384") != "200 16384" ]]; then
+  taskset -c "$load_cpu" nginx -p "$work/origin" -e "$work/origin/error.log" -c "$work/origin/nginx.conf" \
+    >"$work/origin/stderr.log" 2>&1 &
+  origin_pid=$!
+  pids+=("$origin_pid")
+}
+for attempt in 1 2 3; do
+  start_origin
+  if wait_ready "$origin_pid" "$origin" && [[ $(http_status "http://$origin/bytes/16384") == "200 16384" ]]; then
+    break
+  fi
+  # A port taken between the check and the bind is worth another try; anything else is not.
+  if ! kill -0 "$origin_pid" 2>/dev/null && grep -qi 'in use' "$work/origin/error.log" 2>/dev/null &&
+    [ "$attempt" -lt 3 ]; then
+    stop_pid "$origin_pid"; forget_pid "$origin_pid"
+    continue
+  fi
   cat "$work/origin/stderr.log" "$work/origin/error.log" >&2 2>/dev/null || true
   die "the origin (nginx on $origin) did not start"
-fi
+done
 
 # ------------------------------------------------------------------ the proxies under test
 proxy_pid=""

@@ -68,6 +68,12 @@ for tmpl in deploy/bench/*.toml.tmpl; do
   rm -f "$rendered"
 done
 
+echo "== bench smoke"
+# The benchmark runner works from a clone: nginx origin and proxy, the debug gateway, every row
+# for a few seconds, no thresholds (figures of a debug build mean nothing). Fails only when the
+# runner breaks: a proxy does not start or no request succeeds.
+deploy/bench/run.sh --smoke
+
 if [ -x tests/fuzz/replay.sh ]; then
   echo "== fuzz corpus replay"
   tests/fuzz/replay.sh

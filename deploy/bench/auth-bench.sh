@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # CPU per request of a JWT-protected route against an open route, in the same run (issue #5:
-# within 1.1x thanks to the verified-token cache). Same pinning as the benchmark harness ($BENCH_DIR/run.sh):
-# gateway alone on core 0, load generator and origin on core 1. Loopback only.
+# within 1.1x thanks to the verified-token cache). Same pinning as deploy/bench/run.sh:
+# gateway alone on core 0, load generator and origin (nginx answering 200 on every path) on core 1.
+# Loopback only.
 #
 #   cargo build --release -p penghubung && deploy/bench/auth-bench.sh
 #
@@ -10,15 +11,39 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
-bench=${BENCH_DIR:?set BENCH_DIR to the benchmark harness directory (see deploy/bench/README.md)}
 work=${BENCH_WORK:-/tmp/penghubung-auth-bench}
 bin=${PENGHUBUNG_BIN:-${CARGO_TARGET_DIR:-$repo/target}/release/penghubung}
 DURATION=${DURATION:-8}; ROUNDS=${ROUNDS:-3}; CONNS=${CONNS:-64}; EVIDENCE=${EVIDENCE:-0}
 listen=127.0.0.1:18186; admin=127.0.0.1:19186; origin=127.0.0.1:18086
 mkdir -p "$work"
-command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+export PATH="$PATH:/usr/sbin:/sbin"
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v nginx >/dev/null || need+=(nginx)
+command -v curl >/dev/null || need+=(curl)
+if [ ${#need[@]} -gt 0 ]; then
+  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${need[@]}" >/dev/null
+fi
 [ -x "$bin" ] || { echo "no gateway binary at $bin (cargo build --release -p penghubung)"; exit 1; }
-cargo build --quiet --release --manifest-path "$bench/upstream/Cargo.toml" --target-dir "$work/target"
+rm -rf "$work/origin"; mkdir -p "$work/origin"
+cat >"$work/origin/nginx.conf" <<NGINX
+worker_processes 1;
+daemon off;
+pid $work/origin/nginx.pid;
+error_log $work/origin/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $work/origin/tmp-body;
+    proxy_temp_path $work/origin/tmp-proxy;
+    fastcgi_temp_path $work/origin/tmp-fastcgi;
+    uwsgi_temp_path $work/origin/tmp-uwsgi;
+    scgi_temp_path $work/origin/tmp-scgi;
+    keepalive_requests 1000000;
+    server { listen $origin; location / { return 200 ""; } }
+}
+NGINX
 
 secret=bench-secret-$$
 hash=$(printf '%s\n' "$secret" | "$bin" secret client-secret)
@@ -82,8 +107,9 @@ TOML
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
-taskset -c 1 "$work/target/release/bench-upstream" --listen "$origin" --threads 1 >"$work/upstream.log" 2>&1 &
+taskset -c 1 nginx -p "$work/origin" -e "$work/origin/error.log" -c "$work/origin/nginx.conf" >"$work/origin.log" 2>&1 &
 pids+=($!)
+for _ in $(seq 100); do curl -sf -o /dev/null "http://$origin/" && break; sleep 0.1; done
 taskset -c 0 "$bin" run -c "$work/gateway.toml" >"$work/gateway.log" 2>&1 &
 gw=$!; pids+=($gw)
 for _ in $(seq 100); do curl -sf "http://$admin/ready" >/dev/null && break; sleep 0.1; done

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need (redis-server, the
-# openssl CLI for the RFC 3161 test TSA), then formatting, lints, every test, doc tests, the
-# example configs, and a replay of the fuzz corpus. Used by README's quick start and by .ci/run.
+# openssl CLI for the RFC 3161 test TSA; the bench runner installs nginx, wrk and h2load), then
+# the docs check, formatting, lints, every test, doc tests, the example configs, a smoke run of
+# the benchmark runner and a replay of the fuzz corpus. Used by README's quick start and .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

@@ -349,7 +349,7 @@ async fn metrics_of_surviving_upstreams_and_services_carry_over_a_reload() {
         "{last}"
     );
     assert!(
-        metric_sum(&last, "penghubung_requests_total", "") >= requests_before + 1,
+        metric_sum(&last, "penghubung_requests_total", "") > requests_before,
         "{last}"
     );
 }

@@ -16,9 +16,9 @@ fn parse(text: &str) -> Result<(BTreeMap<String, String>, Vec<Sample>), String> 
     let mut families = BTreeMap::new();
     let mut samples = Vec::new();
     let mut current: Option<(String, String)> = None;
-    let mut lines = text.lines().peekable();
+
     let mut eof = false;
-    while let Some(line) = lines.next() {
+    for line in text.lines() {
         if eof {
             return Err(format!("text after # EOF: {line}"));
         }

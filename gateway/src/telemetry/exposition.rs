@@ -133,42 +133,10 @@ fn escape(value: &str) -> String {
 type Labels = Vec<(&'static str, String)>;
 
 fn help(name: &str) -> &'static str {
-    match name {
-        names::REQUESTS => "Requests answered, by service, stage and status class.",
-        names::REQUEST_SECONDS => "Request duration in seconds, by service.",
-        names::CONNECTIONS_OPEN => "Open connections.",
-        names::CONNECTIONS => "Accepted connections.",
-        names::CONNECTIONS_REJECTED => "Connections closed at the connection limit.",
-        names::CONNECTION_ERRORS => "Connection-level protocol and TLS errors.",
-        names::RELOADS => "Config reloads by result.",
-        names::UPSTREAM_UP => "Upstream target availability.",
-        names::UPSTREAM_OUTSTANDING => "Requests in flight per target.",
-        names::REFUSALS_SUPPRESSED => "Unauthenticated refusals counted into refusals_suppressed records instead of recorded one by one.",
-        names::REFUSAL_SOURCES => "Source addresses whose refusals are being counted.",
-        names::JWKS_LOADS => "JWKS loads by issuer and result.",
-        names::JWKS_STALE => "The issuer's keys are stale.",
-        names::TOKEN_CACHE_ENTRIES => "Entries in the verified-token cache.",
-        names::TOKEN_CACHE_HITS => "Verified-token cache hits.",
-        names::TOKENS_ISSUED => "Access tokens issued by the token endpoint.",
-        names::TOKEN_REQUESTS_FAILED => "Refused token-endpoint requests.",
-        names::SIGNING_KEY_EPHEMERAL => "The assertion signing key was generated at start.",
-        names::REDIS_UP => "Redis for shared rate limits is reachable.",
-        names::REDIS_ERRORS => "Failed Redis calls.",
-        names::EVIDENCE_ENABLED => "Evidence is being recorded.",
-        names::EVIDENCE_WRITABLE => "The last evidence write succeeded.",
-        names::EVIDENCE_RECORDS => "Records in the evidence log.",
-        names::EVIDENCE_WRITTEN_BYTES => "Bytes written to the evidence log.",
-        names::EVIDENCE_GROUP_COMMITS => "Evidence group commits.",
-        names::EVIDENCE_GROUP_COMMIT_SECONDS => "Seconds spent in evidence group-commit fsyncs.",
-        names::EVIDENCE_WRITE_ERRORS => "Failed evidence writes.",
-        names::EVIDENCE_DROPPED_RECORDS => "Evidence records accepted without being written (fail_open).",
-        names::EVIDENCE_CHECKPOINTS => "Evidence checkpoints written.",
-        names::EVIDENCE_TSA_OK => "The last time-stamp request succeeded.",
-        names::EVIDENCE_TSA_BLOCKING => "Evidence appends are refused while the TSA is down.",
-        names::EVIDENCE_SIGNER_OK => "The last evidence checkpoint was signed.",
-        names::EVIDENCE_LAST_CHECKPOINT_AGE => "Seconds since the last evidence checkpoint.",
-        _ => "",
-    }
+    names::ALL
+        .iter()
+        .find(|family| family.0 == name)
+        .map_or("", |family| family.2)
 }
 
 /// A family with one sample per label set.

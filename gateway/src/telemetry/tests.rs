@@ -162,7 +162,7 @@ fn exposition_parses_and_has_every_family() {
         .fetch_add(1, Ordering::Relaxed);
     let text = render(full_scrape(&metrics));
     let (families, samples) = parse(&text).unwrap_or_else(|e| panic!("{e}\n{text}"));
-    for (name, kind) in names::ALL {
+    for (name, kind, _) in names::ALL {
         let expected = match kind {
             MetricType::Counter => "counter",
             MetricType::Gauge => "gauge",
@@ -185,6 +185,13 @@ fn exposition_parses_and_has_every_family() {
         );
     }
     assert_eq!(families.len(), names::ALL.len(), "{text}");
+    for (name, _, help) in names::ALL {
+        assert!(!help.is_empty(), "{name} has no help text");
+        assert!(
+            text.contains(&format!("# HELP {name} {help}\n")),
+            "{name}\n{text}"
+        );
+    }
     // Label values with quotes survive escaping.
     assert_eq!(
         value(
@@ -234,7 +241,7 @@ fn every_metric_named_in_the_readme_is_exposed() {
             "README names {name}, /metrics does not expose it: {exposed:?}"
         );
     }
-    for (name, kind) in names::ALL {
+    for (name, kind, _) in names::ALL {
         assert!(
             named.contains(names::exposed(name, kind).as_str()),
             "README does not document {name}"

@@ -17,7 +17,7 @@ use crate::catalog::services::{self, UpstreamSpec};
 use crate::config::file::{ConfigFile, RequestLimits};
 use crate::config::ConfigError;
 use crate::routing::{Route, Router};
-use crate::telemetry::{Metrics, ServiceMetrics, NO_SERVICE};
+use crate::telemetry::{Metrics, ServiceMetrics, UpstreamTargetStats, NO_SERVICE};
 use crate::tls;
 
 pub use crate::routing::Service;
@@ -297,54 +297,21 @@ impl Snapshot {
             .unwrap_or_else(|| self.unrouted.clone())
     }
 
-    /// Writes upstream health gauges.
-    pub fn write_upstream_metrics(&self, out: &mut String) {
-        use crate::telemetry::{escape, names};
-        use std::fmt::Write as _;
-        let _ = writeln!(
-            out,
-            "# HELP {} Upstream target availability.\n# TYPE {} gauge",
-            names::UPSTREAM_UP,
-            names::UPSTREAM_UP
-        );
+    /// The targets of every upstream group, sorted, for `/metrics`. Groups reused across a
+    /// reload are the same objects, so their state carries over.
+    pub fn upstream_stats(&self) -> Vec<UpstreamTargetStats> {
         let mut rows = Vec::new();
         for (name, (_, up)) in &self.upstreams {
             for (i, target) in up.targets().iter().enumerate() {
-                let available = up.is_target_available(i);
-                rows.push((
-                    name.clone(),
-                    target.authority.clone(),
-                    available,
-                    target.outstanding(),
-                ));
+                rows.push(UpstreamTargetStats {
+                    upstream: name.clone(),
+                    target: target.authority.clone(),
+                    up: up.is_target_available(i),
+                    outstanding: target.outstanding() as u64,
+                });
             }
         }
         rows.sort();
-        for (name, target, available, _) in &rows {
-            let _ = writeln!(
-                out,
-                "{}{{upstream=\"{}\",target=\"{}\"}} {}",
-                names::UPSTREAM_UP,
-                escape(name),
-                escape(target),
-                u8::from(*available)
-            );
-        }
-        let _ = writeln!(
-            out,
-            "# HELP {} Requests in flight per target.\n# TYPE {} gauge",
-            names::UPSTREAM_OUTSTANDING,
-            names::UPSTREAM_OUTSTANDING
-        );
-        for (name, target, _, outstanding) in &rows {
-            let _ = writeln!(
-                out,
-                "{}{{upstream=\"{}\",target=\"{}\"}} {}",
-                names::UPSTREAM_OUTSTANDING,
-                escape(name),
-                escape(target),
-                outstanding
-            );
-        }
+        rows
     }
 }

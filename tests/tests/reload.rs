@@ -252,3 +252,104 @@ async fn reload_picks_up_a_rotated_server_certificate() {
         .await
         .is_ok());
 }
+
+/// Sum of the samples of `name` (exact sample name) whose labels contain `with`.
+fn metric_sum(metrics: &str, name: &str, with: &str) -> u64 {
+    metrics
+        .lines()
+        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
+        .filter(|l| l.contains(with))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+#[tokio::test]
+async fn metrics_of_surviving_upstreams_and_services_carry_over_a_reload() {
+    let slow = Upstream::start(
+        "slow",
+        Behaviour::SlowBody {
+            chunks: 10,
+            every: Duration::from_millis(100),
+        },
+    )
+    .await;
+    let gw = Gateway::start(&Cfg::new(&[slow.addr]).render()).await;
+    let first = exchange(
+        gw.addr,
+        b"GET /demo/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(first.status, 200);
+    let mut conn = RawConn::connect(gw.addr).await;
+    conn.send(b"GET /demo/stream HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+        .await;
+    slow.wait_for(2).await;
+    let target = slow.addr.to_string();
+    let before = gw.admin_get("/metrics").await.1;
+    assert!(before.ends_with("# EOF\n"), "{before}");
+    assert_eq!(
+        metric_sum(&before, "penghubung_upstream_target_outstanding", &target),
+        1,
+        "{before}"
+    );
+    assert_eq!(
+        metric_sum(&before, "penghubung_config_reloads_total", "ok"),
+        0
+    );
+    let requests_before = metric_sum(&before, "penghubung_requests_total", "");
+    assert!(requests_before >= 1, "{before}");
+    // The same upstream group, one more route: the group survives the reload.
+    gw.write_config(&Cfg::new(&[slow.addr]).tail(NEW_ROUTE).render());
+    assert_eq!(gw.reload().await.0, 200);
+    let after = gw.admin_get("/metrics").await.1;
+    assert_eq!(
+        metric_sum(&after, "penghubung_upstream_target_outstanding", &target),
+        1,
+        "{after}"
+    );
+    assert_eq!(
+        metric_sum(&after, "penghubung_upstream_target_up", &target),
+        1,
+        "{after}"
+    );
+    assert_eq!(
+        metric_sum(&after, "penghubung_config_reloads_total", "ok"),
+        1,
+        "{after}"
+    );
+    assert!(
+        metric_sum(&after, "penghubung_requests_total", "") >= requests_before,
+        "{after}"
+    );
+    let r = conn
+        .read_response(IO_TIMEOUT)
+        .await
+        .expect("complete response");
+    assert_eq!(r.status, 200);
+    // A new request counts on top of the earlier ones: the service's counters were not reset.
+    let fresh = exchange(
+        gw.addr,
+        b"GET /demo/x HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n",
+    )
+    .await
+    .unwrap();
+    assert_eq!(fresh.status, 200);
+    let mut last = String::new();
+    for _ in 0..40 {
+        last = gw.admin_get("/metrics").await.1;
+        if metric_sum(&last, "penghubung_upstream_target_outstanding", &target) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        metric_sum(&last, "penghubung_upstream_target_outstanding", &target),
+        0,
+        "{last}"
+    );
+    assert!(
+        metric_sum(&last, "penghubung_requests_total", "") > requests_before,
+        "{last}"
+    );
+}

@@ -19,7 +19,6 @@ pub mod tsa;
 pub mod verify;
 mod writer;
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 
@@ -54,7 +53,7 @@ pub(crate) struct Shared {
 }
 
 /// A point-in-time view of the log's state for `/healthz` and the console.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct EvidenceHealth {
     /// Evidence is being recorded at all.
     pub enabled: bool,
@@ -78,6 +77,24 @@ pub struct EvidenceHealth {
     pub fail_open: bool,
     /// Records accepted without being written (fail-open mode).
     pub dropped_records: u64,
+}
+
+/// Counters of the evidence log (monotonic since the log was opened) with its health, read at
+/// scrape time.
+#[derive(Debug, Clone, Default)]
+pub struct EvidenceStats {
+    /// Health, records and dropped records.
+    pub health: EvidenceHealth,
+    /// Bytes written to segments.
+    pub written_bytes: u64,
+    /// Group commits (one fsync each).
+    pub group_commits: u64,
+    /// Seconds spent in group-commit fsyncs.
+    pub group_commit_seconds: f64,
+    /// Failed writes.
+    pub write_errors: u64,
+    /// Checkpoints written.
+    pub checkpoints: u64,
 }
 
 pub(crate) struct Inner {
@@ -299,52 +316,23 @@ impl EvidenceLog {
         }
     }
 
-    /// Appends Prometheus text-format lines (`penghubung_evidence_*`) to `out`.
-    pub fn write_metrics(&self, out: &mut String) {
-        let h = self.health();
-        let (bytes, batches, fsync, errors, checkpoints) = match &self.inner {
-            Some(i) => {
-                let s = &i.shared;
-                (
-                    s.bytes.load(Ordering::Relaxed),
-                    s.batches.load(Ordering::Relaxed),
-                    s.fsync_nanos.load(Ordering::Relaxed) as f64 / 1e9,
-                    s.write_errors.load(Ordering::Relaxed),
-                    s.checkpoints.load(Ordering::Relaxed),
-                )
-            }
-            None => (0, 0, 0.0, 0, 0),
+    /// The log's counters and health for the gateway's telemetry to expose (`/metrics`); the
+    /// crate names no metric itself.
+    pub fn stats(&self) -> EvidenceStats {
+        let health = self.health();
+        let mut stats = EvidenceStats {
+            health,
+            ..EvidenceStats::default()
         };
-        let b = |v: bool| u8::from(v);
-        let lines: [(&str, &str, String); 12] = [
-            ("enabled", "gauge", b(h.enabled).to_string()),
-            ("writable", "gauge", b(h.writable).to_string()),
-            ("records", "gauge", h.records.to_string()),
-            ("written_bytes_total", "counter", bytes.to_string()),
-            ("group_commits_total", "counter", batches.to_string()),
-            ("group_commit_seconds_total", "counter", fsync.to_string()),
-            ("write_errors_total", "counter", errors.to_string()),
-            (
-                "dropped_records_total",
-                "counter",
-                h.dropped_records.to_string(),
-            ),
-            ("checkpoints_total", "counter", checkpoints.to_string()),
-            ("tsa_ok", "gauge", b(h.tsa_ok).to_string()),
-            ("tsa_blocking", "gauge", b(h.tsa_blocking).to_string()),
-            ("signer_ok", "gauge", b(h.signer_ok).to_string()),
-        ];
-        for (name, kind, value) in lines {
-            let _ = writeln!(out, "# TYPE penghubung_evidence_{name} {kind}");
-            let _ = writeln!(out, "penghubung_evidence_{name} {value}");
+        if let Some(i) = &self.inner {
+            let s = &i.shared;
+            stats.written_bytes = s.bytes.load(Ordering::Relaxed);
+            stats.group_commits = s.batches.load(Ordering::Relaxed);
+            stats.group_commit_seconds = s.fsync_nanos.load(Ordering::Relaxed) as f64 / 1e9;
+            stats.write_errors = s.write_errors.load(Ordering::Relaxed);
+            stats.checkpoints = s.checkpoints.load(Ordering::Relaxed);
         }
-        if let Some(age) = h.last_checkpoint_age_secs {
-            let _ = writeln!(
-                out,
-                "# TYPE penghubung_evidence_last_checkpoint_age_seconds gauge"
-            );
-            let _ = writeln!(out, "penghubung_evidence_last_checkpoint_age_seconds {age}");
-        }
+        stats
     }
 
     /// Writes a final checkpoint, flushes and stops the writer thread and the checkpoint task.

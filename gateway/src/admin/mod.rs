@@ -14,6 +14,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::pipeline::Plane;
+use crate::telemetry::{self, ProcessStats, Scrape};
 
 /// What the admin API reads and triggers.
 pub trait Operations: Send + Sync + 'static {
@@ -21,8 +22,8 @@ pub trait Operations: Send + Sync + 'static {
     fn plane(&self) -> &Plane;
     /// Whether listeners are up and shutdown has not started.
     fn is_ready(&self) -> bool;
-    /// Writes the process counters in the Prometheus text format.
-    fn write_metrics(&self, out: &mut String);
+    /// The process counters (requests, connections, reloads) for one scrape.
+    fn process_stats(&self) -> ProcessStats;
     /// Reloads the config file; `Err` is the reason the running config stays.
     fn reload(&self) -> impl std::future::Future<Output = Result<(), String>> + Send;
 }
@@ -95,14 +96,21 @@ async fn route<O: Operations>(
             text(status, "application/json", body.to_string())
         }
         (&Method::GET, "/metrics") => {
-            let mut out = String::with_capacity(8 * 1024);
-            gateway.write_metrics(&mut out);
-            let runtime = gateway.plane().snapshot.load();
-            runtime.write_upstream_metrics(&mut out);
-            runtime.auth.write_metrics(&mut out);
-            gateway.plane().evidence.write_metrics(&mut out);
-            gateway.plane().refusals.write_metrics(&mut out);
-            text(StatusCode::OK, "text/plain; version=0.0.4", out)
+            let plane = gateway.plane();
+            let runtime = plane.snapshot.load();
+            let scrape = Scrape {
+                process: gateway.process_stats(),
+                upstreams: runtime.upstream_stats(),
+                auth: runtime.auth.stats(),
+                throttle: runtime.auth.throttle_stats(),
+                evidence: plane.evidence.stats(),
+                refusals: plane.refusals.stats(),
+            };
+            text(
+                StatusCode::OK,
+                telemetry::CONTENT_TYPE,
+                telemetry::render(scrape),
+            )
         }
         (&Method::POST, "/reload") => match gateway.reload().await {
             Ok(()) => text(

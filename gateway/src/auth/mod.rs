@@ -15,7 +15,6 @@ mod token;
 mod tests;
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -35,6 +34,7 @@ pub use token::TokenFacts;
 use crate::catalog::parties::{normalize_fingerprint, ApplicationSpec, GrantSpec, OpdSpec};
 use crate::catalog::Classification;
 use crate::identity::PeerIdentity;
+use crate::telemetry::{AuthStats, IssuerStats, ThrottleStats};
 use crate::throttle::{LimitPolicy, Limiter, RateInfo, ThrottleError};
 use extract::Presented;
 use jwks::{IssuerKeys, KeySet};
@@ -750,65 +750,33 @@ impl AuthRuntime {
         }
     }
 
-    /// Prometheus text for the auth and rate-limit metrics.
-    pub fn write_metrics(&self, out: &mut String) {
-        let mut names: Vec<&String> = self.issuers.keys().collect();
-        names.sort();
-        let _ = writeln!(out, "# TYPE penghubung_auth_jwks_loads_total counter");
-        for n in &names {
-            if let Some(i) = self.issuers.get(*n) {
-                let iss = n.replace(['\\', '"', '\n'], "_");
-                let _ = writeln!(
-                    out,
-                    "penghubung_auth_jwks_loads_total{{issuer=\"{iss}\",result=\"ok\"}} {}",
-                    i.keys.loads_ok.load(Ordering::Relaxed)
-                );
-                let _ = writeln!(
-                    out,
-                    "penghubung_auth_jwks_loads_total{{issuer=\"{iss}\",result=\"error\"}} {}",
-                    i.keys.loads_failed.load(Ordering::Relaxed)
-                );
-                let _ = writeln!(
-                    out,
-                    "penghubung_auth_jwks_stale{{issuer=\"{iss}\"}} {}",
-                    u8::from(i.keys.stale.load(Ordering::Relaxed))
-                );
-            }
-        }
+    /// The auth counters for `/metrics` (named and exposed by `telemetry`).
+    pub fn stats(&self) -> AuthStats {
+        let mut issuers: Vec<IssuerStats> = self
+            .issuers
+            .iter()
+            .map(|(name, i)| IssuerStats {
+                issuer: name.clone(),
+                loads_ok: i.keys.loads_ok.load(Ordering::Relaxed),
+                loads_failed: i.keys.loads_failed.load(Ordering::Relaxed),
+                stale: i.keys.stale.load(Ordering::Relaxed),
+            })
+            .collect();
+        issuers.sort_by(|a, b| a.issuer.cmp(&b.issuer));
         let c = &self.counters;
-        let _ = writeln!(
-            out,
-            "penghubung_auth_token_cache_entries {}",
-            self.cache.len()
-        );
-        let _ = writeln!(
-            out,
-            "penghubung_auth_token_cache_hits_total {}",
-            c.cache_hits.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "penghubung_auth_tokens_issued_total {}",
-            c.tokens_issued.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "penghubung_auth_token_requests_failed_total {}",
-            c.token_failures.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "penghubung_auth_signing_key_ephemeral {}",
-            u8::from(self.signer.ephemeral)
-        );
-        if let Some(up) = self.limiter.redis_reachable() {
-            let _ = writeln!(out, "penghubung_ratelimit_redis_up {}", u8::from(up));
-            let _ = writeln!(
-                out,
-                "penghubung_ratelimit_redis_errors_total {}",
-                self.limiter.redis_errors()
-            );
+        AuthStats {
+            issuers,
+            token_cache_entries: self.cache.len() as u64,
+            token_cache_hits: c.cache_hits.load(Ordering::Relaxed),
+            tokens_issued: c.tokens_issued.load(Ordering::Relaxed),
+            token_requests_failed: c.token_failures.load(Ordering::Relaxed),
+            signing_key_ephemeral: self.signer.ephemeral,
         }
+    }
+
+    /// The rate limiter's counters for `/metrics`.
+    pub fn throttle_stats(&self) -> ThrottleStats {
+        self.limiter.stats()
     }
 }
 

@@ -84,8 +84,8 @@ impl crate::admin::Operations for Gateway {
         self.ready.load(Ordering::SeqCst)
     }
 
-    fn write_metrics(&self, out: &mut String) {
-        self.metrics.render(out);
+    fn process_stats(&self) -> crate::telemetry::ProcessStats {
+        self.metrics.stats()
     }
 
     async fn reload(&self) -> Result<(), String> {

@@ -267,21 +267,13 @@ impl RefusalGuard {
         Disposition::Suppressed
     }
 
-    /// Appends Prometheus lines: refusals counted into summaries instead of recorded one by
+    /// The counters for `/metrics`: refusals counted into summaries instead of recorded one by
     /// one, and the sources being tracked.
-    pub fn write_metrics(&self, out: &mut String) {
-        use crate::telemetry::names::{REFUSALS_SUPPRESSED, REFUSAL_SOURCES};
-        use std::fmt::Write as _;
-        let _ = writeln!(
-            out,
-            "# HELP {REFUSALS_SUPPRESSED} Unauthenticated refusals counted into refusals_suppressed records instead of recorded one by one.\n# TYPE {REFUSALS_SUPPRESSED} counter\n{REFUSALS_SUPPRESSED} {}",
-            self.suppressed_total.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "# HELP {REFUSAL_SOURCES} Source addresses whose refusals are being counted.\n# TYPE {REFUSAL_SOURCES} gauge\n{REFUSAL_SOURCES} {}",
-            self.tracked.load(Ordering::Relaxed)
-        );
+    pub fn stats(&self) -> crate::telemetry::RefusalStats {
+        crate::telemetry::RefusalStats {
+            suppressed: self.suppressed_total.load(Ordering::Relaxed),
+            sources: self.tracked.load(Ordering::Relaxed) as u64,
+        }
     }
 
     /// Summaries of windows that have ended (all of them when `all`), as records to append;
@@ -439,12 +431,7 @@ mod tests {
         assert_eq!(s.reasons.len(), 1);
         assert_eq!(s.reasons[0].count, 7);
         assert!(guard.take_summaries(&l, true).is_empty());
-        let mut metrics = String::new();
-        guard.write_metrics(&mut metrics);
-        assert!(
-            metrics.contains("penghubung_refusals_suppressed_total 7\n"),
-            "{metrics}"
-        );
+        assert_eq!(guard.stats().suppressed, 7);
     }
 
     #[test]

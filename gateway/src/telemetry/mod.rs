@@ -1,12 +1,21 @@
 //! Telemetry: Prometheus metrics (lock-free on the hot path) and logging setup.
 //!
-//! Counters are atomics reached through an `Arc` resolved when the runtime is built, so a request
-//! never takes a lock or hashes a label to count itself.
+//! Telemetry owns the metrics: their names ([`names`]), their types and help texts, and the
+//! exposition ([`exposition`], an OpenMetrics text rendered by `prometheus-client`). Subsystems
+//! only count: request and connection counters are atomics reached through an `Arc` resolved when
+//! the snapshot is built (a request never takes a lock or hashes a label to count itself); auth,
+//! throttle, evidence and refusal accounting keep their own atomics and hand a plain stats struct
+//! to the scrape ([`Scrape`]), which a `prometheus-client` `Collector` encodes.
 
-pub(crate) mod names;
+pub mod exposition;
+pub mod names;
+
+pub use exposition::{
+    render, AuthStats, IssuerStats, ProcessStats, RefusalStats, Scrape, ThrottleStats,
+    UpstreamTargetStats, CONTENT_TYPE,
+};
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -14,11 +23,6 @@ use std::time::Duration;
 use parking_lot::Mutex;
 
 use crate::stage::Stage;
-
-const BUCKETS: [f64; 14] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
-const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
 
 /// Counters of one service (or of requests that matched no service).
 #[derive(Debug)]
@@ -64,6 +68,50 @@ impl ServiceMetrics {
     }
 }
 
+impl ServiceMetrics {
+    /// A copy of the counters for one scrape.
+    pub fn counts(&self) -> ServiceCounts {
+        ServiceCounts {
+            by_stage_class: std::array::from_fn(|s| {
+                std::array::from_fn(|c| self.by_stage_class[s][c].load(Ordering::Relaxed))
+            }),
+            buckets: std::array::from_fn(|b| self.buckets[b].load(Ordering::Relaxed)),
+            sum_micros: self.sum_micros.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Upper bounds (seconds) of the request duration histogram's buckets (`+Inf` follows).
+pub const BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Status classes, the `status_class` label values, in counter order.
+pub const CLASSES: [&str; 6] = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"];
+
+/// The counters of one service at one scrape.
+#[derive(Debug, Clone)]
+pub struct ServiceCounts {
+    /// Requests by stage (in [`Stage::ALL`] order) and status class (in [`CLASSES`] order).
+    pub by_stage_class: [[u64; 6]; Stage::ALL.len()],
+    /// Requests per histogram bucket (not cumulative; the last is `+Inf`).
+    pub buckets: [u64; BUCKETS.len() + 1],
+    /// Sum of request durations in microseconds.
+    pub sum_micros: u64,
+}
+
+/// The counters of one listener at one scrape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ListenerCounts {
+    /// Open connections.
+    pub open: u64,
+    /// Accepted connections.
+    pub total: u64,
+    /// Connections refused at the limit.
+    pub rejected: u64,
+    /// Connection-level errors.
+    pub errors: u64,
+}
+
 /// Counters of one listener.
 #[derive(Debug, Default)]
 pub struct ListenerMetrics {
@@ -75,6 +123,18 @@ pub struct ListenerMetrics {
     pub rejected: AtomicU64,
     /// Protocol errors at connection level.
     pub errors: AtomicU64,
+}
+
+impl ListenerMetrics {
+    /// A copy of the counters for one scrape.
+    pub fn counts(&self) -> ListenerCounts {
+        ListenerCounts {
+            open: self.open.load(Ordering::Relaxed),
+            total: self.total.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
+            errors: self.errors.load(Ordering::Relaxed),
+        }
+    }
 }
 
 /// All metrics of the process; survives reloads.
@@ -112,141 +172,28 @@ impl Metrics {
         m
     }
 
-    /// Renders the Prometheus text exposition of the gateway's own counters.
-    pub fn render(&self, out: &mut String) {
-        let services: Vec<(String, Arc<ServiceMetrics>)> = self
+    /// The process counters (services, listeners, reloads), copied for one scrape.
+    pub fn stats(&self) -> ProcessStats {
+        let mut services: Vec<(String, ServiceCounts)> = self
             .services
             .lock()
             .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
+            .map(|(id, m)| (id.clone(), m.counts()))
             .collect();
-        let _ = writeln!(
-            out,
-            "# HELP {} Requests answered, by service, stage and status class.",
-            names::REQUESTS
-        );
-        let _ = writeln!(out, "# TYPE {} counter", names::REQUESTS);
-        for (id, m) in &services {
-            for (si, stage) in Stage::ALL.iter().enumerate() {
-                for (ci, class) in CLASSES.iter().enumerate() {
-                    let v = m.by_stage_class[si][ci].load(Ordering::Relaxed);
-                    if v > 0 {
-                        let _ = writeln!(
-                            out,
-                            "{}{{service=\"{}\",stage=\"{}\",status_class=\"{}\"}} {}",
-                            names::REQUESTS,
-                            escape(id),
-                            stage.as_str(),
-                            class,
-                            v
-                        );
-                    }
-                }
-            }
+        services.sort_by(|a, b| a.0.cmp(&b.0));
+        let listeners = self
+            .listeners
+            .lock()
+            .iter()
+            .map(|(name, m)| (name.clone(), m.counts()))
+            .collect();
+        ProcessStats {
+            services,
+            listeners,
+            reloads_ok: self.reloads_ok.load(Ordering::Relaxed),
+            reloads_refused: self.reloads_failed.load(Ordering::Relaxed),
         }
-        let _ = writeln!(
-            out,
-            "# HELP {} Request duration in seconds, by service.",
-            names::REQUEST_SECONDS
-        );
-        let _ = writeln!(out, "# TYPE {} histogram", names::REQUEST_SECONDS);
-        for (id, m) in &services {
-            let mut cumulative = 0u64;
-            for (i, bound) in BUCKETS.iter().enumerate() {
-                cumulative += m.buckets[i].load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "{}_bucket{{service=\"{}\",le=\"{}\"}} {}",
-                    names::REQUEST_SECONDS,
-                    escape(id),
-                    bound,
-                    cumulative
-                );
-            }
-            cumulative += m.buckets[BUCKETS.len()].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "{}_bucket{{service=\"{}\",le=\"+Inf\"}} {}",
-                names::REQUEST_SECONDS,
-                escape(id),
-                cumulative
-            );
-            let sum = m.sum_micros.load(Ordering::Relaxed) as f64 / 1e6;
-            let _ = writeln!(
-                out,
-                "{}_sum{{service=\"{}\"}} {}",
-                names::REQUEST_SECONDS,
-                escape(id),
-                sum
-            );
-            let _ = writeln!(
-                out,
-                "{}_count{{service=\"{}\"}} {}",
-                names::REQUEST_SECONDS,
-                escape(id),
-                cumulative
-            );
-        }
-        let listeners = self.listeners.lock().clone();
-        for (metric, kind, help, get) in [
-            (names::CONNECTIONS_OPEN, "gauge", "Open connections.", 0),
-            (
-                names::CONNECTIONS_TOTAL,
-                "counter",
-                "Accepted connections.",
-                1,
-            ),
-            (
-                names::CONNECTIONS_REJECTED,
-                "counter",
-                "Connections closed at the connection limit.",
-                2,
-            ),
-            (
-                names::CONNECTION_ERRORS,
-                "counter",
-                "Connection-level protocol and TLS errors.",
-                3,
-            ),
-        ] {
-            let _ = writeln!(out, "# HELP {metric} {help}\n# TYPE {metric} {kind}");
-            for (name, m) in &listeners {
-                let v = match get {
-                    0 => m.open.load(Ordering::Relaxed),
-                    1 => m.total.load(Ordering::Relaxed),
-                    2 => m.rejected.load(Ordering::Relaxed),
-                    _ => m.errors.load(Ordering::Relaxed),
-                };
-                let _ = writeln!(out, "{metric}{{listener=\"{}\"}} {v}", escape(name));
-            }
-        }
-        let _ = writeln!(
-            out,
-            "# HELP {} Config reloads by result.\n# TYPE {} counter",
-            names::RELOADS,
-            names::RELOADS
-        );
-        let _ = writeln!(
-            out,
-            "{}{{result=\"ok\"}} {}",
-            names::RELOADS,
-            self.reloads_ok.load(Ordering::Relaxed)
-        );
-        let _ = writeln!(
-            out,
-            "{}{{result=\"refused\"}} {}",
-            names::RELOADS,
-            self.reloads_failed.load(Ordering::Relaxed)
-        );
     }
-}
-
-/// Escapes a Prometheus label value.
-pub fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// Sets up `tracing` output (text or JSON) filtered by `RUST_LOG` (default `info`).
@@ -265,21 +212,4 @@ pub fn init_logging(json: bool) {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn render_counts_requests() {
-        let metrics = Metrics::default();
-        let s = metrics.service("kependudukan");
-        s.observe(Stage::Dispatch, 200, Duration::from_millis(3));
-        s.observe(Stage::Route, 404, Duration::from_micros(50));
-        let mut out = String::new();
-        metrics.render(&mut out);
-        assert!(out.contains("penghubung_requests_total{service=\"kependudukan\",stage=\"dispatch\",status_class=\"2xx\"} 1"));
-        assert!(out.contains("penghubung_requests_total{service=\"kependudukan\",stage=\"route\",status_class=\"4xx\"} 1"));
-        assert!(
-            out.contains("penghubung_request_duration_seconds_count{service=\"kependudukan\"} 2")
-        );
-    }
-}
+mod tests;

@@ -271,6 +271,14 @@ impl Limiter {
             .map(|r| r.reachable.load(Ordering::Relaxed))
     }
 
+    /// The counters for `/metrics`.
+    pub fn stats(&self) -> crate::telemetry::ThrottleStats {
+        crate::telemetry::ThrottleStats {
+            redis_up: self.redis_reachable(),
+            redis_errors: self.redis_errors(),
+        }
+    }
+
     /// Redis call failures so far.
     pub fn redis_errors(&self) -> u64 {
         self.redis

@@ -1,4 +1,6 @@
-//! The compiled, immutable snapshot that requests use, built from a validated config.
+//! The compiled, immutable snapshot that requests use, built from a [`Compiled`] config (so only
+//! from one that passed `config::validate`). It keeps no config file: the request path reads
+//! what it needs from the snapshot's own fields.
 //!
 //! `build` does all the I/O of the config lifecycle (certificates, upstream clients); the server
 //! swaps the result in whole (`ArcSwap<Snapshot>`), and each request loads it once. Upstream
@@ -14,8 +16,8 @@ use penghubung_adapter_http::{Balance, HealthCheck, HostHeader, HttpUpstream, Up
 
 use crate::auth::AuthRuntime;
 use crate::catalog::services::{self, UpstreamSpec};
-use crate::config::file::{ConfigFile, RequestLimits};
-use crate::config::ConfigError;
+use crate::config::file::{RequestLimits, Settings};
+use crate::config::{Compiled, ConfigError};
 use crate::routing::{Route, Router};
 use crate::telemetry::{Metrics, ServiceMetrics, NO_SERVICE};
 use crate::tls;
@@ -24,8 +26,14 @@ pub use crate::routing::Service;
 
 /// Everything a request needs, compiled from one config.
 pub struct Snapshot {
-    /// The config this snapshot was built from.
-    pub config: Arc<ConfigFile>,
+    /// Whether each listener offers HTTP/2 (same order as the config's listeners).
+    pub listener_http2: Vec<bool>,
+    /// Whether the gateway's own OAuth2 token endpoint answers (`auth.token_endpoint.enabled`).
+    pub token_endpoint: bool,
+    /// Whether an access-log line is written per exchange (`log.access_log`).
+    pub access_log: bool,
+    /// Whether evidence checkpoints are signed (`evidence.signer` is set).
+    pub evidence_signer: bool,
     /// This node's name.
     pub node_id: String,
     /// Request size limits and deadlines.
@@ -46,7 +54,8 @@ pub struct Snapshot {
     pub unrouted: Arc<ServiceMetrics>,
     /// Stages 3–5: credentials, grants, limits.
     pub auth: AuthRuntime,
-    /// SHA-256 of the config text this snapshot was built from (for `admin` evidence records).
+    /// The digest of the config this snapshot was built from ([`Compiled::digest`]; for `admin`
+    /// evidence records).
     pub source_sha256: [u8; 32],
     service_metrics: HashMap<String, Arc<ServiceMetrics>>,
 }
@@ -112,7 +121,7 @@ fn upstream_settings(spec: &UpstreamSpec) -> Result<UpstreamSettings, String> {
 }
 
 /// The node id: configured, or the host name, or `penghubung`.
-pub fn node_id(config: &ConfigFile) -> String {
+pub fn node_id(config: &Settings) -> String {
     config
         .node_id
         .clone()
@@ -145,29 +154,21 @@ impl Snapshot {
     /// Builds a snapshot from a validated config. Must run inside the tokio runtime (upstream
     /// health checks are spawned here).
     pub async fn build(
-        config: ConfigFile,
-        source_sha256: [u8; 32],
+        compiled: &Compiled,
         metrics: &Metrics,
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, ConfigError> {
-        Snapshot::build_with(
-            config,
-            source_sha256,
-            metrics,
-            previous,
-            &Adapters::default(),
-        )
-        .await
+        Snapshot::build_with(compiled, metrics, previous, &Adapters::default()).await
     }
 
     /// [`Snapshot::build`], with the adapters of some upstreams given.
     pub(crate) async fn build_with(
-        config: ConfigFile,
-        source_sha256: [u8; 32],
+        compiled: &Compiled,
         metrics: &Metrics,
         previous: Option<&Snapshot>,
         adapters: &Adapters,
     ) -> Result<Snapshot, ConfigError> {
+        let (config, catalog) = (compiled.settings(), compiled.catalog());
         let mut errors = Vec::new();
         let mut tls_configs = Vec::new();
         for (i, listener) in config.listener.iter().enumerate() {
@@ -183,7 +184,7 @@ impl Snapshot {
             }
         }
         let mut upstreams = HashMap::new();
-        for (i, spec) in config.upstream.iter().enumerate() {
+        for (i, spec) in catalog.upstream.iter().enumerate() {
             let reused = previous
                 .and_then(|p| p.upstreams.get(&spec.name))
                 .filter(|(old, _)| old == spec && spec.tls.is_none())
@@ -201,7 +202,7 @@ impl Snapshot {
             upstreams.insert(spec.name.clone(), (spec.clone(), upstream));
         }
         let mut routes = Vec::new();
-        for (i, spec) in config.service.iter().enumerate() {
+        for (i, spec) in catalog.service.iter().enumerate() {
             let (adapter, upstream_http2) = match spec
                 .upstream
                 .as_ref()
@@ -243,9 +244,9 @@ impl Snapshot {
         }
         let auth = AuthRuntime::build(
             &config.auth,
-            &config.opd,
-            &config.application,
-            &config.grant,
+            &catalog.opd,
+            &catalog.application,
+            &catalog.grant,
             config.redis.as_ref(),
             previous.map(|p| &p.auth),
         )
@@ -253,15 +254,19 @@ impl Snapshot {
         .map_err(|e| ConfigError::Build(format!("auth: {e}")))?;
         Ok(Snapshot {
             auth,
-            source_sha256,
-            node_id: node_id(&config),
+            source_sha256: compiled.digest(),
+            listener_http2: config.listener.iter().map(|l| l.http2).collect(),
+            token_endpoint: config.auth.token_endpoint.enabled,
+            access_log: config.log.access_log,
+            evidence_signer: config.evidence.signer.is_some(),
+            node_id: node_id(config),
             limits: config.limits.clone(),
             listener_headers: config
                 .listener
                 .iter()
                 .map(|l| crate::admit::headers::added_headers(&l.response_headers))
                 .collect(),
-            service_headers: config
+            service_headers: catalog
                 .service
                 .iter()
                 .filter(|s| !s.response_headers.is_empty())
@@ -280,12 +285,11 @@ impl Snapshot {
             upstreams,
             tls: tls_configs,
             unrouted: metrics.service(NO_SERVICE),
-            service_metrics: config
+            service_metrics: catalog
                 .service
                 .iter()
                 .map(|s| (s.id.clone(), metrics.service(&s.id)))
                 .collect(),
-            config: Arc::new(config),
         })
     }
 

@@ -352,3 +352,86 @@ impl Snapshot {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Catalog, Source};
+    use crate::config::{self, FileSource};
+
+    /// A catalogue held in memory, as the registry will hand it over.
+    struct Memory(serde_json::Value);
+
+    impl Source for Memory {
+        fn origin(&self) -> String {
+            "memory".into()
+        }
+
+        fn catalog(&self) -> Result<Catalog, String> {
+            serde_json::from_value(self.0.clone()).map_err(|e| e.to_string())
+        }
+    }
+
+    const SETTINGS: &str =
+        "node_id = \"mem\"\n[[listener]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\n";
+
+    const CATALOG: &str = "[[upstream]]\nname = \"u\"\ntargets = [\"127.0.0.1:2\"]\n[[service]]\nid = \"s\"\nhosts = [\"api.example\"]\nupstream = \"u\"\nauth = { anonymous = true }\n[[service.route]]\npath = \"/x/*\"\n";
+
+    fn catalog_json(upstream: &str) -> serde_json::Value {
+        serde_json::json!({
+            "upstream": [{ "name": "u", "targets": ["127.0.0.1:2"] }],
+            "service": [{
+                "id": "s",
+                "hosts": ["api.example"],
+                "upstream": upstream,
+                "auth": { "anonymous": true },
+                "route": [{ "path": "/x/*" }],
+            }],
+        })
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_source_drives_the_same_validate_and_build() {
+        let settings = config::parse(SETTINGS, "settings")
+            .expect("parses")
+            .split()
+            .0;
+        let compiled = config::load_from(&settings, &Memory(catalog_json("u")))
+            .expect("the catalogue is valid");
+        let snapshot = Snapshot::build(&compiled, &Metrics::default(), None)
+            .await
+            .expect("builds");
+        assert!(snapshot.router.knows_host("api.example"));
+        assert!(!snapshot.router.knows_host("other.example"));
+        assert!(snapshot.upstreams.contains_key("u"));
+        assert_eq!(snapshot.node_id, "mem");
+        assert_eq!(snapshot.source_sha256, compiled.digest());
+
+        // The same catalogue read from the config file compiles to the same digest.
+        let dir = penghubung_testkit::dir::temp_dir("source");
+        let path = dir.path().join("penghubung.toml");
+        std::fs::write(&path, format!("{SETTINGS}{CATALOG}")).expect("writes");
+        let from_file = config::load_from(&settings, &FileSource { path: path.clone() })
+            .expect("the file's catalogue is valid");
+        assert_eq!(from_file.digest(), compiled.digest());
+        assert_eq!(
+            config::load(&path).expect("loads").digest(),
+            compiled.digest()
+        );
+
+        // A bad catalogue from the source is refused by the same validation.
+        let Err(config::ConfigError::Invalid(issues)) =
+            config::load_from(&settings, &Memory(catalog_json("missing")))
+        else {
+            panic!("an unknown upstream is refused");
+        };
+        assert!(
+            issues.iter().any(|i| i.path == "service[0].upstream"),
+            "{issues:?}"
+        );
+        // And one the source cannot read says where it came from.
+        let unreadable = Memory(serde_json::json!({ "service": 5 }));
+        let error = config::load_from(&settings, &unreadable).expect_err("not a catalogue");
+        assert!(error.to_string().starts_with("memory: "), "{error}");
+    }
+}

@@ -17,14 +17,13 @@ use std::path::Path;
 pub use file::{ConfigFile, Settings};
 pub use validate::validate;
 
-use crate::catalog::{Catalog, Source};
+pub use crate::catalog::{Catalog, Source};
 
 /// Settings and catalogue that passed [`validate()`], with the digest of their canonical form.
 /// Only [`validate()`] makes one, so a snapshot cannot be built from an unchecked config:
 ///
 /// ```compile_fail
-/// use penghubung::config::{Compiled, Settings};
-/// use penghubung::catalog::Catalog;
+/// use penghubung::config::{Catalog, Compiled, Settings};
 /// let compiled = Compiled { settings: Settings::default(), catalog: Catalog::default(), digest: [0; 32] };
 /// ```
 #[derive(Debug, Clone)]
@@ -375,5 +374,106 @@ mod error_tests {
         let dir = std::env::temp_dir().join(format!("penghubung-vw-{}", std::process::id()));
         assert_eq!(check_evidence_dir_writable(&dir.join("evidence")), Ok(()));
         assert!(!dir.exists(), "validation creates nothing");
+    }
+}
+
+#[cfg(test)]
+mod lifecycle_tests {
+    use super::*;
+
+    const WRITTEN: &str = r#"
+node_id = "n1"
+[[listener]]
+name = "a"
+address = "127.0.0.1:1"
+[limits]
+header_bytes = 8192
+[[upstream]]
+name = "u"
+targets = ["127.0.0.1:2"]
+[[service]]
+id = "s"
+hosts = ["*"]
+upstream = "u"
+[service.auth]
+anonymous = true
+[[service.route]]
+path = "/x/*"
+methods = ["GET"]
+"#;
+
+    /// The same config: other table and key order, dotted keys, inline tables, comments,
+    /// other whitespace and quoting.
+    const REWRITTEN: &str = r#"
+# the same, written differently
+limits.header_bytes   =   8192
+node_id = 'n1'
+
+[[service]]
+upstream = "u"
+id       = "s"
+hosts    = [ "*" ]
+auth     = { anonymous = true }
+route    = [ { methods = [ "GET" ], path = "/x/*" } ]
+
+[[upstream]]
+targets = [ "127.0.0.1:2" ]
+name = "u"
+
+[[listener]]
+address = "127.0.0.1:1"
+name    = "a"
+"#;
+
+    fn compiled(text: &str) -> Compiled {
+        let (settings, catalog) = parse(text, "t.toml").expect("parses").split();
+        validate(&settings, &catalog).expect("valid")
+    }
+
+    #[test]
+    fn the_digest_ignores_key_order_and_whitespace() {
+        assert_eq!(compiled(WRITTEN).digest(), compiled(REWRITTEN).digest());
+    }
+
+    #[test]
+    fn the_digest_changes_when_a_value_changes() {
+        let base = compiled(WRITTEN).digest();
+        for (from, to) in [
+            ("header_bytes = 8192", "header_bytes = 8193"),
+            ("path = \"/x/*\"", "path = \"/y/*\""),
+            ("\"127.0.0.1:2\"", "\"127.0.0.1:3\""),
+            ("methods = [\"GET\"]", "methods = [\"GET\", \"POST\"]"),
+            ("node_id = \"n1\"", "node_id = \"n2\""),
+        ] {
+            assert!(WRITTEN.contains(from), "{from}");
+            let changed = compiled(&WRITTEN.replace(from, to)).digest();
+            assert_ne!(changed, base, "{from} -> {to}");
+        }
+    }
+
+    #[test]
+    fn only_a_valid_config_compiles() {
+        let (settings, catalog) = parse(
+            &WRITTEN.replace("upstream = \"u\"", "upstream = \"v\""),
+            "t",
+        )
+        .expect("parses")
+        .split();
+        let issues = validate(&settings, &catalog).expect_err("unknown upstream");
+        assert!(
+            issues.iter().any(|i| i.path == "service[0].upstream"),
+            "{issues:?}"
+        );
+    }
+
+    #[test]
+    fn splitting_keeps_every_table() {
+        let file = parse(WRITTEN, "t").expect("parses");
+        let (settings, catalog) = file.split();
+        assert_eq!(settings.node_id.as_deref(), Some("n1"));
+        assert_eq!(settings.listener.len(), 1);
+        assert_eq!(settings.limits.header_bytes, 8192);
+        assert_eq!(catalog.upstream.len(), 1);
+        assert_eq!(catalog.service[0].route.len(), 1);
     }
 }

@@ -232,11 +232,8 @@ impl Snapshot {
                 upstream_http2,
                 metrics: metrics.service(&spec.id),
             });
-            for (r, route) in spec.route.iter().enumerate() {
-                match Route::compile(service.clone(), r, route, config.limits.body_bytes) {
-                    Ok(compiled) => routes.push((spec.hosts.clone(), compiled)),
-                    Err(e) => errors.push(format!("service[{i}].route[{r}]: {e}")),
-                }
+            for (r, rule) in compiled.routes(i).iter().enumerate() {
+                routes.push((spec.hosts.clone(), Route::bind(service.clone(), r, rule)));
             }
         }
         if !errors.is_empty() {

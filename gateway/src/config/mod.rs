@@ -24,23 +24,35 @@ pub use crate::catalog::{Catalog, Source};
 ///
 /// ```compile_fail
 /// use penghubung::config::{Catalog, Compiled, Settings};
-/// let compiled = Compiled { settings: Settings::default(), catalog: Catalog::default(), digest: [0; 32] };
+/// let compiled = Compiled { settings: Settings::default(), catalog: Catalog::default(), routes: Vec::new(), digest: [0; 32] };
 /// ```
 #[derive(Debug, Clone)]
 pub struct Compiled {
     settings: Settings,
     catalog: Catalog,
+    /// The compiled routes of each service (same order as the catalogue's services).
+    routes: Vec<Vec<crate::routing::RouteRule>>,
     digest: [u8; 32],
 }
 
 impl Compiled {
-    pub(crate) fn new(settings: Settings, catalog: Catalog) -> Compiled {
+    pub(crate) fn new(
+        settings: Settings,
+        catalog: Catalog,
+        routes: Vec<Vec<crate::routing::RouteRule>>,
+    ) -> Compiled {
         let digest = digest(&settings, &catalog);
         Compiled {
             settings,
             catalog,
+            routes,
             digest,
         }
+    }
+
+    /// The compiled routes of the `service`th service of the catalogue (in its order).
+    pub fn routes(&self, service: usize) -> &[crate::routing::RouteRule] {
+        self.routes.get(service).map_or(&[], Vec::as_slice)
     }
 
     /// The static settings.

@@ -8,7 +8,7 @@ use super::file::{ClientAuth, Settings};
 use super::{Compiled, ConfigIssue};
 use crate::catalog::services::RouteAction;
 use crate::catalog::Catalog;
-use crate::routing::Pattern;
+use crate::routing::{Pattern, RouteRule};
 
 struct Issues(Vec<ConfigIssue>);
 
@@ -25,9 +25,27 @@ impl Issues {
 /// only way to get a [`Compiled`], so nothing builds a snapshot from an unchecked config),
 /// otherwise every problem found.
 pub fn validate(settings: &Settings, catalog: &Catalog) -> Result<Compiled, Vec<ConfigIssue>> {
-    let found = issues(settings, catalog);
+    let mut found = issues(settings, catalog);
+    if !found.is_empty() {
+        return Err(found);
+    }
+    // Compiled once here; `Snapshot::build` only binds them to the services it builds.
+    let mut routes = Vec::with_capacity(catalog.service.len());
+    for (i, service) in catalog.service.iter().enumerate() {
+        let mut rules = Vec::with_capacity(service.route.len());
+        for (r, route) in service.route.iter().enumerate() {
+            match RouteRule::compile(route, settings.limits.body_bytes) {
+                Ok(rule) => rules.push(rule),
+                Err(message) => found.push(ConfigIssue {
+                    path: format!("service[{i}].route[{r}]"),
+                    message,
+                }),
+            }
+        }
+        routes.push(rules);
+    }
     if found.is_empty() {
-        Ok(Compiled::new(settings.clone(), catalog.clone()))
+        Ok(Compiled::new(settings.clone(), catalog.clone(), routes))
     } else {
         Err(found)
     }

@@ -241,9 +241,7 @@ impl Snapshot {
         }
         let auth = AuthRuntime::build(
             &config.auth,
-            &catalog.opd,
-            &catalog.application,
-            &catalog.grant,
+            compiled.parties(),
             config.redis.as_ref(),
             previous.map(|p| &p.auth),
         )

@@ -24,7 +24,7 @@ pub use crate::catalog::{Catalog, Source};
 ///
 /// ```compile_fail
 /// use penghubung::config::{Catalog, Compiled, Settings};
-/// let compiled = Compiled { settings: Settings::default(), catalog: Catalog::default(), routes: Vec::new(), digest: [0; 32] };
+/// let compiled = Compiled { settings: Settings::default(), catalog: Catalog::default(), routes: Vec::new(), parties: Default::default(), digest: [0; 32] };
 /// ```
 #[derive(Debug, Clone)]
 pub struct Compiled {
@@ -32,6 +32,8 @@ pub struct Compiled {
     catalog: Catalog,
     /// The compiled routes of each service (same order as the catalogue's services).
     routes: Vec<Vec<crate::routing::RouteRule>>,
+    /// The applications and grants compiled.
+    parties: crate::auth::Parties,
     digest: [u8; 32],
 }
 
@@ -40,14 +42,21 @@ impl Compiled {
         settings: Settings,
         catalog: Catalog,
         routes: Vec<Vec<crate::routing::RouteRule>>,
+        parties: crate::auth::Parties,
     ) -> Compiled {
         let digest = digest(&settings, &catalog);
         Compiled {
             settings,
             catalog,
             routes,
+            parties,
             digest,
         }
+    }
+
+    /// The applications and grants, compiled.
+    pub(crate) fn parties(&self) -> &crate::auth::Parties {
+        &self.parties
     }
 
     /// The compiled routes of the `service`th service of the catalogue (in its order).

@@ -44,10 +44,21 @@ pub fn validate(settings: &Settings, catalog: &Catalog) -> Result<Compiled, Vec<
         }
         routes.push(rules);
     }
-    if found.is_empty() {
-        Ok(Compiled::new(settings.clone(), catalog.clone(), routes))
-    } else {
-        Err(found)
+    // Credentials, API-key digests, application limits and grants: compiled once here too.
+    let parties = crate::auth::Parties::compile(&catalog.application, &catalog.grant)
+        .map_err(|(path, message)| ConfigIssue { path, message });
+    match parties {
+        Ok(parties) if found.is_empty() => Ok(Compiled::new(
+            settings.clone(),
+            catalog.clone(),
+            routes,
+            parties,
+        )),
+        Ok(_) => Err(found),
+        Err(issue) => {
+            found.push(issue);
+            Err(found)
+        }
     }
 }
 

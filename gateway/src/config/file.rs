@@ -1,7 +1,8 @@
 //! The operator-written configuration file: one TOML document, `deny_unknown_fields` everywhere.
 //!
-//! These types say what the operator wrote; [`super::validate`] checks them without I/O and
-//! the `snapshot` module compiles them into the immutable snapshot that requests use.
+//! These types say what the operator wrote. [`ConfigFile::split`] separates the node's
+//! [`Settings`] from the [`Catalog`]; [`super::validate()`] checks both without I/O and compiles
+//! them, and the `snapshot` module builds the immutable snapshot that requests use from that.
 
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;

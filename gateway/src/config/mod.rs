@@ -19,8 +19,10 @@ pub use validate::validate;
 
 pub use crate::catalog::{Catalog, Source};
 
-/// Settings and catalogue that passed [`validate()`], with the digest of their canonical form.
-/// Only [`validate()`] makes one, so a snapshot cannot be built from an unchecked config:
+/// Settings and catalogue that passed [`validate()`], with what validation compiled from them
+/// once (each service's routes: patterns and methods; the parties: credentials, API-key
+/// digests, application limits, grants) and the digest of their canonical form. Only
+/// [`validate()`] makes one, so a snapshot cannot be built from an unchecked config:
 ///
 /// ```compile_fail
 /// use penghubung::config::{Catalog, Compiled, Settings};

@@ -157,8 +157,9 @@ fn validate(path: &std::path::Path, offline: bool) -> ExitCode {
             ExitCode::SUCCESS
         }
         Ok(file) => {
-            if file.evidence.enabled {
-                if let Err(error) = config::check_evidence_dir_writable(&file.evidence.dir) {
+            let evidence = &file.settings().evidence;
+            if evidence.enabled {
+                if let Err(error) = config::check_evidence_dir_writable(&evidence.dir) {
                     eprintln!("{}: {error}", path.display());
                     return ExitCode::FAILURE;
                 }
@@ -170,16 +171,10 @@ fn validate(path: &std::path::Path, offline: bool) -> ExitCode {
                 .map_err(|e| e.to_string())
                 .and_then(|rt| {
                     rt.block_on(async {
-                        let digest = penghubung::config::digest_of(&file);
-                        penghubung::snapshot::Snapshot::build(
-                            file,
-                            digest,
-                            &Default::default(),
-                            None,
-                        )
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
+                        penghubung::snapshot::Snapshot::build(&file, &Default::default(), None)
+                            .await
+                            .map(|_| ())
+                            .map_err(|e| e.to_string())
                     })
                 });
             match built {
@@ -208,9 +203,9 @@ fn tokio_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
     builder.enable_all().build()
 }
 
-fn run(file: config::ConfigFile, path: Option<std::path::PathBuf>) -> ExitCode {
-    penghubung::telemetry::init_logging(file.log.json);
-    let runtime = match tokio_runtime(file.runtime.threads) {
+fn run(file: config::Compiled, path: Option<std::path::PathBuf>) -> ExitCode {
+    penghubung::telemetry::init_logging(file.settings().log.json);
+    let runtime = match tokio_runtime(file.settings().runtime.threads) {
         Ok(rt) => rt,
         Err(error) => {
             eprintln!("penghubung: cannot start the async runtime: {error}");
@@ -266,7 +261,10 @@ fn demo(listen: String, admin: String) -> ExitCode {
             }
         };
         let text = demo::config_text(&listen, &admin, upstream, &files);
-        let file = match config::parse(&text, "embedded demo config") {
+        let file = match config::parse(&text, "embedded demo config").and_then(|f| {
+            let (settings, catalog) = f.split();
+            config::validate(&settings, &catalog).map_err(config::ConfigError::Invalid)
+        }) {
             Ok(f) => f,
             Err(error) => {
                 eprintln!("penghubung: {error}");

@@ -1,4 +1,6 @@
-//! The compiled, immutable snapshot that requests use, built from a validated config.
+//! The compiled, immutable snapshot that requests use, built from a [`Compiled`] config (so only
+//! from one that passed `config::validate`). It keeps no config file: the request path reads
+//! what it needs from the snapshot's own fields.
 //!
 //! `build` does all the I/O of the config lifecycle (certificates, upstream clients); the server
 //! swaps the result in whole (`ArcSwap<Snapshot>`), and each request loads it once. Upstream
@@ -14,8 +16,8 @@ use penghubung_adapter_http::{Balance, HealthCheck, HostHeader, HttpUpstream, Up
 
 use crate::auth::AuthRuntime;
 use crate::catalog::services::{self, UpstreamSpec};
-use crate::config::file::{ConfigFile, RequestLimits};
-use crate::config::ConfigError;
+use crate::config::file::{RequestLimits, Settings};
+use crate::config::{Compiled, ConfigError};
 use crate::routing::{Route, Router};
 use crate::telemetry::{Metrics, ServiceMetrics, UpstreamTargetStats, NO_SERVICE};
 use crate::tls;
@@ -24,8 +26,14 @@ pub use crate::routing::Service;
 
 /// Everything a request needs, compiled from one config.
 pub struct Snapshot {
-    /// The config this snapshot was built from.
-    pub config: Arc<ConfigFile>,
+    /// Whether each listener offers HTTP/2 (same order as the config's listeners).
+    pub listener_http2: Vec<bool>,
+    /// Whether the gateway's own OAuth2 token endpoint answers (`auth.token_endpoint.enabled`).
+    pub token_endpoint: bool,
+    /// Whether an access-log line is written per exchange (`log.access_log`).
+    pub access_log: bool,
+    /// Whether evidence checkpoints are signed (`evidence.signer` is set).
+    pub evidence_signer: bool,
     /// This node's name.
     pub node_id: String,
     /// Request size limits and deadlines.
@@ -46,7 +54,8 @@ pub struct Snapshot {
     pub unrouted: Arc<ServiceMetrics>,
     /// Stages 3–5: credentials, grants, limits.
     pub auth: AuthRuntime,
-    /// SHA-256 of the config text this snapshot was built from (for `admin` evidence records).
+    /// The digest of the config this snapshot was built from ([`Compiled::digest`]; for `admin`
+    /// evidence records).
     pub source_sha256: [u8; 32],
     service_metrics: HashMap<String, Arc<ServiceMetrics>>,
 }
@@ -112,7 +121,7 @@ fn upstream_settings(spec: &UpstreamSpec) -> Result<UpstreamSettings, String> {
 }
 
 /// The node id: configured, or the host name, or `penghubung`.
-pub fn node_id(config: &ConfigFile) -> String {
+pub fn node_id(config: &Settings) -> String {
     config
         .node_id
         .clone()
@@ -145,29 +154,21 @@ impl Snapshot {
     /// Builds a snapshot from a validated config. Must run inside the tokio runtime (upstream
     /// health checks are spawned here).
     pub async fn build(
-        config: ConfigFile,
-        source_sha256: [u8; 32],
+        compiled: &Compiled,
         metrics: &Metrics,
         previous: Option<&Snapshot>,
     ) -> Result<Snapshot, ConfigError> {
-        Snapshot::build_with(
-            config,
-            source_sha256,
-            metrics,
-            previous,
-            &Adapters::default(),
-        )
-        .await
+        Snapshot::build_with(compiled, metrics, previous, &Adapters::default()).await
     }
 
     /// [`Snapshot::build`], with the adapters of some upstreams given.
     pub(crate) async fn build_with(
-        config: ConfigFile,
-        source_sha256: [u8; 32],
+        compiled: &Compiled,
         metrics: &Metrics,
         previous: Option<&Snapshot>,
         adapters: &Adapters,
     ) -> Result<Snapshot, ConfigError> {
+        let (config, catalog) = (compiled.settings(), compiled.catalog());
         let mut errors = Vec::new();
         let mut tls_configs = Vec::new();
         for (i, listener) in config.listener.iter().enumerate() {
@@ -183,7 +184,7 @@ impl Snapshot {
             }
         }
         let mut upstreams = HashMap::new();
-        for (i, spec) in config.upstream.iter().enumerate() {
+        for (i, spec) in catalog.upstream.iter().enumerate() {
             let reused = previous
                 .and_then(|p| p.upstreams.get(&spec.name))
                 .filter(|(old, _)| old == spec && spec.tls.is_none())
@@ -201,7 +202,7 @@ impl Snapshot {
             upstreams.insert(spec.name.clone(), (spec.clone(), upstream));
         }
         let mut routes = Vec::new();
-        for (i, spec) in config.service.iter().enumerate() {
+        for (i, spec) in catalog.service.iter().enumerate() {
             let (adapter, upstream_http2) = match spec
                 .upstream
                 .as_ref()
@@ -231,11 +232,8 @@ impl Snapshot {
                 upstream_http2,
                 metrics: metrics.service(&spec.id),
             });
-            for (r, route) in spec.route.iter().enumerate() {
-                match Route::compile(service.clone(), r, route, config.limits.body_bytes) {
-                    Ok(compiled) => routes.push((spec.hosts.clone(), compiled)),
-                    Err(e) => errors.push(format!("service[{i}].route[{r}]: {e}")),
-                }
+            for (r, rule) in compiled.routes(i).iter().enumerate() {
+                routes.push((spec.hosts.clone(), Route::bind(service.clone(), r, rule)));
             }
         }
         if !errors.is_empty() {
@@ -243,9 +241,7 @@ impl Snapshot {
         }
         let auth = AuthRuntime::build(
             &config.auth,
-            &config.opd,
-            &config.application,
-            &config.grant,
+            compiled.parties(),
             config.redis.as_ref(),
             previous.map(|p| &p.auth),
         )
@@ -253,15 +249,19 @@ impl Snapshot {
         .map_err(|e| ConfigError::Build(format!("auth: {e}")))?;
         Ok(Snapshot {
             auth,
-            source_sha256,
-            node_id: node_id(&config),
+            source_sha256: compiled.digest(),
+            listener_http2: config.listener.iter().map(|l| l.http2).collect(),
+            token_endpoint: config.auth.token_endpoint.enabled,
+            access_log: config.log.access_log,
+            evidence_signer: config.evidence.signer.is_some(),
+            node_id: node_id(config),
             limits: config.limits.clone(),
             listener_headers: config
                 .listener
                 .iter()
                 .map(|l| crate::admit::headers::added_headers(&l.response_headers))
                 .collect(),
-            service_headers: config
+            service_headers: catalog
                 .service
                 .iter()
                 .filter(|s| !s.response_headers.is_empty())
@@ -280,12 +280,11 @@ impl Snapshot {
             upstreams,
             tls: tls_configs,
             unrouted: metrics.service(NO_SERVICE),
-            service_metrics: config
+            service_metrics: catalog
                 .service
                 .iter()
                 .map(|s| (s.id.clone(), metrics.service(&s.id)))
                 .collect(),
-            config: Arc::new(config),
         })
     }
 
@@ -313,5 +312,88 @@ impl Snapshot {
         }
         rows.sort();
         rows
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalog::{Catalog, Source};
+    use crate::config::{self, FileSource};
+
+    /// A catalogue held in memory, as the registry will hand it over.
+    struct Memory(serde_json::Value);
+
+    impl Source for Memory {
+        fn origin(&self) -> String {
+            "memory".into()
+        }
+
+        fn catalog(&self) -> Result<Catalog, String> {
+            serde_json::from_value(self.0.clone()).map_err(|e| e.to_string())
+        }
+    }
+
+    const SETTINGS: &str =
+        "node_id = \"mem\"\n[[listener]]\nname = \"a\"\naddress = \"127.0.0.1:1\"\n";
+
+    const CATALOG: &str = "[[upstream]]\nname = \"u\"\ntargets = [\"127.0.0.1:2\"]\n[[service]]\nid = \"s\"\nhosts = [\"api.example\"]\nupstream = \"u\"\nauth = { anonymous = true }\n[[service.route]]\npath = \"/x/*\"\n";
+
+    fn catalog_json(upstream: &str) -> serde_json::Value {
+        serde_json::json!({
+            "upstream": [{ "name": "u", "targets": ["127.0.0.1:2"] }],
+            "service": [{
+                "id": "s",
+                "hosts": ["api.example"],
+                "upstream": upstream,
+                "auth": { "anonymous": true },
+                "route": [{ "path": "/x/*" }],
+            }],
+        })
+    }
+
+    #[tokio::test]
+    async fn an_in_memory_source_drives_the_same_validate_and_build() {
+        let settings = config::parse(SETTINGS, "settings")
+            .expect("parses")
+            .split()
+            .0;
+        let compiled = config::load_from(&settings, &Memory(catalog_json("u")))
+            .expect("the catalogue is valid");
+        let snapshot = Snapshot::build(&compiled, &Metrics::default(), None)
+            .await
+            .expect("builds");
+        assert!(snapshot.router.knows_host("api.example"));
+        assert!(!snapshot.router.knows_host("other.example"));
+        assert!(snapshot.upstreams.contains_key("u"));
+        assert_eq!(snapshot.node_id, "mem");
+        assert_eq!(snapshot.source_sha256, compiled.digest());
+
+        // The same catalogue read from the config file compiles to the same digest.
+        let dir = penghubung_testkit::dir::temp_dir("source");
+        let path = dir.path().join("penghubung.toml");
+        std::fs::write(&path, format!("{SETTINGS}{CATALOG}")).expect("writes");
+        let from_file = config::load_from(&settings, &FileSource { path: path.clone() })
+            .expect("the file's catalogue is valid");
+        assert_eq!(from_file.digest(), compiled.digest());
+        assert_eq!(
+            config::load(&path).expect("loads").digest(),
+            compiled.digest()
+        );
+
+        // A bad catalogue from the source is refused by the same validation.
+        let Err(config::ConfigError::Invalid(issues)) =
+            config::load_from(&settings, &Memory(catalog_json("missing")))
+        else {
+            panic!("an unknown upstream is refused");
+        };
+        assert!(
+            issues.iter().any(|i| i.path == "service[0].upstream"),
+            "{issues:?}"
+        );
+        // And one the source cannot read says where it came from.
+        let unreadable = Memory(serde_json::json!({ "service": 5 }));
+        let error = config::load_from(&settings, &unreadable).expect_err("not a catalogue");
+        assert!(error.to_string().starts_with("memory: "), "{error}");
     }
 }

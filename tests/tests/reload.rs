@@ -353,3 +353,44 @@ async fn metrics_of_surviving_upstreams_and_services_carry_over_a_reload() {
         "{last}"
     );
 }
+
+/// A reload's `admin` record carries the canonical digest of the config: the same config
+/// written with other whitespace and comments keeps it, a changed value changes it.
+#[tokio::test]
+async fn reload_records_the_canonical_digest_of_the_config() {
+    use penghubung_e2e::evidence::records;
+    use penghubung_evidence::schema::record::Kind;
+    let a = Upstream::start("a", Behaviour::Ok).await;
+    let text = Cfg::new(&[a.addr]).render();
+    let gw = Gateway::start(&text).await;
+    let first = penghubung::config::load(&gw.config_path).unwrap().digest();
+    let reformatted = format!(
+        "# the same, reformatted\n\n{}",
+        text.replace(" = ", "   =   ")
+    );
+    assert_ne!(reformatted, text);
+    gw.write_config(&reformatted);
+    let (code, body) = gw.reload().await;
+    assert_eq!(code, 200, "{body}");
+    gw.write_config(&Cfg::new(&[a.addr]).tail(NEW_ROUTE).render());
+    let (code, body) = gw.reload().await;
+    assert_eq!(code, 200, "{body}");
+    let second = penghubung::config::load(&gw.config_path).unwrap().digest();
+    assert_ne!(first, second);
+    let reloads: Vec<(Vec<u8>, Vec<u8>)> = records(&gw.dir.path().join("evidence"))
+        .into_iter()
+        .filter_map(|r| match r.kind {
+            Some(Kind::Admin(a)) if a.action == "config.reload" => {
+                Some((a.before_sha256.to_vec(), a.after_sha256.to_vec()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        reloads,
+        [
+            (first.to_vec(), first.to_vec()),
+            (first.to_vec(), second.to_vec())
+        ]
+    );
+}

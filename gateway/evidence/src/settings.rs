@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// What `append` does when a record cannot be made durable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum OnFailure {
     /// `append` fails; the gateway answers 503 and forwards nothing (the default, X-Road's rule).
@@ -17,7 +17,7 @@ pub enum OnFailure {
 }
 
 /// What happens when the TSA stays unreachable past `unreachable_window_secs`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum TsaPolicy {
     /// Appends fail (503) until a time-stamp is obtained again.
@@ -28,7 +28,7 @@ pub enum TsaPolicy {
 }
 
 /// Who signs checkpoints.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(tag = "mode", rename_all = "snake_case", deny_unknown_fields)]
 pub enum SignerSettings {
     /// Key held in this process (development only: the writer can then forge checkpoints).
@@ -46,7 +46,7 @@ pub enum SignerSettings {
 }
 
 /// The RFC 3161 time-stamp authority.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TsaSettings {
     /// `http://host[:port]/path` of the TSA (plain HTTP: the token is self-authenticating).
@@ -68,7 +68,7 @@ pub struct TsaSettings {
 }
 
 /// The `[evidence]` table.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct EvidenceSettings {
     /// Write evidence at all. Off only for development.

@@ -180,12 +180,5 @@ pub fn health<O: Operations>(gateway: &O) -> (StatusCode, serde_json::Value) {
 }
 
 fn has_signer<O: Operations>(gateway: &O) -> bool {
-    gateway
-        .plane()
-        .snapshot
-        .load()
-        .config
-        .evidence
-        .signer
-        .is_some()
+    gateway.plane().snapshot.load().evidence_signer
 }

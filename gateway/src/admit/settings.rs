@@ -1,6 +1,6 @@
 //! What the operator sets for stage 1, `admit`: the `[limits]` and `[headers]` tables.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The `[headers]` table: identity headers of *other* gateways that the gateway strips from every
 /// request before it goes upstream.
@@ -11,7 +11,7 @@ use serde::Deserialize;
 /// or an authenticating proxy often trust further names as "the user is already
 /// authenticated"; a client must never be able to send one through this gateway. Those names
 /// are this configurable list.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct HeaderSettings {
     /// Request header names stripped from every request, case-insensitive; a trailing `*`
@@ -49,7 +49,7 @@ impl Default for HeaderSettings {
 }
 
 /// Request limits and deadlines. Defaults follow the issue: 64 KiB head, 8 KiB URI, 10 MiB body.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct RequestLimits {
     /// Largest request header section in bytes (431 beyond).

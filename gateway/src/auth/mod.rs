@@ -31,7 +31,7 @@ pub use settings::{
 };
 pub use token::TokenFacts;
 
-use crate::catalog::parties::{normalize_fingerprint, ApplicationSpec, GrantSpec, OpdSpec};
+use crate::catalog::parties::{normalize_fingerprint, ApplicationSpec, GrantSpec};
 use crate::catalog::Classification;
 use crate::identity::PeerIdentity;
 use crate::telemetry::{AuthStats, IssuerStats, ThrottleStats};
@@ -107,6 +107,100 @@ impl AuthHealth {
     }
 }
 
+/// The parties of the catalogue compiled for the request path: credentials indexed, API-key
+/// digests decoded, application limits and grants compiled. Pure; `config::validate` compiles
+/// them once and `AuthRuntime::build` takes them as they are.
+#[derive(Debug, Clone, Default)]
+pub struct Parties {
+    apps: HashMap<String, App>,
+    by_client_id: HashMap<String, String>,
+    api_keys: Vec<([u8; 32], String)>,
+    cert_fp: HashMap<String, String>,
+    cert_subject: HashMap<String, String>,
+    jwt_subject: HashMap<(String, String), String>,
+    grants: HashMap<String, HashMap<String, Vec<Arc<GrantRuntime>>>>,
+}
+
+impl Parties {
+    /// Compiles the applications and grants (already checked by `validate_parties`; OPD ids
+    /// need no compiling, principals carry them). The error is the entry's config path and what is wrong.
+    pub fn compile(
+        apps: &[ApplicationSpec],
+        grants: &[GrantSpec],
+    ) -> Result<Parties, (String, String)> {
+        let cat = |path: String, message: String| (path, message);
+        let mut rt_apps = HashMap::new();
+        let (mut by_client_id, mut api_keys, mut cert_fp, mut cert_subject, mut jwt_subject) = (
+            HashMap::new(),
+            Vec::new(),
+            HashMap::new(),
+            HashMap::new(),
+            HashMap::new(),
+        );
+        for (i, a) in apps.iter().enumerate() {
+            let c = &a.credentials;
+            if let Some(id) = &c.client_id {
+                by_client_id.insert(id.clone(), a.id.clone());
+            }
+            for (j, h) in c.api_key_sha256.iter().enumerate() {
+                let mut d = [0u8; 32];
+                hex::decode_to_slice(h, &mut d).map_err(|e| {
+                    cat(
+                        format!("application[{i}].credentials.api_key_sha256[{j}]"),
+                        e.to_string(),
+                    )
+                })?;
+                api_keys.push((d, a.id.clone()));
+            }
+            for f in &c.certificate_sha256 {
+                cert_fp.insert(normalize_fingerprint(f), a.id.clone());
+            }
+            for s in &c.certificate_subjects {
+                cert_subject.insert(s.clone(), a.id.clone());
+            }
+            for s in &c.jwt {
+                jwt_subject.insert((s.issuer.clone(), s.sub.clone()), a.id.clone());
+            }
+            let limits = a
+                .limits
+                .as_ref()
+                .map(|l| LimitPolicy::compile(&format!("app:{}", a.id), l))
+                .transpose()
+                .map_err(|m| cat(format!("application[{i}].limits"), m))?;
+            rt_apps.insert(
+                a.id.clone(),
+                App {
+                    opd: a.opd.clone(),
+                    client_id: c.client_id.clone(),
+                    secret_hash: c.client_secret_hash.clone(),
+                    limits,
+                },
+            );
+        }
+        let mut rt_grants: HashMap<String, HashMap<String, Vec<Arc<GrantRuntime>>>> =
+            HashMap::new();
+        for (i, g) in grants.iter().enumerate() {
+            let gr = GrantRuntime::compile(g).map_err(|m| cat(format!("grant[{i}]"), m))?;
+            rt_grants
+                .entry(g.application.clone())
+                .or_default()
+                .entry(g.service.clone())
+                .or_default()
+                .push(Arc::new(gr));
+        }
+        Ok(Parties {
+            apps: rt_apps,
+            by_client_id,
+            api_keys,
+            cert_fp,
+            cert_subject,
+            jwt_subject,
+            grants: rt_grants,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
 struct App {
     opd: String,
     client_id: Option<String>,
@@ -177,13 +271,10 @@ impl AuthRuntime {
     /// reuses the previous runtime's limiter state, caches, signing key and Redis connection.
     pub async fn build(
         settings: &AuthSettings,
-        opds: &[OpdSpec],
-        apps: &[ApplicationSpec],
-        grants: &[GrantSpec],
+        parties: &Parties,
         redis: Option<&RedisSettings>,
         previous: Option<&AuthRuntime>,
     ) -> Result<AuthRuntime, AuthBuildError> {
-        let _ = opds; // OPD ids are checked by `validate_parties`; principals carry the id.
         let signer = match previous
             .filter(|p| p.token.signing_key_file == settings.token_endpoint.signing_key_file)
         {
@@ -237,66 +328,15 @@ impl AuthRuntime {
                 gateway: true,
             },
         );
-        let cat = |path: String, message: String| AuthBuildError::Catalog { path, message };
-        let mut rt_apps = HashMap::new();
-        let (mut by_client_id, mut api_keys, mut cert_fp, mut cert_subject, mut jwt_subject) = (
-            HashMap::new(),
-            Vec::new(),
-            HashMap::new(),
-            HashMap::new(),
-            HashMap::new(),
-        );
-        for (i, a) in apps.iter().enumerate() {
-            let c = &a.credentials;
-            if let Some(id) = &c.client_id {
-                by_client_id.insert(id.clone(), a.id.clone());
-            }
-            for (j, h) in c.api_key_sha256.iter().enumerate() {
-                let mut d = [0u8; 32];
-                hex::decode_to_slice(h, &mut d).map_err(|e| {
-                    cat(
-                        format!("application[{i}].credentials.api_key_sha256[{j}]"),
-                        e.to_string(),
-                    )
-                })?;
-                api_keys.push((d, a.id.clone()));
-            }
-            for f in &c.certificate_sha256 {
-                cert_fp.insert(normalize_fingerprint(f), a.id.clone());
-            }
-            for s in &c.certificate_subjects {
-                cert_subject.insert(s.clone(), a.id.clone());
-            }
-            for s in &c.jwt {
-                jwt_subject.insert((s.issuer.clone(), s.sub.clone()), a.id.clone());
-            }
-            let limits = a
-                .limits
-                .as_ref()
-                .map(|l| LimitPolicy::compile(&format!("app:{}", a.id), l))
-                .transpose()
-                .map_err(|m| cat(format!("application[{i}].limits"), m))?;
-            rt_apps.insert(
-                a.id.clone(),
-                App {
-                    opd: a.opd.clone(),
-                    client_id: c.client_id.clone(),
-                    secret_hash: c.client_secret_hash.clone(),
-                    limits,
-                },
-            );
-        }
-        let mut rt_grants: HashMap<String, HashMap<String, Vec<Arc<GrantRuntime>>>> =
-            HashMap::new();
-        for (i, g) in grants.iter().enumerate() {
-            let gr = GrantRuntime::compile(g).map_err(|m| cat(format!("grant[{i}]"), m))?;
-            rt_grants
-                .entry(g.application.clone())
-                .or_default()
-                .entry(g.service.clone())
-                .or_default()
-                .push(Arc::new(gr));
-        }
+        let Parties {
+            apps: rt_apps,
+            by_client_id,
+            api_keys,
+            cert_fp,
+            cert_subject,
+            jwt_subject,
+            grants: rt_grants,
+        } = parties.clone();
         let cache =
             match previous.filter(|p| p.issuer_settings == settings.issuers && p.token == *t) {
                 Some(p) => p.cache.clone(),

@@ -2,13 +2,13 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub use crate::catalog::services::{CredentialSetting, FaultStyle, ServiceAuthSettings};
 pub use crate::throttle::RedisSettings;
 
 /// The `[auth]` table.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthSettings {
     /// External JWT issuers whose tokens are accepted (credential kind `jwt`).
@@ -45,7 +45,7 @@ fn default_quota_offset() -> i8 {
 
 /// JWS algorithms that may be allowed for an issuer. Shared-secret (`HS*`) and `none` are not
 /// representable, so an issuer's public key can never be used as an HMAC secret.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 pub enum JwtAlgorithm {
     /// RSASSA-PKCS1-v1_5 with SHA-256.
     RS256,
@@ -102,7 +102,7 @@ impl JwtAlgorithm {
 }
 
 /// One trusted JWT issuer.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct IssuerSettings {
     /// Exact `iss` value.
@@ -152,7 +152,7 @@ fn default_min_refresh() -> u64 {
 }
 
 /// The gateway's OAuth2 client-credentials token endpoint.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenEndpointSettings {
     /// Whether `POST /oauth2/token` is served.

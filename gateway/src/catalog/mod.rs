@@ -6,11 +6,14 @@
 pub mod parties;
 pub mod pattern;
 pub mod rate;
+pub mod source;
 
-use serde::Deserialize;
+pub use source::{Catalog, Source};
+
+use serde::{Deserialize, Serialize};
 
 /// Security classification of a service (*klasifikasi keamanan*).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Classification {
     /// Open data; any granted application may call it.
@@ -23,7 +26,7 @@ pub enum Classification {
 }
 
 /// Who may reach a service (*eksposur*).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Exposure {
     /// Only OPDs of this Pemda.

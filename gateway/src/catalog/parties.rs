@@ -4,14 +4,14 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::pattern::PathPattern;
 use super::rate::parse_rate;
 
 /// One regional agency (*Organisasi Perangkat Daerah*), the owner of applications and services.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OpdSpec {
     /// Stable identifier, e.g. `bkpsdm`.
@@ -21,7 +21,7 @@ pub struct OpdSpec {
 }
 
 /// An application of an OPD that calls services through the gateway.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApplicationSpec {
     /// Stable identifier, e.g. `simpeg`.
@@ -39,7 +39,7 @@ pub struct ApplicationSpec {
 }
 
 /// Credentials of an application; secrets are stored only as hashes.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CredentialsSpec {
     /// OAuth2 client id for the gateway token endpoint.
@@ -63,7 +63,7 @@ pub struct CredentialsSpec {
 }
 
 /// An (issuer, subject) pair from an external identity provider.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct JwtSubjectSpec {
     /// Issuer (`iss`), exactly as configured in `[auth].issuers`.
@@ -73,7 +73,7 @@ pub struct JwtSubjectSpec {
 }
 
 /// A grant (*izin akses*): application X may call service Y for purpose Z within a scope.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct GrantSpec {
     /// Stable identifier, e.g. `simpeg-dukcapil-nik`.
@@ -102,7 +102,7 @@ pub struct GrantSpec {
 }
 
 /// One entry of a grant's scope.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CakupanSpec {
     /// HTTP methods (upper case), or `["*"]` for any.
@@ -112,7 +112,7 @@ pub struct CakupanSpec {
 }
 
 /// Consent of the owner OPD.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentSpec {
     /// Who consented (official or role at the owner OPD).
@@ -123,7 +123,7 @@ pub struct ConsentSpec {
 }
 
 /// Rate and quota limits.
-#[derive(Debug, Clone, PartialEq, Default, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LimitSpec {
     /// Rate like `100/s`, `600/min`, `1000/h`; exclusive with `per_second`.
@@ -141,7 +141,7 @@ pub struct LimitSpec {
 }
 
 /// A quota: at most `count` requests per calendar period.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct QuotaSpec {
     /// Requests per period.
@@ -151,7 +151,7 @@ pub struct QuotaSpec {
 }
 
 /// Calendar period of a quota (in the configured quota time zone).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum QuotaPeriod {
     /// Clock hour.
@@ -556,7 +556,7 @@ mod tests {
             cakupan = [{ methods = ["GET"], paths = ["/a/*/b"] }]
             limits = { rate = "10/fortnight" }
         "#;
-        #[derive(Deserialize)]
+        #[derive(Deserialize, Serialize)]
         struct F {
             opd: Vec<OpdSpec>,
             application: Vec<ApplicationSpec>,

@@ -1,12 +1,12 @@
 //! Services (Layanan), their routes, and the upstream groups they forward to.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 use super::{Classification, Exposure};
 
 /// An upstream group: one or more targets serving the same backend.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamSpec {
     /// Name that services refer to.
@@ -100,7 +100,7 @@ fn default_pool_idle_secs() -> u64 {
 }
 
 /// Upstream wire protocol.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum UpstreamProtocol {
     /// HTTP/1.1 with keep-alive.
@@ -111,7 +111,7 @@ pub enum UpstreamProtocol {
 }
 
 /// Load-balancing policy.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Balance {
     /// Each healthy target in turn.
@@ -122,7 +122,7 @@ pub enum Balance {
 }
 
 /// TLS to an upstream.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct UpstreamTls {
     /// PEM bundle of CAs trusted for this upstream (the system roots are never used).
@@ -133,7 +133,7 @@ pub struct UpstreamTls {
 }
 
 /// Active health check of every target of a group.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheckSpec {
     /// Path requested with GET; 2xx and 3xx count as healthy.
@@ -170,7 +170,7 @@ fn default_hc_rise() -> u32 {
 }
 
 /// A service (Layanan) offered through the gateway.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSpec {
     /// Stable identifier, used in metrics, evidence and grants.
@@ -211,7 +211,7 @@ pub struct ServiceSpec {
 }
 
 /// One route of a service.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct RouteSpec {
     /// Path pattern: `/exact`, `/prefix/*` (the prefix and everything below it) or a template
@@ -241,7 +241,7 @@ pub struct RouteSpec {
 }
 
 /// What a route does.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum RouteAction {
     /// Forward to the service's upstream.
@@ -252,7 +252,7 @@ pub enum RouteAction {
 }
 
 /// Kinds of credential a service may accept.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum CredentialSetting {
     /// Bearer JWT from a configured external issuer.
@@ -266,7 +266,7 @@ pub enum CredentialSetting {
 }
 
 /// Shape of error bodies for a service.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FaultStyle {
     /// RFC 9457 problem+json.
@@ -277,7 +277,7 @@ pub enum FaultStyle {
 }
 
 /// A service's `auth` table.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceAuthSettings {
     /// Credential kinds accepted.

@@ -1,20 +1,22 @@
 //! The operator-written configuration file: one TOML document, `deny_unknown_fields` everywhere.
 //!
-//! These types say what the operator wrote; [`super::validate`] checks them without I/O and
-//! the `snapshot` module compiles them into the immutable snapshot that requests use.
+//! These types say what the operator wrote. [`ConfigFile::split`] separates the node's
+//! [`Settings`] from the [`Catalog`]; [`super::validate()`] checks both without I/O and compiles
+//! them, and the `snapshot` module builds the immutable snapshot that requests use from that.
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 
 use crate::auth::settings::{AuthSettings, RedisSettings};
 use crate::catalog::parties::{ApplicationSpec, GrantSpec, OpdSpec};
 use crate::catalog::services::{ServiceSpec, UpstreamSpec};
+use crate::catalog::Catalog;
 use penghubung_evidence::EvidenceSettings;
 
 pub use crate::admit::settings::{HeaderSettings, RequestLimits};
 
 /// The whole configuration file.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     /// Name of this gateway node, written into every evidence record. Defaults to the host name.
@@ -64,8 +66,79 @@ pub struct ConfigFile {
     pub grant: Vec<GrantSpec>,
 }
 
+impl ConfigFile {
+    /// Splits the file into the static settings and the catalogue it declares.
+    pub fn split(self) -> (Settings, Catalog) {
+        let ConfigFile {
+            node_id,
+            runtime,
+            listener,
+            admin,
+            limits,
+            log,
+            headers,
+            upstream,
+            service,
+            evidence,
+            auth,
+            redis,
+            opd,
+            application,
+            grant,
+        } = self;
+        (
+            Settings {
+                node_id,
+                runtime,
+                listener,
+                admin,
+                limits,
+                log,
+                headers,
+                evidence,
+                auth,
+                redis,
+            },
+            Catalog {
+                upstream,
+                service,
+                opd,
+                application,
+                grant,
+            },
+        )
+    }
+}
+
+/// The static settings of a node: everything in the file but the catalogue (listeners, TLS,
+/// limits, headers, logging, evidence, JWT issuers, Redis, admin). The fields mean what the
+/// same-named fields of [`ConfigFile`] mean.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Settings {
+    /// This node's name (`node_id`).
+    pub node_id: Option<String>,
+    /// The `[runtime]` table.
+    pub runtime: Workers,
+    /// Traffic listeners with their TLS settings.
+    pub listener: Vec<ListenerSpec>,
+    /// The admin listener.
+    pub admin: AdminSettings,
+    /// Request size limits and deadlines.
+    pub limits: RequestLimits,
+    /// Logging.
+    pub log: LogSettings,
+    /// Request header policy.
+    pub headers: HeaderSettings,
+    /// The evidence log.
+    pub evidence: EvidenceSettings,
+    /// JWT issuers and the gateway's token endpoint.
+    pub auth: AuthSettings,
+    /// Shared rate-limit store.
+    pub redis: Option<RedisSettings>,
+}
+
 /// The `[runtime]` table: worker threads of the tokio runtime; changing them needs a restart.
-#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct Workers {
     /// Worker threads of the async runtime; 0 means one per CPU.
@@ -74,7 +147,7 @@ pub struct Workers {
 }
 
 /// One traffic listener.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerSpec {
     /// A short name used in logs and metrics.
@@ -108,7 +181,7 @@ fn yes() -> bool {
 }
 
 /// Whether and how clients present certificates.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum ClientAuth {
     /// Client certificates are not requested.
@@ -123,7 +196,7 @@ pub enum ClientAuth {
 /// TLS settings of a listener. Files are re-read on every reload. TLS 1.3 and 1.2 with AEAD,
 /// forward-secret suites only; the server's suite order is enforced (the client's preference
 /// is ignored). TLS 1.2 renegotiation is not supported (rustls implements none).
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TlsSpec {
     /// PEM certificate chain (leaf first).
@@ -156,7 +229,7 @@ pub struct TlsSpec {
 }
 
 /// Policy for a CRL whose `nextUpdate` has passed.
-#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum CrlExpired {
     /// Refuse client certificates whose revocation status only a stale CRL could tell.
@@ -167,7 +240,7 @@ pub enum CrlExpired {
 }
 
 /// The admin listener.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct AdminSettings {
     /// Address to bind; loopback by default. Needs a restart to change. Empty disables it.
@@ -188,7 +261,7 @@ fn default_admin_address() -> String {
 }
 
 /// Logging settings.
-#[derive(Debug, Clone, Deserialize, Default, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, Default, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct LogSettings {
     /// Write one access-log line per exchange (at `info` on target `penghubung::access`).

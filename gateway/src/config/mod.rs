@@ -1,8 +1,12 @@
 //! Config lifecycle: **load → validate → build → swap** (README, "Architecture").
 //!
-//! [`load`] reads and parses the TOML file, [`validate::validate`] checks it without I/O and
-//! collects every problem with its path, `Snapshot::build` does all I/O
-//! (certificates, upstream clients), and the server swaps the result in whole.
+//! [`load`] reads and parses the TOML file into [`Settings`] and a [`Catalog`] (the catalogue is
+//! read through a [`crate::catalog::Source`]; [`FileSource`] is the file's), [`validate::validate`]
+//! checks both without I/O and either collects every problem with its path or returns them as a
+//! [`Compiled`] config, `Snapshot::build` takes only a [`Compiled`] and does all I/O
+//! (certificates, upstream clients), and the control side swaps the result in whole.
+//!
+//! The TOML layout operators write is [`ConfigFile`]; [`ConfigFile::split`] separates it.
 
 pub mod file;
 pub mod validate;
@@ -10,7 +14,124 @@ pub mod validate;
 use std::fmt;
 use std::path::Path;
 
-pub use file::ConfigFile;
+pub use file::{ConfigFile, Settings};
+pub use validate::validate;
+
+pub use crate::catalog::{Catalog, Source};
+
+/// Settings and catalogue that passed [`validate()`], with what validation compiled from them
+/// once (each service's routes: patterns and methods; the parties: credentials, API-key
+/// digests, application limits, grants) and the digest of their canonical form. Only
+/// [`validate()`] makes one, so a snapshot cannot be built from an unchecked config:
+///
+/// ```compile_fail
+/// use penghubung::config::{Catalog, Compiled, Settings};
+/// let compiled = Compiled { settings: Settings::default(), catalog: Catalog::default(), routes: Vec::new(), parties: Default::default(), digest: [0; 32] };
+/// ```
+#[derive(Debug, Clone)]
+pub struct Compiled {
+    settings: Settings,
+    catalog: Catalog,
+    /// The compiled routes of each service (same order as the catalogue's services).
+    routes: Vec<Vec<crate::routing::RouteRule>>,
+    /// The applications and grants compiled.
+    parties: crate::auth::Parties,
+    digest: [u8; 32],
+}
+
+impl Compiled {
+    pub(crate) fn new(
+        settings: Settings,
+        catalog: Catalog,
+        routes: Vec<Vec<crate::routing::RouteRule>>,
+        parties: crate::auth::Parties,
+    ) -> Compiled {
+        let digest = digest(&settings, &catalog);
+        Compiled {
+            settings,
+            catalog,
+            routes,
+            parties,
+            digest,
+        }
+    }
+
+    /// The applications and grants, compiled.
+    pub(crate) fn parties(&self) -> &crate::auth::Parties {
+        &self.parties
+    }
+
+    /// The compiled routes of the `service`th service of the catalogue (in its order).
+    pub fn routes(&self, service: usize) -> &[crate::routing::RouteRule] {
+        self.routes.get(service).map_or(&[], Vec::as_slice)
+    }
+
+    /// The static settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The catalogue.
+    pub fn catalog(&self) -> &Catalog {
+        &self.catalog
+    }
+
+    /// SHA-256 of the canonical form of the settings and the catalogue (see [`digest`]).
+    pub fn digest(&self) -> [u8; 32] {
+        self.digest
+    }
+}
+
+/// SHA-256 over the canonical form of the parsed settings and catalogue: their JSON
+/// serialisation with every object's keys sorted and no whitespace. Key order, comments,
+/// whitespace and TOML spelling (inline table or not, quoting) do not change it; any value does.
+/// Fields left out take their default value, so writing a default explicitly does not change it
+/// either. Recorded in `admin` evidence records as the configuration's identity.
+pub fn digest(settings: &Settings, catalog: &Catalog) -> [u8; 32] {
+    use sha2::Digest as _;
+    let value = serde_json::json!({ "settings": settings, "catalog": catalog });
+    let canonical = serde_json::to_vec(&canonical(value)).unwrap_or_default();
+    sha2::Sha256::digest(&canonical).into()
+}
+
+/// `value` with every object's keys in sorted order (whatever map type serde_json uses).
+fn canonical(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+            entries.sort_by(|a, b| a.0.cmp(&b.0));
+            Value::Object(
+                entries
+                    .into_iter()
+                    .map(|(k, v)| (k, canonical(v)))
+                    .collect(),
+            )
+        }
+        Value::Array(items) => Value::Array(items.into_iter().map(canonical).collect()),
+        other => other,
+    }
+}
+
+/// The config file as a catalogue [`Source`]: the `[[upstream]]`, `[[service]]`, `[[opd]]`,
+/// `[[application]]` and `[[grant]]` tables of the file.
+#[derive(Debug, Clone)]
+pub struct FileSource {
+    /// The config file.
+    pub path: std::path::PathBuf,
+}
+
+impl Source for FileSource {
+    fn origin(&self) -> String {
+        self.path.display().to_string()
+    }
+
+    fn catalog(&self) -> Result<Catalog, String> {
+        read(&self.path)
+            .map(|file| file.split().1)
+            .map_err(|e| e.to_string())
+    }
+}
 
 /// One problem in a config, with the path of the offending field.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -188,31 +309,28 @@ pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
-/// Reads, parses and validates a config file.
-pub fn load(path: &Path) -> Result<ConfigFile, ConfigError> {
-    load_with_digest(path).map(|(config, _)| config)
-}
-
-/// Like [`load`], also returning the SHA-256 of the file's bytes (recorded in `admin` evidence).
-pub fn load_with_digest(path: &Path) -> Result<(ConfigFile, [u8; 32]), ConfigError> {
-    use sha2::Digest as _;
+/// Reads and parses a config file (no validation).
+pub fn read(path: &Path) -> Result<ConfigFile, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.display().to_string(),
         source,
     })?;
-    let config = parse(&text, &path.display().to_string())?;
-    let issues = validate::validate(&config);
-    if issues.is_empty() {
-        Ok((config, sha2::Sha256::digest(text.as_bytes()).into()))
-    } else {
-        Err(ConfigError::Invalid(issues))
-    }
+    parse(&text, &path.display().to_string())
 }
 
-/// SHA-256 of a config given as a value rather than a file (tests, the demo).
-pub fn digest_of(config: &ConfigFile) -> [u8; 32] {
-    use sha2::Digest as _;
-    sha2::Sha256::digest(format!("{config:?}").as_bytes()).into()
+/// Reads, parses and validates a config file.
+pub fn load(path: &Path) -> Result<Compiled, ConfigError> {
+    let (settings, catalog) = read(path)?.split();
+    validate(&settings, &catalog).map_err(ConfigError::Invalid)
+}
+
+/// Validates `settings` with the catalogue `source` yields now.
+pub fn load_from(settings: &Settings, source: &dyn Source) -> Result<Compiled, ConfigError> {
+    let catalog = source.catalog().map_err(|message| ConfigError::Parse {
+        path: source.origin(),
+        message,
+    })?;
+    validate(settings, &catalog).map_err(ConfigError::Invalid)
 }
 
 #[cfg(test)]
@@ -279,5 +397,106 @@ mod error_tests {
         let dir = std::env::temp_dir().join(format!("penghubung-vw-{}", std::process::id()));
         assert_eq!(check_evidence_dir_writable(&dir.join("evidence")), Ok(()));
         assert!(!dir.exists(), "validation creates nothing");
+    }
+}
+
+#[cfg(test)]
+mod lifecycle_tests {
+    use super::*;
+
+    const WRITTEN: &str = r#"
+node_id = "n1"
+[[listener]]
+name = "a"
+address = "127.0.0.1:1"
+[limits]
+header_bytes = 8192
+[[upstream]]
+name = "u"
+targets = ["127.0.0.1:2"]
+[[service]]
+id = "s"
+hosts = ["*"]
+upstream = "u"
+[service.auth]
+anonymous = true
+[[service.route]]
+path = "/x/*"
+methods = ["GET"]
+"#;
+
+    /// The same config: other table and key order, dotted keys, inline tables, comments,
+    /// other whitespace and quoting.
+    const REWRITTEN: &str = r#"
+# the same, written differently
+limits.header_bytes   =   8192
+node_id = 'n1'
+
+[[service]]
+upstream = "u"
+id       = "s"
+hosts    = [ "*" ]
+auth     = { anonymous = true }
+route    = [ { methods = [ "GET" ], path = "/x/*" } ]
+
+[[upstream]]
+targets = [ "127.0.0.1:2" ]
+name = "u"
+
+[[listener]]
+address = "127.0.0.1:1"
+name    = "a"
+"#;
+
+    fn compiled(text: &str) -> Compiled {
+        let (settings, catalog) = parse(text, "t.toml").expect("parses").split();
+        validate(&settings, &catalog).expect("valid")
+    }
+
+    #[test]
+    fn the_digest_ignores_key_order_and_whitespace() {
+        assert_eq!(compiled(WRITTEN).digest(), compiled(REWRITTEN).digest());
+    }
+
+    #[test]
+    fn the_digest_changes_when_a_value_changes() {
+        let base = compiled(WRITTEN).digest();
+        for (from, to) in [
+            ("header_bytes = 8192", "header_bytes = 8193"),
+            ("path = \"/x/*\"", "path = \"/y/*\""),
+            ("\"127.0.0.1:2\"", "\"127.0.0.1:3\""),
+            ("methods = [\"GET\"]", "methods = [\"GET\", \"POST\"]"),
+            ("node_id = \"n1\"", "node_id = \"n2\""),
+        ] {
+            assert!(WRITTEN.contains(from), "{from}");
+            let changed = compiled(&WRITTEN.replace(from, to)).digest();
+            assert_ne!(changed, base, "{from} -> {to}");
+        }
+    }
+
+    #[test]
+    fn only_a_valid_config_compiles() {
+        let (settings, catalog) = parse(
+            &WRITTEN.replace("upstream = \"u\"", "upstream = \"v\""),
+            "t",
+        )
+        .expect("parses")
+        .split();
+        let issues = validate(&settings, &catalog).expect_err("unknown upstream");
+        assert!(
+            issues.iter().any(|i| i.path == "service[0].upstream"),
+            "{issues:?}"
+        );
+    }
+
+    #[test]
+    fn splitting_keeps_every_table() {
+        let file = parse(WRITTEN, "t").expect("parses");
+        let (settings, catalog) = file.split();
+        assert_eq!(settings.node_id.as_deref(), Some("n1"));
+        assert_eq!(settings.listener.len(), 1);
+        assert_eq!(settings.limits.header_bytes, 8192);
+        assert_eq!(catalog.upstream.len(), 1);
+        assert_eq!(catalog.service[0].route.len(), 1);
     }
 }

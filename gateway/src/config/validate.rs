@@ -1,12 +1,14 @@
-//! Pure validation of a parsed config: no I/O, every problem collected with its path.
+//! Pure validation of the settings and the catalogue: no I/O, every problem collected with its
+//! path. A [`Compiled`] config exists only when validation found nothing.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 
-use super::file::{ClientAuth, ConfigFile};
-use super::ConfigIssue;
+use super::file::{ClientAuth, Settings};
+use super::{Compiled, ConfigIssue};
 use crate::catalog::services::RouteAction;
-use crate::routing::Pattern;
+use crate::catalog::Catalog;
+use crate::routing::{Pattern, RouteRule};
 
 struct Issues(Vec<ConfigIssue>);
 
@@ -19,31 +21,72 @@ impl Issues {
     }
 }
 
-/// Checks a config and returns every problem found (empty when valid).
-pub fn validate(config: &ConfigFile) -> Vec<ConfigIssue> {
+/// Checks the settings and the catalogue; with no problem found, returns them compiled (the
+/// only way to get a [`Compiled`], so nothing builds a snapshot from an unchecked config),
+/// otherwise every problem found.
+pub fn validate(settings: &Settings, catalog: &Catalog) -> Result<Compiled, Vec<ConfigIssue>> {
+    let mut found = issues(settings, catalog);
+    if !found.is_empty() {
+        return Err(found);
+    }
+    // Compiled once here; `Snapshot::build` only binds them to the services it builds.
+    let mut routes = Vec::with_capacity(catalog.service.len());
+    for (i, service) in catalog.service.iter().enumerate() {
+        let mut rules = Vec::with_capacity(service.route.len());
+        for (r, route) in service.route.iter().enumerate() {
+            match RouteRule::compile(route, settings.limits.body_bytes) {
+                Ok(rule) => rules.push(rule),
+                Err(message) => found.push(ConfigIssue {
+                    path: format!("service[{i}].route[{r}]"),
+                    message,
+                }),
+            }
+        }
+        routes.push(rules);
+    }
+    // Credentials, API-key digests, application limits and grants: compiled once here too.
+    let parties = crate::auth::Parties::compile(&catalog.application, &catalog.grant)
+        .map_err(|(path, message)| ConfigIssue { path, message });
+    match parties {
+        Ok(parties) if found.is_empty() => Ok(Compiled::new(
+            settings.clone(),
+            catalog.clone(),
+            routes,
+            parties,
+        )),
+        Ok(_) => Err(found),
+        Err(issue) => {
+            found.push(issue);
+            Err(found)
+        }
+    }
+}
+
+/// Every problem in the settings and the catalogue (empty when valid).
+pub fn issues(settings: &Settings, catalog: &Catalog) -> Vec<ConfigIssue> {
     let mut issues = Issues(Vec::new());
-    if let Some(node) = &config.node_id {
+    if let Some(node) = &settings.node_id {
         if node.is_empty() || node.len() > 128 || node.chars().any(char::is_control) {
             issues.add("node_id", "must be 1 to 128 printable characters");
         }
     }
-    validate_listeners(config, &mut issues);
-    if !config.admin.address.is_empty() && config.admin.address.parse::<SocketAddr>().is_err() {
+    validate_listeners(settings, &mut issues);
+    if !settings.admin.address.is_empty() && settings.admin.address.parse::<SocketAddr>().is_err() {
         issues.add(
             "admin.address",
-            format!("not a socket address: {:?}", config.admin.address),
+            format!("not a socket address: {:?}", settings.admin.address),
         );
     }
-    validate_limits(config, &mut issues);
-    validate_headers(config, &mut issues);
-    let upstreams = validate_upstreams(config, &mut issues);
-    validate_services(config, &upstreams, &mut issues);
+    validate_limits(settings, &mut issues);
+    validate_headers(settings, &mut issues);
+    let upstreams = validate_upstreams(catalog, &mut issues);
+    validate_services(catalog, &upstreams, &mut issues);
     let sections = [
-        ("evidence", config.evidence.validate()),
-        ("auth", config.auth.validate()),
+        ("evidence", settings.evidence.validate()),
+        ("auth", settings.auth.validate()),
         (
             "redis",
-            config
+            settings
                 .redis
                 .as_ref()
                 .map(|r| r.validate())
@@ -55,11 +98,11 @@ pub fn validate(config: &ConfigFile) -> Vec<ConfigIssue> {
             issues.add(format!("{table}.{path}"), message);
         }
     }
-    let service_ids: Vec<&str> = config.service.iter().map(|s| s.id.as_str()).collect();
+    let service_ids: Vec<&str> = catalog.service.iter().map(|s| s.id.as_str()).collect();
     for (path, message) in crate::catalog::parties::validate_parties(
-        &config.opd,
-        &config.application,
-        &config.grant,
+        &catalog.opd,
+        &catalog.application,
+        &catalog.grant,
         &service_ids,
     ) {
         issues.add(path, message);
@@ -67,7 +110,7 @@ pub fn validate(config: &ConfigFile) -> Vec<ConfigIssue> {
     issues.0
 }
 
-fn validate_listeners(config: &ConfigFile, issues: &mut Issues) {
+fn validate_listeners(config: &Settings, issues: &mut Issues) {
     if config.listener.is_empty() {
         issues.add("listener", "at least one [[listener]] is required");
     }
@@ -128,7 +171,7 @@ fn validate_listeners(config: &ConfigFile, issues: &mut Issues) {
     }
 }
 
-fn validate_limits(config: &ConfigFile, issues: &mut Issues) {
+fn validate_limits(config: &Settings, issues: &mut Issues) {
     let l = &config.limits;
     let checks: [(&str, bool); 11] = [
         (
@@ -168,7 +211,7 @@ fn validate_limits(config: &ConfigFile, issues: &mut Issues) {
     }
 }
 
-fn validate_headers(config: &ConfigFile, issues: &mut Issues) {
+fn validate_headers(config: &Settings, issues: &mut Issues) {
     use crate::admit::headers::{valid_name_pattern, ForeignIdentity};
     let h = &config.headers;
     for (i, entry) in h.strip_identity.iter().enumerate() {
@@ -206,7 +249,7 @@ fn valid_target(target: &str) -> bool {
     }
 }
 
-fn validate_upstreams<'a>(config: &'a ConfigFile, issues: &mut Issues) -> HashSet<&'a str> {
+fn validate_upstreams<'a>(config: &'a Catalog, issues: &mut Issues) -> HashSet<&'a str> {
     let mut names = HashSet::new();
     for (i, u) in config.upstream.iter().enumerate() {
         let at = format!("upstream[{i}]");
@@ -292,7 +335,7 @@ fn valid_host(host: &str) -> bool {
             }))
 }
 
-fn validate_services(config: &ConfigFile, upstreams: &HashSet<&str>, issues: &mut Issues) {
+fn validate_services(config: &Catalog, upstreams: &HashSet<&str>, issues: &mut Issues) {
     let mut ids = HashSet::new();
     for (i, s) in config.service.iter().enumerate() {
         let at = format!("service[{i}]");
@@ -414,8 +457,12 @@ mod tests {
             path = "relative"
             methods = ["G3T"]
         "#;
-        let config = parse(text, "t.toml").expect("parses");
-        let paths: Vec<String> = validate(&config).into_iter().map(|i| i.path).collect();
+        let (settings, catalog) = parse(text, "t.toml").expect("parses").split();
+        let paths: Vec<String> = validate(&settings, &catalog)
+            .expect_err("invalid")
+            .into_iter()
+            .map(|i| i.path)
+            .collect();
         for want in [
             "listener[0].address",
             "listener[1].name",
@@ -452,8 +499,8 @@ mod tests {
             let text = format!(
                 "[[listener]]\nname='a'\naddress='127.0.0.1:1'\n[limits]\nh2_max_control_frames_per_sec = {value}\n"
             );
-            let config = parse(&text, "t.toml").expect("parses");
-            let bad = validate(&config)
+            let (settings, catalog) = parse(&text, "t.toml").expect("parses").split();
+            let bad = issues(&settings, &catalog)
                 .iter()
                 .any(|i| i.path == "limits.h2_max_control_frames_per_sec");
             assert_eq!(bad, !ok, "{value}");

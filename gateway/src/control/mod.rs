@@ -12,7 +12,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::config::{self, ConfigError, ConfigFile};
+use crate::config::{self, Compiled, ConfigError, Settings};
 pub use crate::pipeline::Plane;
 use crate::snapshot::Snapshot;
 use crate::telemetry::Metrics;
@@ -27,6 +27,8 @@ pub struct Gateway {
     pub metrics: Arc<Metrics>,
     /// The config file reloads read, when there is one.
     pub config_path: Option<PathBuf>,
+    /// The validated config in force (the snapshot keeps none); replaced by reloads.
+    config: std::sync::Mutex<Arc<Compiled>>,
     /// Set once listeners are up; cleared when shutdown starts.
     pub ready: AtomicBool,
     reload_lock: tokio::sync::Mutex<()>,
@@ -49,9 +51,9 @@ impl std::fmt::Debug for Gateway {
 }
 
 /// Settings that only take effect on restart; a reload that changes them is refused.
-fn restart_only_changes(old: &ConfigFile, new: &ConfigFile) -> Vec<String> {
+fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<String> {
     let mut changes = Vec::new();
-    let addresses = |c: &ConfigFile| {
+    let addresses = |c: &Settings| {
         c.listener
             .iter()
             .map(|l| (l.name.clone(), l.address.clone()))
@@ -94,16 +96,31 @@ impl crate::admin::Operations for Gateway {
 }
 
 impl Gateway {
+    /// The validated config in force.
+    pub fn config(&self) -> Arc<Compiled> {
+        self.config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn set_config(&self, compiled: Arc<Compiled>) {
+        *self
+            .config
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = compiled;
+    }
+
     /// Starts a graceful shutdown: listeners stop accepting, connections drain.
     pub fn begin_shutdown(&self) {
         self.ready.store(false, Ordering::SeqCst);
         self.plane.begin_shutdown();
     }
 
-    /// Reloads the config file (or uses `replacement`): validate, build, swap. On any error the
+    /// Reloads the config file (or uses `replacement`, validated already): validate, build, swap. On any error the
     /// current snapshot keeps serving and the reason is returned (and logged). Both outcomes are
     /// `admin` evidence records.
-    pub async fn reload(&self, replacement: Option<ConfigFile>) -> Result<(), ConfigError> {
+    pub async fn reload(&self, replacement: Option<Compiled>) -> Result<(), ConfigError> {
         let _guard = self.reload_lock.lock().await;
         let before = self.snapshot.load().source_sha256;
         let result = self.reload_locked(replacement).await;
@@ -148,13 +165,7 @@ impl Gateway {
     pub async fn reload_crls(&self, changed: &str) -> Result<(), ConfigError> {
         let _guard = self.reload_lock.lock().await;
         let current = self.snapshot.load_full();
-        let result = Snapshot::build(
-            (*current.config).clone(),
-            current.source_sha256,
-            &self.metrics,
-            Some(&current),
-        )
-        .await;
+        let result = Snapshot::build(&self.config(), &self.metrics, Some(&current)).await;
         let (action, detail, outcome) = match result {
             Ok(runtime) => {
                 self.snapshot.store(Arc::new(runtime));
@@ -185,34 +196,26 @@ impl Gateway {
         outcome
     }
 
-    async fn reload_locked(
-        &self,
-        replacement: Option<ConfigFile>,
-    ) -> Result<[u8; 32], ConfigError> {
-        let (new, digest) = match replacement {
-            Some(c) => {
-                let issues = config::validate::validate(&c);
-                if !issues.is_empty() {
-                    return Err(ConfigError::Invalid(issues));
-                }
-                let digest = config::digest_of(&c);
-                (c, digest)
-            }
+    async fn reload_locked(&self, replacement: Option<Compiled>) -> Result<[u8; 32], ConfigError> {
+        let new = match replacement {
+            Some(c) => c,
             None => {
                 let path = self
                     .config_path
                     .as_ref()
                     .ok_or(ConfigError::Build("no config file to reload".into()))?;
-                config::load_with_digest(path)?
+                config::load(path)?
             }
         };
         let current = self.snapshot.load_full();
-        let changes = restart_only_changes(&current.config, &new);
+        let changes = restart_only_changes(self.config().settings(), new.settings());
         if !changes.is_empty() {
             return Err(ConfigError::Build(changes.join("; ")));
         }
-        let runtime = Snapshot::build(new, digest, &self.metrics, Some(&current)).await?;
+        let runtime = Snapshot::build(&new, &self.metrics, Some(&current)).await?;
+        let digest = new.digest();
         self.snapshot.store(Arc::new(runtime));
+        self.set_config(Arc::new(new));
         Ok(digest)
     }
 }
@@ -284,27 +287,23 @@ impl Running {
     }
 }
 
-/// Binds every listener and starts serving `config` (already validated). Must run inside a
-/// tokio runtime. `config_path` is what reloads read.
+/// Binds every listener and starts serving `compiled`. Must run inside a tokio runtime.
+/// `config_path` is what reloads read.
 pub async fn start(
-    config: ConfigFile,
+    compiled: Compiled,
     config_path: Option<PathBuf>,
 ) -> Result<Running, ConfigError> {
-    let digest = match &config_path {
-        Some(path) => std::fs::read(path)
-            .map(|b| <sha2::Sha256 as sha2::Digest>::digest(&b).into())
-            .unwrap_or_else(|_| config::digest_of(&config)),
-        None => config::digest_of(&config),
-    };
+    let compiled = Arc::new(compiled);
+    let config = compiled.settings();
     let metrics = Arc::new(Metrics::default());
-    let evidence = EvidenceLog::open(&config.evidence, &crate::snapshot::node_id(&config))
+    let evidence = EvidenceLog::open(&config.evidence, &crate::snapshot::node_id(config))
         .await
         .map_err(|e| ConfigError::Build(format!("evidence: {e}")))?;
-    let runtime = Snapshot::build(config, digest, &metrics, None).await?;
-    let config = runtime.config.clone();
+    let runtime = Snapshot::build(&compiled, &metrics, None).await?;
     let gateway = Arc::new(Gateway {
         plane: Arc::new(Plane::new(runtime, evidence)),
         metrics,
+        config: std::sync::Mutex::new(compiled.clone()),
         config_path,
         ready: AtomicBool::new(false),
         reload_lock: tokio::sync::Mutex::new(()),
@@ -383,7 +382,7 @@ async fn write_refusal_summaries(gateway: Arc<Gateway>) {
 const CRL_POLL: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// The CRL files of `config` with their modification time and length (`None`: unreadable).
-fn crl_stamps(config: &ConfigFile) -> Vec<(PathBuf, Option<(std::time::SystemTime, u64)>)> {
+fn crl_stamps(config: &Settings) -> Vec<(PathBuf, Option<(std::time::SystemTime, u64)>)> {
     config
         .listener
         .iter()
@@ -403,7 +402,7 @@ fn crl_stamps(config: &ConfigFile) -> Vec<(PathBuf, Option<(std::time::SystemTim
 async fn watch_crls(weak: std::sync::Weak<Gateway>) {
     let Some((mut seen, mut shutdown)) = weak.upgrade().map(|gateway| {
         (
-            crl_stamps(&gateway.snapshot.load().config),
+            crl_stamps(gateway.config().settings()),
             gateway.shutdown_signal(),
         )
     }) else {
@@ -417,8 +416,7 @@ async fn watch_crls(weak: std::sync::Weak<Gateway>) {
         let Some(gateway) = weak.upgrade() else {
             return;
         };
-        let config = gateway.snapshot.load().config.clone();
-        let now = crl_stamps(&config);
+        let now = crl_stamps(gateway.config().settings());
         // When a reload changed the set of files, that reload read them already.
         let same_files = seen.len() == now.len() && seen.iter().zip(&now).all(|(a, b)| a.0 == b.0);
         let changed = same_files

@@ -203,7 +203,7 @@ async fn run<B: ClientBody>(
     if let Ok(path) = &admitted.canonical {
         exchange.path = path.clone();
         // The gateway's own OAuth2 endpoints answer on every virtual host, before routing.
-        if let Some(endpoint) = Endpoint::at(runtime.config.auth.token_endpoint.enabled, path) {
+        if let Some(endpoint) = Endpoint::at(runtime.token_endpoint, path) {
             let request = (&head, &admitted);
             let answer =
                 own_endpoint(runtime, evidence, conn, exchange, request, endpoint, body).await?;
@@ -465,7 +465,7 @@ pub fn connection_refused(
         None => (String::new(), 0, reason),
     };
     let snapshot = gateway.snapshot.load();
-    if snapshot.config.log.access_log {
+    if snapshot.access_log {
         tracing::info!(
             target: "penghubung::access",
             exchange = if exchange_id.is_empty() { "-" } else { exchange_id.as_str() },
@@ -530,7 +530,7 @@ fn access_log(
     status: u16,
     elapsed: Duration,
 ) {
-    if runtime.config.log.access_log {
+    if runtime.access_log {
         tracing::info!(
             target: "penghubung::access",
             exchange = %exchange.id,

@@ -59,17 +59,17 @@ async fn bench() -> Bench {
     let dir = penghubung_testkit::dir::temp_dir("pipeline");
     let config = crate::config::parse(&config_text(&dir.path().join("evidence")), "test")
         .expect("the test config parses");
-    let issues = crate::config::validate::validate(&config);
-    assert!(issues.is_empty(), "{issues:?}");
+    let (settings, catalog) = config.split();
+    let compiled = crate::config::validate(&settings, &catalog).expect("the test config is valid");
     let mock = MockAdapter {
         body: Bytes::from_static(b"from the mock"),
         ..MockAdapter::default()
     };
-    let evidence = EvidenceLog::open(&config.evidence, "pipeline-test")
+    let evidence = EvidenceLog::open(&compiled.settings().evidence, "pipeline-test")
         .await
         .expect("evidence log opens");
     let adapters = Adapters::default().with("app", Arc::new(mock.clone()));
-    let runtime = Snapshot::build_with(config, [0; 32], &Metrics::default(), None, &adapters)
+    let runtime = Snapshot::build_with(&compiled, &Metrics::default(), None, &adapters)
         .await
         .expect("snapshot builds");
     Bench {

@@ -155,14 +155,23 @@ pub struct Route {
     pub body_limit: u64,
 }
 
-impl Route {
-    /// Compiles a route spec (already validated).
-    pub fn compile(
-        service: Arc<Service>,
-        index: usize,
-        spec: &RouteSpec,
-        default_body: u64,
-    ) -> Result<Route, String> {
+/// A route compiled from its spec without its service: what `config::validate` compiles once,
+/// and `Snapshot::build` binds to the service it builds ([`Route::bind`]).
+#[derive(Debug, Clone)]
+pub struct RouteRule {
+    pattern: Pattern,
+    loose: Pattern,
+    methods: Vec<Method>,
+    action: RouteAction,
+    strip_prefix: Option<String>,
+    allow_raw_path: bool,
+    stream_body: bool,
+    body_limit: u64,
+}
+
+impl RouteRule {
+    /// Compiles a route spec; `default_body` is `limits.body_bytes`. The error says what is wrong.
+    pub fn compile(spec: &RouteSpec, default_body: u64) -> Result<RouteRule, String> {
         let pattern = Pattern::parse(&spec.path)?;
         let methods = if spec.methods.is_empty() {
             DEFAULT_METHODS.to_vec()
@@ -175,9 +184,7 @@ impl Route {
                 })
                 .collect::<Result<Vec<_>, _>>()?
         };
-        Ok(Route {
-            service,
-            index,
+        Ok(RouteRule {
             loose: pattern.lowercase(),
             pattern,
             methods,
@@ -187,6 +194,25 @@ impl Route {
             stream_body: spec.stream_body,
             body_limit: spec.body_bytes.unwrap_or(default_body),
         })
+    }
+}
+
+impl Route {
+    /// The route `rule` (the `index`th of its service) serving `service`.
+    pub fn bind(service: Arc<Service>, index: usize, rule: &RouteRule) -> Route {
+        let rule = rule.clone();
+        Route {
+            service,
+            index,
+            pattern: rule.pattern,
+            loose: rule.loose,
+            methods: rule.methods,
+            action: rule.action,
+            strip_prefix: rule.strip_prefix,
+            allow_raw_path: rule.allow_raw_path,
+            stream_body: rule.stream_body,
+            body_limit: rule.body_limit,
+        }
     }
 
     fn allows(&self, method: &Method) -> bool {
@@ -440,7 +466,11 @@ mod router_tests {
         };
         (
             vec!["api.example".into()],
-            Route::compile(service(), 0, &spec, 1024).expect("route"),
+            Route::bind(
+                service(),
+                0,
+                &RouteRule::compile(&spec, 1024).expect("route"),
+            ),
         )
     }
 

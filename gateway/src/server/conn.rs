@@ -152,7 +152,7 @@ async fn serve(
 fn builder(gateway: &Plane, index: usize) -> auto::Builder<TokioExecutor> {
     let runtime = gateway.snapshot.load();
     let limits = &runtime.limits;
-    let http2 = runtime.config.listener.get(index).is_none_or(|l| l.http2);
+    let http2 = runtime.listener_http2.get(index).is_none_or(|h| *h);
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
         .http1()
@@ -195,11 +195,7 @@ async fn serve_io<T>(
         let runtime = gateway.snapshot.load();
         let limits = &runtime.limits;
         let scan = ScanConfig {
-            h2: runtime
-                .config
-                .listener
-                .get(info.listener)
-                .is_none_or(|l| l.http2),
+            h2: runtime.listener_http2.get(info.listener).is_none_or(|h| *h),
             // hyper's read buffer bounds a head (see `builder`).
             head_limit: limits.header_bytes.max(8192),
             h2_control_frames_per_sec: limits.h2_max_control_frames_per_sec,

@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The `[redis]` table: a shared store for rate limits across gateway nodes.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
     /// `redis://host:port/db`, `rediss://host:port/db` (TLS, rustls) or
@@ -47,7 +47,7 @@ fn default_redis_timeout() -> u64 {
 }
 
 /// Behaviour of the limiter while Redis is unreachable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnUnavailable {
     /// Apply the limits with this node's local store.

@@ -1,4 +1,4 @@
-//! Fuzz target: the configuration file (`config::parse` then `config::validate::validate`).
+//! Fuzz target: the configuration file (`config::parse` then `config::validate::issues`).
 //!
 //! Input: a TOML document (lossy UTF-8). Checks, beyond "never panics" (neither the parser
 //! nor the pure validator may panic on any document): every issue the validator reports has
@@ -7,7 +7,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use penghubung::config::{parse, validate::validate};
+use penghubung::config::{parse, validate::issues};
 
 fuzz_target!(|data: &[u8]| {
     // Real configs are small; bound the work per input so the fuzzer explores breadth.
@@ -18,10 +18,11 @@ fuzz_target!(|data: &[u8]| {
     let Ok(config) = parse(&text, "fuzz.toml") else {
         return;
     };
-    let issues = validate(&config);
-    for issue in &issues {
+    let (settings, catalog) = config.split();
+    let found = issues(&settings, &catalog);
+    for issue in &found {
         assert!(!issue.path.is_empty(), "issue without a path: {issue:?}");
         assert!(!issue.message.is_empty(), "issue without a message: {issue:?}");
     }
-    assert_eq!(validate(&config), issues, "validate is not pure");
+    assert_eq!(issues(&settings, &catalog), found, "validate is not pure");
 });

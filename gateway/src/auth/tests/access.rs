@@ -74,7 +74,7 @@ async fn rt_with_cert(cert: &PeerIdentity) -> (AuthRuntime, TempDir) {
     let jwks = dir.path().join("jwks.json");
     write_jwks(&jwks, &[rsa_jwk(&rsa_keys().0, "rsa-1")]);
     let (o, a, g) = parties(&cert.sha256, GRANTS);
-    let rt = AuthRuntime::build(&auth_settings(&jwks, ""), &o, &a, &g, None, None)
+    let rt = AuthRuntime::build(&auth_settings(&jwks, ""), &compile(&o, &a, &g), None, None)
         .await
         .unwrap();
     (rt, dir)

@@ -41,7 +41,7 @@ async fn setup(redis: Option<&RedisSettings>) -> (AuthRuntime, Principal, TempDi
     let jwks = dir.path().join("jwks.json");
     write_jwks(&jwks, &[ec_jwk(&ec_key(), "ec-1")]);
     let (o, a, g) = parties(&"ab".repeat(32), LIMITED);
-    let rt = AuthRuntime::build(&auth_settings(&jwks, ""), &o, &a, &g, redis, None)
+    let rt = AuthRuntime::build(&auth_settings(&jwks, ""), &compile(&o, &a, &g), redis, None)
         .await
         .unwrap();
     let mut h = HeaderMap::new();
@@ -91,9 +91,7 @@ async fn limits_local_gcra_on_a_paused_clock() {
     write_jwks(&dir.path().join("j.json"), &[ec_jwk(&ec_key(), "ec-1")]);
     let rt2 = AuthRuntime::build(
         &auth_settings(&dir.path().join("j.json"), ""),
-        &o,
-        &a,
-        &gs,
+        &compile(&o, &a, &gs),
         None,
         Some(&rt),
     )

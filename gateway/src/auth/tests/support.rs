@@ -80,9 +80,18 @@ pub fn parties(
     (f.opd, f.application, f.grant)
 }
 
+/// The parties compiled as `config::validate` compiles them (OPDs need no compiling).
+pub fn compile(
+    _opds: &[crate::catalog::parties::OpdSpec],
+    apps: &[crate::catalog::parties::ApplicationSpec],
+    grants: &[crate::catalog::parties::GrantSpec],
+) -> crate::auth::Parties {
+    crate::auth::Parties::compile(apps, grants).expect("the parties compile")
+}
+
 pub async fn runtime(jwks: &Path, grants_toml: &str) -> AuthRuntime {
     let (o, a, g) = parties(&"ab".repeat(32), grants_toml);
-    AuthRuntime::build(&auth_settings(jwks, ""), &o, &a, &g, None, None)
+    AuthRuntime::build(&auth_settings(jwks, ""), &compile(&o, &a, &g), None, None)
         .await
         .unwrap()
 }

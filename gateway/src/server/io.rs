@@ -364,8 +364,11 @@ impl<T: AsyncWrite> AsyncWrite for TimedIo<T> {
         if this.rewrite.is_some() {
             return Self::drive_rewrite(this.inner, this.activity, this.rewrite, cx);
         }
+        // Only an error status line can be one of hyper's own refusals: a 1xx-3xx head (every
+        // answer the pipeline forwards) is written as it is, without joining the slices.
         let first = bufs.iter().find(|b| !b.is_empty());
-        if first.is_some_and(|b| b.starts_with(b"HTTP/1.")) {
+        if first.is_some_and(|b| b.starts_with(b"HTTP/1.") && matches!(b.get(9), Some(b'4' | b'5')))
+        {
             let total: usize = bufs.iter().map(|b| b.len()).sum();
             if total <= 1024 {
                 let joined: Vec<u8> = bufs.iter().flat_map(|b| b.iter().copied()).collect();

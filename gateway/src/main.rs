@@ -72,25 +72,8 @@ fn evidence(command: EvidenceCommand) -> ExitCode {
     use anyhow::Context as _;
     use penghubung_evidence::cli;
     let result = match command {
-        EvidenceCommand::Verify {
-            dir,
-            trust,
-            anchor,
-            tsa_ca,
-            crls,
-            tsa_crls,
-            ekus,
-            tsa_policies,
-        } => {
-            let args = cli::TrustArgs {
-                trust_ca: trust,
-                tsa_ca,
-                crls,
-                tsa_crls,
-                ekus,
-                tsa_policies,
-            };
-            cli::verify_with(&dir, &args, anchor.as_deref())
+        EvidenceCommand::Verify { dir, anchor, trust } => {
+            cli::verify_with(&dir, &trust.into(), anchor.as_deref())
                 .with_context(|| dir.display().to_string())
         }
         EvidenceCommand::Show {
@@ -114,24 +97,8 @@ fn evidence(command: EvidenceCommand) -> ExitCode {
         EvidenceCommand::Export { dir, exchange, out } => cli::export(&dir, &exchange, &out)
             .map(|()| true)
             .with_context(|| dir.display().to_string()),
-        EvidenceCommand::CheckBundle {
-            file,
-            trust,
-            tsa_ca,
-            crls,
-            tsa_crls,
-            ekus,
-            tsa_policies,
-        } => {
-            let args = cli::TrustArgs {
-                trust_ca: trust,
-                tsa_ca,
-                crls,
-                tsa_crls,
-                ekus,
-                tsa_policies,
-            };
-            cli::check_bundle_with(&file, &args).with_context(|| file.display().to_string())
+        EvidenceCommand::CheckBundle { file, trust } => {
+            cli::check_bundle_with(&file, &trust.into()).with_context(|| file.display().to_string())
         }
         EvidenceCommand::Anchor { dir, out } => cli::anchor(&dir, &out)
             .map(|()| true)

@@ -83,28 +83,12 @@ pub enum EvidenceCommand {
     Verify {
         /// The evidence directory.
         dir: PathBuf,
-        /// PEM trust anchors for the checkpoint signer's certificate chain.
-        #[arg(long)]
-        trust: Option<PathBuf>,
         /// A checkpoint exported earlier with `evidence anchor`: detects truncation and rollback.
         #[arg(long)]
         anchor: Option<PathBuf>,
-        /// PEM trust anchors of the time-stamping authority.
-        #[arg(long)]
-        tsa_ca: Option<PathBuf>,
-        /// CRL files (PEM or DER) checked against the signer's certificate path (repeatable).
-        #[arg(long = "crl")]
-        crls: Vec<PathBuf>,
-        /// CRL files (PEM or DER) checked against the TSA's certificate path (repeatable).
-        #[arg(long = "tsa-crl")]
-        tsa_crls: Vec<PathBuf>,
-        /// Accepted signer extended key usage OID (repeatable; default: id-kp-documentSigning
-        /// and the Penghubung checkpoint OID).
-        #[arg(long = "eku")]
-        ekus: Vec<String>,
-        /// Accepted TSA policy OID (repeatable; default: any).
-        #[arg(long = "tsa-policy")]
-        tsa_policies: Vec<String>,
+        #[allow(missing_docs)] // the flags are documented on `TrustFlags`
+        #[command(flatten)]
+        trust: TrustFlags,
     },
     /// Print records as a readable table (or JSON Lines), optionally filtered. Exits 1 when
     /// `--exchange` names an exchange the log has no record of.
@@ -144,25 +128,9 @@ pub enum EvidenceCommand {
     CheckBundle {
         /// The bundle file.
         file: PathBuf,
-        /// PEM trust anchors for the signer.
-        #[arg(long)]
-        trust: Option<PathBuf>,
-        /// PEM trust anchors of the TSA.
-        #[arg(long)]
-        tsa_ca: Option<PathBuf>,
-        /// CRL files (PEM or DER) checked against the signer's certificate path (repeatable).
-        #[arg(long = "crl")]
-        crls: Vec<PathBuf>,
-        /// CRL files (PEM or DER) checked against the TSA's certificate path (repeatable).
-        #[arg(long = "tsa-crl")]
-        tsa_crls: Vec<PathBuf>,
-        /// Accepted signer extended key usage OID (repeatable; default: id-kp-documentSigning
-        /// and the Penghubung checkpoint OID).
-        #[arg(long = "eku")]
-        ekus: Vec<String>,
-        /// Accepted TSA policy OID (repeatable; default: any).
-        #[arg(long = "tsa-policy")]
-        tsa_policies: Vec<String>,
+        #[allow(missing_docs)] // the flags are documented on `TrustFlags`
+        #[command(flatten)]
+        trust: TrustFlags,
     },
     /// Export the latest checkpoint as an anchor file (keep it somewhere else).
     Anchor {
@@ -220,5 +188,43 @@ mod tests {
         assert!(argon2::Argon2::default()
             .verify_password(b"salah", &parsed)
             .is_err());
+    }
+}
+
+/// What `evidence verify` and `evidence check-bundle` trust: anchors, CRLs, accepted EKUs and
+/// TSA policies.
+#[derive(Debug, clap::Args)]
+pub struct TrustFlags {
+    /// PEM trust anchors for the checkpoint signer's certificate chain.
+    #[arg(long)]
+    pub trust: Option<PathBuf>,
+    /// PEM trust anchors of the time-stamping authority.
+    #[arg(long)]
+    pub tsa_ca: Option<PathBuf>,
+    /// CRL files (PEM or DER) checked against the signer's certificate path (repeatable).
+    #[arg(long = "crl")]
+    pub crls: Vec<PathBuf>,
+    /// CRL files (PEM or DER) checked against the TSA's certificate path (repeatable).
+    #[arg(long = "tsa-crl")]
+    pub tsa_crls: Vec<PathBuf>,
+    /// Accepted signer extended key usage OID (repeatable; default: id-kp-documentSigning and
+    /// the Penghubung checkpoint OID).
+    #[arg(long = "eku")]
+    pub ekus: Vec<String>,
+    /// Accepted TSA policy OID (repeatable; default: any).
+    #[arg(long = "tsa-policy")]
+    pub tsa_policies: Vec<String>,
+}
+
+impl From<TrustFlags> for penghubung_evidence::cli::TrustArgs {
+    fn from(f: TrustFlags) -> Self {
+        penghubung_evidence::cli::TrustArgs {
+            trust_ca: f.trust,
+            tsa_ca: f.tsa_ca,
+            crls: f.crls,
+            tsa_crls: f.tsa_crls,
+            ekus: f.ekus,
+            tsa_policies: f.tsa_policies,
+        }
     }
 }

@@ -5,6 +5,8 @@
 # the benchmark runner and a replay of the fuzz corpus. Used by README's quick start and .ci/run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One build per run: incremental state would only grow the target directory.
+export CARGO_INCREMENTAL=0
 
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)

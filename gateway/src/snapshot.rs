@@ -15,7 +15,7 @@ use penghubung_adapter::Adapter;
 use penghubung_adapter_http::{Balance, HealthCheck, HostHeader, HttpUpstream, UpstreamSettings};
 
 use crate::auth::AuthRuntime;
-use crate::catalog::services::{self, UpstreamSpec};
+use crate::catalog::services::{self, UpstreamKind, UpstreamSpec};
 use crate::config::file::{RequestLimits, Settings};
 use crate::config::{Compiled, ConfigError};
 use crate::routing::{Route, Router};
@@ -47,7 +47,7 @@ pub struct Snapshot {
     /// Routing table.
     pub router: Router,
     /// Upstream groups by name.
-    pub upstreams: HashMap<String, (UpstreamSpec, HttpUpstream)>,
+    pub upstreams: HashMap<String, Upstream>,
     /// TLS server config per listener (same order as the config's listeners).
     pub tls: Vec<Option<Arc<rustls::ServerConfig>>>,
     /// Counters for requests that matched no service.
@@ -134,19 +134,60 @@ pub fn node_id(config: &Settings) -> String {
         .unwrap_or_else(|| "penghubung".into())
 }
 
-/// Adapters supplied by upstream name instead of the HTTP client built from the `[[upstream]]`
-/// table: the seam through which a pipeline test puts `MockAdapter` behind a service.
-#[derive(Default, Clone)]
+/// One upstream group: its settings, the HTTP transport to its targets (pools, health checks,
+/// ejection) and the adapter its kind built on top of that transport.
+#[derive(Clone)]
+pub struct Upstream {
+    /// The `[[upstream]]` entry it was built from.
+    pub spec: UpstreamSpec,
+    /// Connections to the targets, and their health.
+    pub transport: HttpUpstream,
+    /// What the pipeline calls (stage 7).
+    pub adapter: Arc<dyn Adapter>,
+}
+
+/// Builds the adapter of one upstream group from its settings and its HTTP transport.
+pub(crate) type Connect =
+    Arc<dyn Fn(&UpstreamSpec, &HttpUpstream) -> Result<Arc<dyn Adapter>, String> + Send + Sync>;
+
+/// How each [`UpstreamKind`] becomes an adapter: one builder per kind, so a new kind (SPLP, SOAP)
+/// is one entry here and one crate under `adapters/`, and a test swaps a whole kind for
+/// `MockAdapter`.
+#[derive(Clone)]
 pub(crate) struct Adapters {
-    by_upstream: HashMap<String, Arc<dyn Adapter>>,
+    by_kind: HashMap<UpstreamKind, Connect>,
+}
+
+impl Default for Adapters {
+    fn default() -> Adapters {
+        let http: Connect = Arc::new(|_, transport| Ok(Arc::new(transport.clone())));
+        Adapters {
+            by_kind: HashMap::from([(UpstreamKind::Http, http)]),
+        }
+    }
 }
 
 impl Adapters {
-    /// Serves the services of upstream `name` with `adapter`.
+    /// Serves every group of `kind` with `adapter` instead of what the kind builds.
     #[cfg(test)]
-    pub(crate) fn with(mut self, name: &str, adapter: Arc<dyn Adapter>) -> Adapters {
-        self.by_upstream.insert(name.to_owned(), adapter);
+    pub(crate) fn with(mut self, kind: UpstreamKind, adapter: Arc<dyn Adapter>) -> Adapters {
+        self.by_kind
+            .insert(kind, Arc::new(move |_, _| Ok(adapter.clone())));
         self
+    }
+
+    fn connect(
+        &self,
+        spec: &UpstreamSpec,
+        transport: &HttpUpstream,
+    ) -> Result<Arc<dyn Adapter>, String> {
+        match self.by_kind.get(&spec.kind) {
+            Some(connect) => connect(spec, transport),
+            None => Err(format!(
+                "no adapter is built for upstream kind {:?}",
+                spec.kind
+            )),
+        }
     }
 }
 
@@ -187,39 +228,38 @@ impl Snapshot {
         for (i, spec) in catalog.upstream.iter().enumerate() {
             let reused = previous
                 .and_then(|p| p.upstreams.get(&spec.name))
-                .filter(|(old, _)| old == spec && spec.tls.is_none())
-                .map(|(_, up)| up.clone());
-            let upstream = match reused {
-                Some(up) => up,
-                None => match upstream_settings(spec) {
-                    Ok(settings) => HttpUpstream::new(settings),
-                    Err(e) => {
-                        errors.push(format!("upstream[{i}]: {e}"));
-                        continue;
-                    }
-                },
-            };
-            upstreams.insert(spec.name.clone(), (spec.clone(), upstream));
+                .filter(|old| &old.spec == spec && spec.tls.is_none());
+            if let Some(old) = reused {
+                upstreams.insert(spec.name.clone(), old.clone());
+                continue;
+            }
+            let built = upstream_settings(spec)
+                .map(HttpUpstream::new)
+                .and_then(|transport| {
+                    let adapter = adapters.connect(spec, &transport)?;
+                    Ok(Upstream {
+                        spec: spec.clone(),
+                        transport,
+                        adapter,
+                    })
+                });
+            match built {
+                Ok(upstream) => {
+                    upstreams.insert(spec.name.clone(), upstream);
+                }
+                Err(e) => errors.push(format!("upstream[{i}]: {e}")),
+            }
         }
         let mut routes = Vec::new();
         for (i, spec) in catalog.service.iter().enumerate() {
-            let (adapter, upstream_http2) = match spec
-                .upstream
-                .as_ref()
-                .and_then(|u| Some((u, upstreams.get(u)?)))
-            {
-                Some((name, (uspec, up))) => (
-                    Some(
-                        adapters
-                            .by_upstream
-                            .get(name)
-                            .cloned()
-                            .unwrap_or_else(|| Arc::new(up.clone()) as Arc<dyn Adapter>),
+            let (adapter, upstream_http2) =
+                match spec.upstream.as_ref().and_then(|u| upstreams.get(u)) {
+                    Some(up) => (
+                        Some(up.adapter.clone()),
+                        up.spec.protocol == services::UpstreamProtocol::Http2,
                     ),
-                    uspec.protocol == services::UpstreamProtocol::Http2,
-                ),
-                None => (None, false),
-            };
+                    None => (None, false),
+                };
             let service = Arc::new(Service {
                 id: spec.id.clone(),
                 version: spec.version.clone().unwrap_or_default(),
@@ -300,7 +340,8 @@ impl Snapshot {
     /// reload are the same objects, so their state carries over.
     pub fn upstream_stats(&self) -> Vec<UpstreamTargetStats> {
         let mut rows = Vec::new();
-        for (name, (_, up)) in &self.upstreams {
+        for (name, group) in &self.upstreams {
+            let up = &group.transport;
             for (i, target) in up.targets().iter().enumerate() {
                 rows.push(UpstreamTargetStats {
                     upstream: name.clone(),

@@ -138,14 +138,15 @@ pub fn health<O: Operations>(gateway: &O) -> (StatusCode, serde_json::Value) {
     let runtime = gateway.plane().snapshot.load();
     let mut upstreams = Vec::new();
     let mut degraded = false;
-    for (name, (_, upstream)) in &runtime.upstreams {
+    for (name, group) in &runtime.upstreams {
+        let upstream = &group.transport;
         let targets: Vec<serde_json::Value> = upstream
             .targets()
             .iter()
             .enumerate()
             .map(|(i, t)| serde_json::json!({"target": t.authority, "available": upstream.is_target_available(i), "outstanding": t.outstanding()}))
             .collect();
-        let healthy = penghubung_adapter::Adapter::is_healthy(upstream);
+        let healthy = group.adapter.is_healthy();
         degraded |= !healthy;
         upstreams.push(serde_json::json!({"name": name, "healthy": healthy, "targets": targets}));
     }

@@ -11,6 +11,9 @@ use super::{Classification, Exposure};
 pub struct UpstreamSpec {
     /// Name that services refer to.
     pub name: String,
+    /// How requests reach the targets: which adapter serves this group (see [`UpstreamKind`]).
+    #[serde(default)]
+    pub kind: UpstreamKind,
     /// Targets as `host:port`.
     pub targets: Vec<String>,
     /// `http1` or `http2` (prior knowledge on cleartext, ALPN on TLS).
@@ -97,6 +100,17 @@ fn default_pool_idle() -> usize {
 }
 fn default_pool_idle_secs() -> u64 {
     60
+}
+
+/// Which adapter serves an upstream group. Every kind speaks HTTP to its targets through the
+/// group's pooled, health-checked HTTP transport; a kind decides what happens around it
+/// (`snapshot::Adapters` builds one adapter per group from its kind).
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq, Hash, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum UpstreamKind {
+    /// Plain forwarding: the cleaned request goes to a target as it is.
+    #[default]
+    Http,
 }
 
 /// Upstream wire protocol.

@@ -12,6 +12,7 @@ use penghubung_evidence::EvidenceLog;
 
 use super::refusals::RefusalGuard;
 use super::{handle, Connection};
+use crate::catalog::services::UpstreamKind;
 use crate::identity::{ConnInfo, EXCHANGE_ID};
 use crate::snapshot::{Adapters, Snapshot};
 use crate::telemetry::Metrics;
@@ -68,7 +69,7 @@ async fn bench() -> Bench {
     let evidence = EvidenceLog::open(&compiled.settings().evidence, "pipeline-test")
         .await
         .expect("evidence log opens");
-    let adapters = Adapters::default().with("app", Arc::new(mock.clone()));
+    let adapters = Adapters::default().with(UpstreamKind::Http, Arc::new(mock.clone()));
     let runtime = Snapshot::build_with(&compiled, &Metrics::default(), None, &adapters)
         .await
         .expect("snapshot builds");

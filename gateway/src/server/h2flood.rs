@@ -24,12 +24,14 @@ const FLAG_END_STREAM: u8 = 0x1;
 const FLAG_END_HEADERS: u8 = 0x4;
 const FLAG_PADDED: u8 = 0x8;
 const FLAG_PRIORITY: u8 = 0x20;
+/// The HPACK table size the server advertises (hyper's h2 keeps the default).
+const HEADER_TABLE_SIZE: usize = 4096;
 /// Streams remembered as having sent their request head (more are forgotten oldest first).
 const MAX_OPEN_STREAMS: usize = 4096;
 
 /// What the header-block follower knows about a connection.
 struct Fields {
-    decoder: loona_hpack::Decoder<'static>,
+    names: super::hpack::Names,
     /// The current frame's payload (HEADERS or CONTINUATION), while it arrives.
     frame: Vec<u8>,
     /// The header block being assembled: stream, whether it is a trailer section, whether it
@@ -102,14 +104,9 @@ impl Fields {
         let Some((stream, trailers, ends, bytes)) = self.block.take() else {
             return Followed::GiveUp;
         };
-        let mut pseudo = false;
-        if self
-            .decoder
-            .decode_with_cb(&bytes, |name, _| pseudo |= name.first() == Some(&b':'))
-            .is_err()
-        {
+        let Ok(pseudo) = self.names.block(&bytes) else {
             return Followed::GiveUp;
-        }
+        };
         if trailers {
             self.open.remove(&stream);
             return if pseudo {
@@ -159,7 +156,7 @@ impl H2Scanner {
             skip: 0,
             collect: 0,
             fields: Some(Box::new(Fields {
-                decoder: loona_hpack::Decoder::new(),
+                names: super::hpack::Names::new(HEADER_TABLE_SIZE),
                 frame: Vec::new(),
                 block: None,
                 open: std::collections::BTreeSet::new(),

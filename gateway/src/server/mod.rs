@@ -5,6 +5,7 @@
 mod conn;
 mod h1frame;
 mod h2flood;
+mod hpack;
 pub(crate) mod io;
 mod scan;
 

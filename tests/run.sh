@@ -37,6 +37,15 @@ head -n 12 deploy/examples/minimal.toml | grep -q '127.0.0.1:8081' &&
 echo "== rustfmt"
 cargo fmt --all -- --check
 
+echo "== locks"
+# The fuzz workspace keeps its own lock, a copy of the root one plus libfuzzer: a stale copy
+# would only fail at the corpus replay, at the end. Refresh it with
+#   cd tests/fuzz && cp ../../Cargo.lock . && cargo metadata --format-version 1 >/dev/null
+cargo metadata --locked --format-version 1 --manifest-path tests/fuzz/Cargo.toml >/dev/null || {
+  echo "tests/fuzz/Cargo.lock is stale: refresh it as the comment above says" >&2
+  exit 1
+}
+
 echo "== clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 

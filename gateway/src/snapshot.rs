@@ -146,9 +146,13 @@ pub struct Upstream {
     pub adapter: Arc<dyn Adapter>,
 }
 
-/// Builds the adapter of one upstream group from its settings and its HTTP transport.
-pub(crate) type Connect =
-    Arc<dyn Fn(&UpstreamSpec, &HttpUpstream) -> Result<Arc<dyn Adapter>, String> + Send + Sync>;
+/// Builds the HTTP transport and the adapter of one upstream group from its settings (a kind may
+/// shape the transport first: a `splp` peer brings its own TLS).
+pub(crate) type Connect = Arc<
+    dyn Fn(&UpstreamSpec, UpstreamSettings) -> Result<(HttpUpstream, Arc<dyn Adapter>), String>
+        + Send
+        + Sync,
+>;
 
 /// How each [`UpstreamKind`] becomes an adapter: one builder per kind, so a new kind (SPLP, SOAP)
 /// is one entry here and one crate under `adapters/`, and a test swaps a whole kind for
@@ -160,7 +164,10 @@ pub(crate) struct Adapters {
 
 impl Default for Adapters {
     fn default() -> Adapters {
-        let http: Connect = Arc::new(|_, transport| Ok(Arc::new(transport.clone())));
+        let http: Connect = Arc::new(|_, settings| {
+            let transport = HttpUpstream::new(settings);
+            Ok((transport.clone(), Arc::new(transport)))
+        });
         Adapters {
             by_kind: HashMap::from([(UpstreamKind::Http, http)]),
         }
@@ -171,18 +178,40 @@ impl Adapters {
     /// Serves every group of `kind` with `adapter` instead of what the kind builds.
     #[cfg(test)]
     pub(crate) fn with(mut self, kind: UpstreamKind, adapter: Arc<dyn Adapter>) -> Adapters {
-        self.by_kind
-            .insert(kind, Arc::new(move |_, _| Ok(adapter.clone())));
+        self.by_kind.insert(
+            kind,
+            Arc::new(move |_, settings| Ok((HttpUpstream::new(settings), adapter.clone()))),
+        );
         self
+    }
+
+    /// Adds the `splp` kind (peers), sharing tokens through `[redis]` when configured, unless a
+    /// test already replaced that kind.
+    fn with_peers(
+        &self,
+        redis: Option<&crate::throttle::RedisSettings>,
+    ) -> Result<Adapters, String> {
+        let mut adapters = self.clone();
+        if !adapters.by_kind.contains_key(&UpstreamKind::Splp) {
+            let shared: Option<Arc<dyn penghubung_adapter_splp::SharedTokens>> = match redis {
+                Some(r) => Some(Arc::new(crate::peering::RedisTokens::new(r)?)),
+                None => None,
+            };
+            let splp: Connect = Arc::new(move |spec, settings| {
+                crate::peering::connect(spec, settings, shared.clone())
+            });
+            adapters.by_kind.insert(UpstreamKind::Splp, splp);
+        }
+        Ok(adapters)
     }
 
     fn connect(
         &self,
         spec: &UpstreamSpec,
-        transport: &HttpUpstream,
-    ) -> Result<Arc<dyn Adapter>, String> {
+        settings: UpstreamSettings,
+    ) -> Result<(HttpUpstream, Arc<dyn Adapter>), String> {
         match self.by_kind.get(&spec.kind) {
-            Some(connect) => connect(spec, transport),
+            Some(connect) => connect(spec, settings),
             None => Err(format!(
                 "no adapter is built for upstream kind {:?}",
                 spec.kind
@@ -224,6 +253,9 @@ impl Snapshot {
                 None => tls_configs.push(None),
             }
         }
+        let adapters = adapters
+            .with_peers(config.redis.as_ref())
+            .map_err(|e| ConfigError::Build(format!("redis: {e}")))?;
         let mut upstreams = HashMap::new();
         for (i, spec) in catalog.upstream.iter().enumerate() {
             let reused = previous
@@ -234,14 +266,11 @@ impl Snapshot {
                 continue;
             }
             let built = upstream_settings(spec)
-                .map(HttpUpstream::new)
-                .and_then(|transport| {
-                    let adapter = adapters.connect(spec, &transport)?;
-                    Ok(Upstream {
-                        spec: spec.clone(),
-                        transport,
-                        adapter,
-                    })
+                .and_then(|settings| adapters.connect(spec, settings))
+                .map(|(transport, adapter)| Upstream {
+                    spec: spec.clone(),
+                    transport,
+                    adapter,
                 });
             match built {
                 Ok(upstream) => {

@@ -318,8 +318,37 @@ fn validate_upstreams<'a>(config: &'a Catalog, issues: &mut Issues) -> HashSet<&
                 issues.add(format!("{at}.tls.ca"), "must name a PEM file");
             }
         }
+        validate_peer(u, &at, issues);
     }
     names
+}
+
+/// An upstream of kind `splp` is a peer: it needs its `splp` table and TLS (verification is
+/// always on toward a peer); other kinds may not carry one.
+fn validate_peer(u: &crate::catalog::services::UpstreamSpec, at: &str, issues: &mut Issues) {
+    use crate::catalog::services::UpstreamKind;
+    match (&u.kind, &u.splp) {
+        (UpstreamKind::Splp, None) => issues.add(
+            format!("{at}.splp"),
+            "an upstream of kind \"splp\" needs its [upstream.splp] table",
+        ),
+        (UpstreamKind::Splp, Some(peer)) => {
+            if u.tls.is_none() {
+                issues.add(
+                    format!("{at}.tls"),
+                    "a peer is reached over TLS only: set tls.ca to the peer's CA bundle",
+                );
+            }
+            for (path, message) in peer.validate() {
+                issues.add(format!("{at}.splp.{path}"), message);
+            }
+        }
+        (_, Some(_)) => issues.add(
+            format!("{at}.splp"),
+            "only an upstream of kind \"splp\" takes a splp table",
+        ),
+        (_, None) => {}
+    }
 }
 
 fn valid_host(host: &str) -> bool {

@@ -300,6 +300,13 @@ impl Snapshot {
                 adapter,
                 upstream_http2,
                 metrics: metrics.service(&spec.id),
+                peer_direction: spec
+                    .upstream
+                    .as_ref()
+                    .and_then(|u| upstreams.get(u))
+                    .and_then(|up| up.spec.splp.as_ref())
+                    .map(|peer| format!("outbound-to-{}", peer.tier.as_str()))
+                    .unwrap_or_default(),
             });
             for (r, rule) in compiled.routes(i).iter().enumerate() {
                 routes.push((spec.hosts.clone(), Route::bind(service.clone(), r, rule)));

@@ -210,6 +210,11 @@ pub struct PeerExchange {
     pub correlation_id: String,
     /// The WSO2 fault code the peer answered with, if any.
     pub fault_code: Option<u32>,
+    /// The path and query sent to the peer.
+    pub path: String,
+    /// Which header carried the gateway's credential (`authorization`, `authorizationsplp`,
+    /// `apikey`); never the credential.
+    pub credential: String,
 }
 
 /// A body holding one buffer.

@@ -295,6 +295,7 @@ impl SplpAdapter {
             Some(q) => format!("{peer_path}?{q}"),
             None => peer_path,
         };
+        let sent_path = target.clone();
         request.head.uri = target
             .parse()
             .map_err(|_| AdapterError::Request("peer path is not a valid URI".into()))?;
@@ -381,6 +382,13 @@ impl SplpAdapter {
             tls_sha256: self.fingerprint(),
             correlation_id: correlation,
             fault_code: fault.map(|f| f.code),
+            path: sent_path,
+            credential: match api.header {
+                CredentialHeader::Bearer => "authorization",
+                CredentialHeader::AuthorizationSplp => "authorizationsplp",
+                CredentialHeader::Apikey => "apikey",
+            }
+            .into(),
         });
         Ok(answered)
     }

@@ -420,6 +420,7 @@ async fn refuse(
                     head_nanos: 0,
                     class: "failed",
                     reason: error.reason().to_owned(),
+                    peer: None,
                 },
                 Bytes::new(),
                 0,

@@ -1,0 +1,301 @@
+//! Peering with the national SPLP (upstream kind `splp`) against a WSO2 API Manager double
+//! (`penghubung_e2e::splp`) on loopback with real TLS: header and tenant-path mapping, backend
+//! credentials from secrets, fault mapping, token expiry under load, one token shared by two
+//! nodes through a real redis-server, the circuit breaker, evidence of each exchange, and no
+//! secret in logs or evidence.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http_body_util::Full;
+use penghubung_e2e::splp::{Api, SplpDouble, Wants};
+use penghubung_e2e::{evidence, h1, pki::Pki, write_file, Cfg, Gateway};
+use penghubung_evidence::schema::record::Kind;
+
+const CLIENT_ID: &str = "pemda-consumer-key-7f3a";
+const CLIENT_SECRET: &str = "pemda-consumer-SECRET-91c2e5";
+const BACKEND_AUTH: &str = "Basic c2Ftc2F0OnNhbXNhdC1iYWNrZW5kLXJhaGFzaWE=";
+
+fn apis() -> Vec<Api> {
+    vec![
+        Api {
+            base: "/t/jatimprov.go.id/dukcapil/1.0".into(),
+            wants: Wants::Bearer,
+        },
+        Api {
+            base: "/t/jabarprov.go.id/samsat/v1".into(),
+            wants: Wants::AuthorizationSplp,
+        },
+        Api {
+            base: "/sapa/1.0".into(),
+            wants: Wants::Apikey,
+        },
+    ]
+}
+
+/// Writes the secrets and the CA into `dir`; returns the gateway config.
+fn config(dir: &Path, pki: &Pki, double: &SplpDouble, api_key: &str, extra: &str) -> String {
+    let ca = write_file(dir, "splp-ca.pem", &pki.ca_pem);
+    let id = write_file(dir, "splp-client-id", CLIENT_ID);
+    let secret = write_file(dir, "splp-client-secret", &format!("{CLIENT_SECRET}\n"));
+    let key = write_file(dir, "splp-api-key", api_key);
+    let backend = write_file(dir, "samsat-auth", BACKEND_AUTH);
+    let port = double.addr.port();
+    // The `demo` service's own upstream is never called here.
+    let up = "127.0.0.1:9";
+    Cfg::new(&[up.parse().unwrap()])
+        .tail(&format!(
+            r#"
+[[upstream]]
+name = "splp-pusat"
+kind = "splp"
+targets = ["127.0.0.1:{port}"]
+tls = {{ ca = {ca:?}, server_name = "localhost" }}
+connect_timeout_ms = 500
+response_head_timeout_ms = 2000
+
+[upstream.splp]
+tier = "pusat"
+token_endpoint = "https://localhost:{port}/oauth2/token"
+client_id = {{ file = {id:?} }}
+client_secret = {{ file = {secret:?} }}
+breaker_failures = 3
+breaker_open_secs = 1
+{extra}
+
+[[upstream.splp.api]]
+prefix = "/dukcapil"
+tenant = "jatimprov.go.id"
+context = "dukcapil"
+version = "1.0"
+
+[[upstream.splp.api]]
+prefix = "/samsat"
+tenant = "jabarprov.go.id"
+context = "samsat"
+version = "v1"
+credential = "authorization_splp"
+backend_headers = {{ auth = {{ file = {backend:?} }} }}
+
+[[upstream.splp.api]]
+prefix = "/sapa"
+context = "sapa"
+version = "1.0"
+credential = "apikey"
+api_key = {{ file = {key:?} }}
+
+[[upstream.splp.api]]
+prefix = "/mentah"
+tenant = "jatimprov.go.id"
+context = "tidak-ada"
+version = "1.0"
+faults = "pass"
+
+[[service]]
+id = "splp-pusat"
+hosts = ["localhost"]
+upstream = "splp-pusat"
+
+[service.auth]
+anonymous = true
+
+[[service.route]]
+path = "/pusat/*"
+strip_prefix = "/pusat"
+"#,
+            ca = ca.display().to_string(),
+            id = id.display().to_string(),
+            secret = secret.display().to_string(),
+            key = key.display().to_string(),
+            backend = backend.display().to_string(),
+        ))
+        .render()
+}
+
+async fn send(addr: std::net::SocketAddr, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let mut request = http::Request::builder()
+        .uri(path)
+        .header("host", "localhost");
+    for (k, v) in headers {
+        request = request.header(*k, *v);
+    }
+    let response = h1(addr, request.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
+    (
+        response.status().as_u16(),
+        String::from_utf8_lossy(response.body()).into_owned(),
+    )
+}
+
+/// Every log line the gateway writes in this test process (nextest runs each test alone).
+fn capture_logs() -> Arc<parking_lot::Mutex<Vec<u8>>> {
+    #[derive(Clone)]
+    struct Sink(Arc<parking_lot::Mutex<Vec<u8>>>);
+    impl std::io::Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let buffer = Arc::new(parking_lot::Mutex::new(Vec::new()));
+    let sink = Sink(buffer.clone());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter("trace,hyper=info,h2=info,rustls=info")
+        .with_writer(move || sink.clone())
+        .try_init();
+    buffer
+}
+
+fn all_bytes(dir: &Path) -> Vec<u8> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(all_bytes(&path));
+        } else {
+            out.extend(std::fs::read(&path).unwrap());
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_opd_call_reaches_the_peer_with_its_header_and_tenant_path_and_leaves_evidence() {
+    let logs = capture_logs();
+    let pki = Pki::new();
+    let double = SplpDouble::start(&pki, CLIENT_ID, CLIENT_SECRET, 3600, apis()).await;
+    let api_key = double.api_key(penghubung_testkit::jwt::now() + 5 * 86_400);
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(dir.path(), &pki, &double, &api_key, "");
+    let gw = Gateway::start_in(dir, &text).await;
+
+    // Bearer, tenant path; what the OPD app sent as credentials never reaches the peer.
+    let (status, body) = send(
+        gw.addr,
+        "/pusat/dukcapil/nik/3578?fields=nama",
+        &[
+            ("x-jwt-assertion", "forged.by.opd"),
+            ("authorizationsplp", "Bearer opd-app-token"),
+        ],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // AuthorizationSPLP, with the backend credential from the secret file, not the OPD's.
+    let (status, body) = send(
+        gw.addr,
+        "/pusat/samsat/pajak/AB1234",
+        &[("auth", "Basic b3BkOm9wZA==")],
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // apikey with the JWT API key, super-tenant path.
+    let (status, body) = send(gw.addr, "/pusat/sapa/api/daftar_data", &[]).await;
+    assert_eq!(status, 200, "{body}");
+
+    let seen = double.seen();
+    assert_eq!(seen.len(), 3, "{seen:?}");
+    assert_eq!(
+        seen[0].path,
+        "/t/jatimprov.go.id/dukcapil/1.0/nik/3578?fields=nama"
+    );
+    let bearer = seen[0].headers.get("authorization").unwrap();
+    assert!(bearer.starts_with("Bearer splp-access-"), "{bearer}");
+    assert!(!seen[0].headers.contains_key("authorizationsplp"));
+    assert!(!seen[0].headers.contains_key("x-jwt-assertion"));
+    assert_eq!(seen[1].path, "/t/jabarprov.go.id/samsat/v1/pajak/AB1234");
+    assert!(seen[1]
+        .headers
+        .get("authorizationsplp")
+        .unwrap()
+        .starts_with("Bearer splp-access-"));
+    assert!(!seen[1].headers.contains_key("authorization"));
+    assert_eq!(seen[1].headers.get("auth").unwrap(), BACKEND_AUTH);
+    assert_eq!(seen[2].path, "/sapa/1.0/api/daftar_data");
+    assert_eq!(seen[2].headers.get("apikey").unwrap(), &api_key);
+    assert_eq!(
+        double.token_requests(),
+        1,
+        "one token serves both OAuth2 APIs"
+    );
+
+    // A WSO2 fault becomes problem+json; a route that asks gets it as the peer sent it.
+    let (status, body) = send(gw.addr, "/pusat/dukcapil-lain/x", &[]).await;
+    assert_eq!(status, 500, "no API of the peer serves this path: {body}");
+    let (status, body) = send(gw.addr, "/pusat/mentah/x", &[]).await;
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("\"code\":900906"), "passed through: {body}");
+    // With the double refusing every token, 900901 after one refresh is the gateway's problem.
+    double.set_skew_ms(10_000_000);
+    let (status, body) = send(gw.addr, "/pusat/dukcapil/nik/1", &[]).await;
+    assert_eq!(status, 502, "{body}");
+    let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem["reason"], "peer_credentials_invalid");
+    assert_eq!(problem["peer_code"], "900901");
+    assert_eq!(double.invalid_credentials(), 2, "one refresh, one retry");
+    assert_eq!(double.token_requests(), 2);
+    double.set_skew_ms(0);
+
+    // Evidence: the request says where it went before it left; the outcome holds the peer's
+    // certificate, correlation id, the path sent and the credential header.
+    let records = evidence::records(&gw.dir.path().join("evidence"));
+    let requests: Vec<_> = records
+        .iter()
+        .filter_map(|r| match &r.kind {
+            Some(Kind::Request(q)) => Some(q),
+            _ => None,
+        })
+        .collect();
+    assert!(requests
+        .iter()
+        .all(|q| q.peer_direction == "outbound-to-pusat"));
+    let outcomes: Vec<_> = records
+        .iter()
+        .filter_map(|r| match &r.kind {
+            Some(Kind::Outcome(o)) => Some(o),
+            _ => None,
+        })
+        .collect();
+    let first = outcomes[0];
+    assert_eq!(first.peer_direction, "outbound-to-pusat");
+    assert_eq!(first.upstream_tls_sha256.as_ref(), &double.cert_sha256[..]);
+    assert_eq!(
+        first.peer_path,
+        "/t/jatimprov.go.id/dukcapil/1.0/nik/3578?fields=nama"
+    );
+    assert_eq!(first.peer_credential, "authorization");
+    assert_eq!(
+        first.peer_correlation_id, records[0].exchange_id,
+        "the exchange id sent as activityid comes back"
+    );
+    assert_eq!(outcomes[2].peer_credential, "apikey");
+    let refused = outcomes.iter().find(|o| o.status == 502).unwrap();
+    assert_eq!(refused.peer_fault_code, 900901);
+
+    // No secret in the evidence log or the logs: not the client secret, the backend
+    // credential, the API key or any token the peer issued.
+    let evidence_bytes = all_bytes(&gw.dir.path().join("evidence"));
+    gw.shutdown().await;
+    let log_bytes = logs.lock().clone();
+    assert!(!log_bytes.is_empty(), "logs were captured");
+    for secret in [
+        CLIENT_SECRET,
+        BACKEND_AUTH,
+        api_key.as_str(),
+        "splp-access-",
+    ] {
+        assert!(!contains(&evidence_bytes, secret), "{secret} in evidence");
+        assert!(!contains(&log_bytes, secret), "{secret} in the logs");
+    }
+}

@@ -144,7 +144,13 @@ impl SplpDouble {
                     };
                     let service = hyper::service::service_fn(move |req| {
                         let s = s.clone();
-                        async move { Ok::<_, std::convert::Infallible>(answer(&s, req).await) }
+                        async move {
+                            // Down: established connections break too (no answer, closed).
+                            if s.down.load(Ordering::SeqCst) {
+                                return Err(std::io::Error::other("peer down"));
+                            }
+                            Ok(answer(&s, req).await)
+                        }
                     });
                     let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                         .serve_connection(TokioIo::new(tls), service)
@@ -179,7 +185,8 @@ impl SplpDouble {
         self.state.skew_ms.store(ms, Ordering::SeqCst);
     }
 
-    /// Down: connections are closed at once, before TLS.
+    /// Down: new connections are closed at once, before TLS, and open ones at their next
+    /// request, unanswered.
     pub fn set_down(&self, down: bool) {
         self.state.down.store(down, Ordering::SeqCst);
     }

@@ -7,6 +7,7 @@
 
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -298,4 +299,147 @@ async fn an_opd_call_reaches_the_peer_with_its_header_and_tenant_path_and_leaves
         assert!(!contains(&evidence_bytes, secret), "{secret} in evidence");
         assert!(!contains(&log_bytes, secret), "{secret} in the logs");
     }
+}
+
+/// `n` concurrent callers, each calling `path` until `until`; returns every status seen.
+async fn load(
+    addr: std::net::SocketAddr,
+    path: &'static str,
+    n: usize,
+    until: std::time::Instant,
+) -> Vec<(u16, String)> {
+    let mut tasks = Vec::new();
+    for _ in 0..n {
+        tasks.push(tokio::spawn(async move {
+            let mut out = Vec::new();
+            while std::time::Instant::now() < until {
+                out.push(send(addr, path, &[]).await);
+            }
+            out
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await.unwrap());
+    }
+    all
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_token_expires_mid_load_and_no_call_fails() {
+    let pki = Pki::new();
+    // Tokens live 2 s, and the peer's clock runs 600 ms ahead of the gateway's: the gateway
+    // renews early (a quarter of the lifetime before expiry), and a token the peer already
+    // considers expired is answered 900901, refreshed once and retried.
+    let double = SplpDouble::start(&pki, CLIENT_ID, CLIENT_SECRET, 2, apis()).await;
+    double.set_skew_ms(600);
+    let api_key = double.api_key(penghubung_testkit::jwt::now() + 86_400);
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(dir.path(), &pki, &double, &api_key, "");
+    let gw = Gateway::start_in(dir, &text).await;
+    let until = std::time::Instant::now() + Duration::from_millis(5_000);
+    let statuses = load(gw.addr, "/pusat/dukcapil/nik/1", 8, until).await;
+    let failed: Vec<_> = statuses.iter().filter(|(s, _)| *s != 200).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} failed: {:?}",
+        failed.len(),
+        statuses.len(),
+        failed.first()
+    );
+    assert!(statuses.len() > 50, "{} calls", statuses.len());
+    // Several tokens were needed, each fetched once however many callers waited.
+    let tokens = double.token_requests();
+    assert!(
+        (3..=8).contains(&tokens),
+        "{tokens} token requests in 5 s of 2 s tokens"
+    );
+    assert!(
+        double.invalid_credentials() >= 1,
+        "the 900901 refresh-and-retry path ran"
+    );
+    gw.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_with_redis_fetch_one_token_between_them() {
+    let redis = penghubung_testkit::redis::RedisServer::start();
+    let pki = Pki::new();
+    let double = SplpDouble::start(&pki, CLIENT_ID, CLIENT_SECRET, 3600, apis()).await;
+    let api_key = double.api_key(penghubung_testkit::jwt::now() + 86_400);
+    let redis_table = format!("\n[redis]\nurl = {:?}\n", redis.url());
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let dir = tempfile::tempdir().unwrap();
+        let text = config(dir.path(), &pki, &double, &api_key, "");
+        // [redis] is a top-level table: put it before the catalogue.
+        let text = text.replacen("[[listener]]", &format!("{redis_table}\n[[listener]]"), 1);
+        nodes.push(Gateway::start_in(dir, &text).await);
+    }
+    let until = std::time::Instant::now() + Duration::from_millis(1_500);
+    let (a, b) = tokio::join!(
+        load(nodes[0].addr, "/pusat/dukcapil/nik/1", 6, until),
+        load(nodes[1].addr, "/pusat/samsat/pajak/1", 6, until)
+    );
+    assert!(
+        a.iter().chain(&b).all(|(s, _)| *s == 200),
+        "{:?}",
+        a.iter().chain(&b).find(|(s, _)| *s != 200)
+    );
+    assert!(!a.is_empty() && !b.is_empty());
+    assert_eq!(double.token_requests(), 1, "one token for both nodes");
+    // The token sits in Redis under a digest of the endpoint and client id, never the id.
+    let keys = std::process::Command::new("redis-cli")
+        .args(["-u", &redis.url(), "--scan"])
+        .output();
+    if let Ok(out) = keys {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(!text.contains(CLIENT_ID), "{text}");
+    }
+    for gw in nodes {
+        gw.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_down_opens_the_circuit_with_a_clean_503_and_recovers() {
+    let pki = Pki::new();
+    let double = SplpDouble::start(&pki, CLIENT_ID, CLIENT_SECRET, 3600, apis()).await;
+    let api_key = double.api_key(penghubung_testkit::jwt::now() + 86_400);
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(dir.path(), &pki, &double, &api_key, "");
+    let gw = Gateway::start_in(dir, &text).await;
+    assert_eq!(send(gw.addr, "/pusat/dukcapil/nik/1", &[]).await.0, 200);
+
+    double.set_down(true);
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        statuses.push(send(gw.addr, "/pusat/dukcapil/nik/1", &[]).await.0);
+    }
+    assert!(
+        statuses.iter().all(|s| *s == 502 || *s == 503),
+        "{statuses:?}"
+    );
+    // Open: refused at once, a clean problem body, nothing sent to the peer.
+    let seen_before = double.seen().len();
+    let started = std::time::Instant::now();
+    let (status, body) = send(gw.addr, "/pusat/dukcapil/nik/1", &[]).await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        started.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        started.elapsed()
+    );
+    let problem: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(problem["reason"], "no_healthy_target");
+    assert_eq!(double.seen().len(), seen_before);
+    let (_, health) = gw.admin_get("/health").await;
+    assert!(health.contains("splp-pusat"), "{health}");
+
+    // The peer comes back: after the open time one probe goes through, and the circuit closes.
+    double.set_down(false);
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    assert_eq!(send(gw.addr, "/pusat/dukcapil/nik/1", &[]).await.0, 200);
+    assert_eq!(send(gw.addr, "/pusat/dukcapil/nik/2", &[]).await.0, 200);
+    gw.shutdown().await;
 }

@@ -54,6 +54,8 @@ pub struct Snapshot {
     pub unrouted: Arc<ServiceMetrics>,
     /// Stages 3–5: credentials, grants, limits.
     pub auth: AuthRuntime,
+    /// Peer SPLs that call in (`[[peer]]`): their applications and backend JWT keys.
+    pub peers: crate::peering::InboundPeers,
     /// The digest of the config this snapshot was built from ([`Compiled::digest`]; for `admin`
     /// evidence records).
     pub source_sha256: [u8; 32],
@@ -312,6 +314,16 @@ impl Snapshot {
                 routes.push((spec.hosts.clone(), Route::bind(service.clone(), r, rule)));
             }
         }
+        let applications: HashMap<String, String> = catalog
+            .application
+            .iter()
+            .map(|a| (a.id.clone(), a.opd.clone()))
+            .collect();
+        let peers = crate::peering::InboundPeers::build(&catalog.peer, &applications)
+            .unwrap_or_else(|e| {
+                errors.push(e);
+                crate::peering::InboundPeers::default()
+            });
         if !errors.is_empty() {
             return Err(ConfigError::Build(errors.join("; ")));
         }
@@ -325,6 +337,7 @@ impl Snapshot {
         .map_err(|e| ConfigError::Build(format!("auth: {e}")))?;
         Ok(Snapshot {
             auth,
+            peers,
             source_sha256: compiled.digest(),
             listener_http2: config.listener.iter().map(|l| l.http2).collect(),
             token_endpoint: config.auth.token_endpoint.enabled,

@@ -443,3 +443,169 @@ async fn peer_down_opens_the_circuit_with_a_clean_503_and_recovers() {
     assert_eq!(send(gw.addr, "/pusat/dukcapil/nik/2", &[]).await.0, 200);
     gw.shutdown().await;
 }
+
+/// The national SPLP calling in: three Layanan exposed `pusat`, `provinsi` and (by default)
+/// `internal`, the peer acting as application `splp-pusat` with a grant on each.
+fn inbound_config(dir: &Path, upstream: std::net::SocketAddr) -> String {
+    let jwks = write_file(
+        dir,
+        "splp-pusat-jwks.json",
+        &serde_json::json!({ "keys": [SplpDouble::jwk()] }).to_string(),
+    );
+    let consent = r#"consent = { by = "Kepala Dinas", at = "2026-01-05T09:00:00+07:00" }"#;
+    let mut services = String::new();
+    for (id, exposure) in [
+        ("pusat", "pusat"),
+        ("prov", "provinsi"),
+        ("dalam", "internal"),
+    ] {
+        services.push_str(&format!(
+            r#"
+[[service]]
+id = "layanan-{id}"
+owner_opd = "disdukcapil"
+hosts = ["localhost"]
+upstream = "app"
+exposure = "{exposure}"
+
+[[service.route]]
+path = "/{id}/*"
+
+[[grant]]
+id = "splp-{id}"
+application = "splp-pusat"
+service = "layanan-{id}"
+tujuan = "Integrasi SPLP nasional"
+cakupan = [{{ methods = ["GET"], paths = ["/{id}/*"] }}]
+{consent}
+"#
+        ));
+    }
+    Cfg::new(&[upstream])
+        .tail(&format!(
+            r#"
+{services}
+
+[[opd]]
+id = "disdukcapil"
+name = "Dinas Kependudukan dan Pencatatan Sipil"
+
+[[opd]]
+id = "kominfo-pusat"
+name = "SPLP Nasional (Kementerian Kominfo)"
+
+[[application]]
+id = "splp-pusat"
+opd = "kominfo-pusat"
+name = "SPLP Nasional"
+
+[[peer]]
+name = "splp-nasional"
+tier = "pusat"
+application = "splp-pusat"
+assertion_jwks = {jwks:?}
+"#,
+            jwks = jwks.display().to_string()
+        ))
+        .render()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inbound_peer_calls_are_verified_and_reach_only_what_is_exposed_to_their_tier() {
+    let upstream = penghubung_e2e::Upstream::start("layanan", penghubung_e2e::Behaviour::Ok).await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = inbound_config(dir.path(), upstream.addr);
+    let gw = Gateway::start_in(dir, &text).await;
+    let now = penghubung_testkit::jwt::now();
+    let good = SplpDouble::backend_jwt(now + 300, "admin@kominfo.go.id");
+    let assertion = |token: &str| vec![("x-jwt-assertion", token.to_owned())];
+    let call = |path: &'static str, headers: Vec<(&'static str, String)>| {
+        let addr = gw.addr;
+        async move {
+            let h: Vec<(&str, &str)> = headers.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            send(addr, path, &h).await
+        }
+    };
+
+    // The peer's backend JWT: served where the exposure includes pusat.
+    let (status, body) = call("/pusat/penduduk/1", assertion(&good)).await;
+    assert_eq!(status, 200, "{body}");
+    let received = upstream.requests();
+    assert_eq!(received.len(), 1);
+    assert!(
+        received[0]
+            .headers
+            .iter()
+            .all(|(k, _)| k != "x-jwt-assertion"),
+        "the backend JWT is not forwarded"
+    );
+    assert!(received[0]
+        .headers
+        .iter()
+        .any(|(k, v)| k == "x-penghubung-consumer-application" && v == "splp-pusat"));
+
+    // Not exposed to pusat: refused, nothing forwarded.
+    for path in ["/prov/penduduk/1", "/dalam/penduduk/1"] {
+        let (status, body) = call(path, assertion(&good)).await;
+        assert_eq!(status, 403, "{path}: {body}");
+        assert!(body.contains("not_exposed_to_peer"), "{body}");
+    }
+    assert_eq!(upstream.requests().len(), 1);
+
+    // Expired, or forged (same claims, signed by another key): refused.
+    let expired = SplpDouble::backend_jwt(now - 3_600, "admin@kominfo.go.id");
+    let (status, body) = call("/pusat/penduduk/1", assertion(&expired)).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("peer_assertion_expired"), "{body}");
+    let header = r#"{"typ":"JWT","alg":"RS256","kid":"splp-backend"}"#;
+    let payload = serde_json::json!({"iss": "wso2.org/products/am", "sub": "admin@kominfo.go.id", "exp": now + 300}).to_string();
+    let forged = penghubung_testkit::jwt::sign_rs256(
+        &penghubung_testkit::jwt::rsa_keys().0,
+        header,
+        &payload,
+    );
+    let (status, body) = call("/pusat/penduduk/1", assertion(&forged)).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("peer_assertion_invalid"), "{body}");
+    // Tampered claims under the peer's genuine signature: refused too.
+    let mut parts: Vec<String> = good.split('.').map(str::to_owned).collect();
+    parts[1] = penghubung_testkit::jwt::b64(
+        serde_json::json!({"iss": "wso2.org/products/am", "sub": "root", "exp": now + 9_999})
+            .to_string()
+            .as_bytes(),
+    );
+    let (status, _) = call("/pusat/penduduk/1", assertion(&parts.join("."))).await;
+    assert_eq!(status, 401);
+
+    // An X-JWT-Assertion from anyone else is not a credential and is stripped: on the
+    // anonymous `demo` service the call goes through without it.
+    let other = penghubung_testkit::jwt::sign_rs256(
+        &penghubung_testkit::jwt::rsa_keys().0,
+        header,
+        &serde_json::json!({"iss": "https://idp.opd.example", "sub": "x", "exp": now + 300})
+            .to_string(),
+    );
+    let (status, body) = call("/demo/x", assertion(&other)).await;
+    assert_eq!(status, 200, "{body}");
+    let last = upstream.requests().pop().unwrap();
+    assert!(last.headers.iter().all(|(k, _)| k != "x-jwt-assertion"));
+    // ... and on a service that needs a credential it is none.
+    let (status, body) = call("/pusat/penduduk/1", assertion(&other)).await;
+    assert_eq!(status, 401, "{body}");
+    assert!(body.contains("credential_missing"), "{body}");
+
+    // Evidence: the accepted peer call says where it came from.
+    let records = evidence::records(&gw.dir.path().join("evidence"));
+    let directions: Vec<_> = records
+        .iter()
+        .filter_map(|r| match &r.kind {
+            Some(Kind::Request(q)) => Some(q.peer_direction.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        directions,
+        vec!["inbound-from-pusat".to_owned(), String::new()]
+    );
+    gw.shutdown().await;
+}

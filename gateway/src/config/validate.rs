@@ -81,6 +81,7 @@ pub fn issues(settings: &Settings, catalog: &Catalog) -> Vec<ConfigIssue> {
     validate_headers(settings, &mut issues);
     let upstreams = validate_upstreams(catalog, &mut issues);
     validate_services(catalog, &upstreams, &mut issues);
+    validate_peers(catalog, &mut issues);
     let sections = [
         ("evidence", settings.evidence.validate()),
         ("auth", settings.auth.validate()),
@@ -321,6 +322,39 @@ fn validate_upstreams<'a>(config: &'a Catalog, issues: &mut Issues) -> HashSet<&
         validate_peer(u, &at, issues);
     }
     names
+}
+
+/// `[[peer]]`: unique names, a known application that no other peer uses, a JWKS path when
+/// given, an issuer.
+fn validate_peers(catalog: &Catalog, issues: &mut Issues) {
+    let mut names = HashSet::new();
+    let mut apps = HashSet::new();
+    for (i, p) in catalog.peer.iter().enumerate() {
+        let at = format!("peer[{i}]");
+        if p.name.is_empty() || !names.insert(p.name.as_str()) {
+            issues.add(format!("{at}.name"), "must be unique and non-empty");
+        }
+        if !catalog.application.iter().any(|a| a.id == p.application) {
+            issues.add(
+                format!("{at}.application"),
+                format!("unknown application {:?}", p.application),
+            );
+        } else if !apps.insert(p.application.as_str()) {
+            issues.add(
+                format!("{at}.application"),
+                "another peer already acts as this application",
+            );
+        }
+        if p.assertion_jwks
+            .as_ref()
+            .is_some_and(|j| j.as_os_str().is_empty())
+        {
+            issues.add(format!("{at}.assertion_jwks"), "must name a JWKS file");
+        }
+        if p.assertion_issuer.is_empty() {
+            issues.add(format!("{at}.assertion_issuer"), "must not be empty");
+        }
+    }
 }
 
 /// An upstream of kind `splp` is a peer: it needs its `splp` table and TLS (verification is

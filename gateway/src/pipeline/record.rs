@@ -171,7 +171,10 @@ pub fn request_record(evidence: &EvidenceLog, facts: &RequestFacts<'_>) -> schem
             .take(128)
             .collect(),
         direction: "inbound".into(),
-        peer_direction: facts.service.peer_direction.clone(),
+        peer_direction: match facts.principal.peer_tier {
+            Some(tier) => format!("inbound-from-{tier}"),
+            None => facts.service.peer_direction.clone(),
+        },
         ..Default::default()
     };
     schema::Record {

@@ -385,6 +385,26 @@ impl Snapshot {
             .unwrap_or_else(|| self.unrouted.clone())
     }
 
+    /// Credentials held by upstream adapters that expire (peers' JWT API keys), sorted, for
+    /// `/metrics`.
+    pub fn credential_expiries(&self) -> Vec<crate::telemetry::CredentialExpiryStats> {
+        let mut rows: Vec<_> = self
+            .upstreams
+            .iter()
+            .flat_map(|(name, group)| {
+                group.adapter.credential_expiries().into_iter().map(|c| {
+                    crate::telemetry::CredentialExpiryStats {
+                        upstream: name.clone(),
+                        credential: c.name,
+                        expires_at: c.expires_at,
+                    }
+                })
+            })
+            .collect();
+        rows.sort();
+        rows
+    }
+
     /// The targets of every upstream group, sorted, for `/metrics`. Groups reused across a
     /// reload are the same objects, so their state carries over.
     pub fn upstream_stats(&self) -> Vec<UpstreamTargetStats> {

@@ -177,10 +177,31 @@ async fn an_opd_call_reaches_the_peer_with_its_header_and_tenant_path_and_leaves
     let logs = capture_logs();
     let pki = Pki::new();
     let double = SplpDouble::start(&pki, CLIENT_ID, CLIENT_SECRET, 3600, apis()).await;
-    let api_key = double.api_key(penghubung_testkit::jwt::now() + 5 * 86_400);
+    let key_expiry = penghubung_testkit::jwt::now() + 5 * 86_400;
+    let api_key = double.api_key(key_expiry);
     let dir = tempfile::tempdir().unwrap();
     let text = config(dir.path(), &pki, &double, &api_key, "");
     let gw = Gateway::start_in(dir, &text).await;
+
+    // The API key expires in 5 days, inside the 14-day warning window: /health says so (and
+    // is degraded), /metrics has its expiry.
+    let (_, health) = gw.admin_get("/health").await;
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["status"], "degraded", "{health}");
+    let peer = health["upstreams"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["name"] == "splp-pusat")
+        .unwrap();
+    assert_eq!(peer["credentials"][0]["name"], "/sapa");
+    assert_eq!(peer["credentials"][0]["expires_at"], key_expiry);
+    assert_eq!(peer["credentials"][0]["warn"], true);
+    let (_, metrics) = gw.admin_get("/metrics").await;
+    let line = format!(
+        "penghubung_peer_api_key_expires_timestamp_seconds{{upstream=\"splp-pusat\",credential=\"/sapa\"}} {key_expiry}"
+    );
+    assert!(metrics.contains(&line), "{metrics}");
 
     // Bearer, tenant path; what the OPD app sent as credentials never reaches the peer.
     let (status, body) = send(
@@ -391,11 +412,11 @@ async fn two_nodes_with_redis_fetch_one_token_between_them() {
     // The token sits in Redis under a digest of the endpoint and client id, never the id.
     let keys = std::process::Command::new("redis-cli")
         .args(["-u", &redis.url(), "--scan"])
-        .output();
-    if let Ok(out) = keys {
-        let text = String::from_utf8_lossy(&out.stdout);
-        assert!(!text.contains(CLIENT_ID), "{text}");
-    }
+        .output()
+        .expect("redis-cli runs");
+    let keys = String::from_utf8_lossy(&keys.stdout);
+    assert!(keys.contains("penghubung:splp:token:"), "{keys}");
+    assert!(!keys.contains(CLIENT_ID), "{keys}");
     for gw in nodes {
         gw.shutdown().await;
     }

@@ -194,15 +194,16 @@ impl Adapters {
         redis: Option<&crate::throttle::RedisSettings>,
     ) -> Result<Adapters, String> {
         let mut adapters = self.clone();
-        if !adapters.by_kind.contains_key(&UpstreamKind::Splp) {
+        if let std::collections::hash_map::Entry::Vacant(slot) =
+            adapters.by_kind.entry(UpstreamKind::Splp)
+        {
             let shared: Option<Arc<dyn penghubung_adapter_splp::SharedTokens>> = match redis {
                 Some(r) => Some(Arc::new(crate::peering::RedisTokens::new(r)?)),
                 None => None,
             };
-            let splp: Connect = Arc::new(move |spec, settings| {
+            slot.insert(Arc::new(move |spec, settings| {
                 crate::peering::connect(spec, settings, shared.clone())
-            });
-            adapters.by_kind.insert(UpstreamKind::Splp, splp);
+            }));
         }
         Ok(adapters)
     }

@@ -212,7 +212,7 @@ impl SplpAdapter {
                 faults: api.faults,
             });
         }
-        apis.sort_by(|a, b| b.prefix.len().cmp(&a.prefix.len()));
+        apis.sort_by_key(|a| std::cmp::Reverse(a.prefix.len()));
         let transport = HttpUpstream::new(settings);
         let adapter = Arc::new(SplpAdapter {
             direction: format!("outbound-to-{}", peer.tier.as_str()),

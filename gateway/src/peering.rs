@@ -175,8 +175,10 @@ impl SharedTokens for RedisTokens {
     }
 }
 
-/// WSO2's backend JWT header.
-pub(crate) use penghubung_adapter_splp::X_JWT_ASSERTION;
+/// WSO2's backend JWT header. Before forwarding it is removed like any other identity header
+/// (`[headers] strip_identity`, by default), unless a verified mTLS client may send it
+/// (`verified_peer_may_send`).
+use penghubung_adapter_splp::X_JWT_ASSERTION;
 
 struct AssertionPeer {
     name: String,

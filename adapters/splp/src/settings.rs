@@ -336,3 +336,86 @@ impl PeerSettings {
         e
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer(text: &str) -> PeerSettings {
+        serde_json::from_str(text).expect("parses")
+    }
+
+    #[test]
+    fn a_complete_peer_validates() {
+        let p = peer(
+            r#"{"tier":"pusat","token_endpoint":"https://splp.layanan.go.id/oauth2/token",
+                "client_id":{"env":"ID"},"client_secret":{"file":"/s"},
+                "api":[{"prefix":"/dukcapil","tenant":"jatimprov.go.id","context":"dukcapil","version":"1.0"},
+                       {"prefix":"/sapa","context":"sapa","version":"1.0","credential":"apikey","api_key":{"file":"/k"}}]}"#,
+        );
+        assert_eq!(p.validate(), Vec::new());
+    }
+
+    #[test]
+    fn every_mistake_is_named_with_its_path() {
+        let p = peer(
+            r#"{"tier":"provinsi","token_endpoint":"http://plain/oauth2/token",
+                "client_id":{"env":"ID","file":"/both"},"client_key":"/k","breaker_failures":0,
+                "api":[{"prefix":"dukcapil/","tenant":"a/b","context":"../x","version":"1/0"},
+                       {"prefix":"dukcapil/","context":"c","version":"v1","credential":"apikey",
+                        "backend_headers":{"authorization":{"env":"X"},"x-penghubung-grant-id":{"env":"Y"}}}]}"#,
+        );
+        let paths: Vec<String> = p.validate().into_iter().map(|(p, _)| p).collect();
+        for expected in [
+            "token_endpoint",
+            "client_id",
+            "client_certificate",
+            "breaker_failures",
+            "api[0].prefix",
+            "api[0].tenant",
+            "api[0].context",
+            "api[0].version",
+            "api[0].client_id",
+            "api[1].prefix",
+            "api[1].api_key",
+            "api[1].backend_headers.authorization",
+            "api[1].backend_headers.x-penghubung-grant-id",
+        ] {
+            assert!(
+                paths.iter().any(|p| p == expected),
+                "{expected} missing in {paths:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn secrets_name_their_source_never_their_value() {
+        let missing = SecretRef {
+            file: None,
+            env: Some("PENGHUBUNG_TEST_SURELY_UNSET_42".into()),
+        };
+        assert!(missing
+            .read()
+            .unwrap_err()
+            .contains("PENGHUBUNG_TEST_SURELY_UNSET_42"));
+        let both = SecretRef {
+            file: Some("/x".into()),
+            env: Some("Y".into()),
+        };
+        assert!(both.read().is_err());
+        let dir = std::env::temp_dir().join(format!("splp-secret-{}", std::process::id()));
+        std::fs::write(&dir, "  rahasia-sekali\n").expect("writes");
+        let file = SecretRef {
+            file: Some(dir.clone()),
+            env: None,
+        };
+        assert_eq!(file.read().expect("reads"), "rahasia-sekali");
+        std::fs::write(&dir, "\n").expect("writes");
+        let error = file.read().unwrap_err();
+        assert!(
+            error.contains("empty") && !error.contains("rahasia"),
+            "{error}"
+        );
+        let _ = std::fs::remove_file(&dir);
+    }
+}

@@ -2,7 +2,9 @@
 //! (`[[peer]]`). A call is a peer's when it carries WSO2's backend JWT (`X-JWT-Assertion`)
 //! signed by a key of the peer's `assertion_jwks`, or when it authenticates (mTLS, or any
 //! credential) as the peer's `application`. Either way it acts as that application (its
-//! grants apply) and reaches only services whose `exposure` includes the peer's tier.
+//! grants apply) and reaches only services whose `exposure` includes the peer's tier. Any other
+//! `X-JWT-Assertion` is no credential; it is stripped before forwarding with the other identity
+//! headers (`[headers]`).
 
 use std::path::PathBuf;
 

@@ -494,6 +494,68 @@ mod tests {
     use crate::config::parse;
 
     #[test]
+    fn peers_are_checked_both_ways() {
+        let text = r#"
+            [[listener]]
+            name = "a"
+            address = "127.0.0.1:1"
+            [[upstream]]
+            name = "no-table"
+            kind = "splp"
+            targets = ["127.0.0.1:2"]
+            [[upstream]]
+            name = "no-tls"
+            kind = "splp"
+            targets = ["127.0.0.1:3"]
+            [upstream.splp]
+            tier = "pusat"
+            api = [{ prefix = "/k", context = "k", version = "1", credential = "apikey", api_key = { env = "K" } }]
+            [[upstream]]
+            name = "plain"
+            targets = ["127.0.0.1:4"]
+            [upstream.splp]
+            tier = "provinsi"
+            token_endpoint = "http://insecure"
+            [[application]]
+            id = "app"
+            opd = "o"
+            name = "App"
+            [[peer]]
+            name = "p"
+            tier = "pusat"
+            application = "nobody"
+            [[peer]]
+            name = "p"
+            tier = "provinsi"
+            application = "app"
+            assertion_jwks = ""
+        "#;
+        let (settings, catalog) = parse(text, "t.toml").expect("parses").split();
+        let paths: Vec<String> = validate(&settings, &catalog)
+            .expect_err("invalid")
+            .into_iter()
+            .map(|i| i.path)
+            .collect();
+        for want in [
+            "upstream[0].splp",
+            "upstream[1].tls",
+            "upstream[2].splp",
+            "peer[0].application",
+            "peer[1].name",
+            "peer[1].assertion_jwks",
+        ] {
+            assert!(
+                paths.iter().any(|p| p == want),
+                "{want} missing in {paths:?}"
+            );
+        }
+        assert!(
+            !paths.iter().any(|p| p.starts_with("upstream[1].splp")),
+            "{paths:?}"
+        );
+    }
+
+    #[test]
     fn collects_every_problem_with_its_path() {
         let text = r#"
             [[listener]]

@@ -186,9 +186,6 @@ pub async fn call(
         call.exchange_id,
     )?;
     drop_credential(&service.auth, &mut head.headers);
-    // WSO2's backend JWT never travels on: a peer's was verified (and recorded), anyone
-    // else's is stripped.
-    head.headers.remove(crate::peering::X_JWT_ASSERTION);
     let forwarding = Forwarding {
         exchange_id: call.exchange_id,
         conn: call.conn,

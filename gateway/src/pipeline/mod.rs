@@ -292,7 +292,7 @@ async fn access(
     matched: &Matched,
 ) -> Result<(Arc<Principal>, Arc<GrantRuntime>, RateInfo), GatewayError> {
     let service = &matched.route.service;
-    // A peer SPL's backend JWT is its credential; any other X-JWT-Assertion is stripped later.
+    // A peer SPL's backend JWT is its credential; any other X-JWT-Assertion is stripped with the identity headers ([headers]).
     let mut principal = match runtime.peers.verify(&head.headers) {
         Some(peer) => peer?,
         None => {

@@ -641,3 +641,24 @@ async fn inbound_peer_calls_are_verified_and_reach_only_what_is_exposed_to_their
     );
     gw.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_whose_certificate_is_not_from_its_pinned_ca_gets_nothing() {
+    // TLS verification is always on: the gateway trusts only the peer's configured CA, and a
+    // server certificate from another CA (same names) is refused before any byte is sent, the
+    // token request included.
+    let trusted = Pki::new();
+    let other = Pki::new();
+    let double = SplpDouble::start(&other, CLIENT_ID, CLIENT_SECRET, 3600, apis()).await;
+    let api_key = double.api_key(penghubung_testkit::jwt::now() + 86_400);
+    let dir = tempfile::tempdir().unwrap();
+    let text = config(dir.path(), &trusted, &double, &api_key, "");
+    let gw = Gateway::start_in(dir, &text).await;
+    let (status, body) = send(gw.addr, "/pusat/dukcapil/nik/1", &[]).await;
+    assert_eq!(status, 502, "{body}");
+    let (status, body) = send(gw.addr, "/pusat/sapa/api/x", &[]).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(double.token_requests(), 0);
+    assert!(double.seen().is_empty());
+    gw.shutdown().await;
+}

@@ -448,6 +448,33 @@ async fn read_fault_body(mut body: penghubung_adapter::Body) -> Result<Bytes, Ad
     Ok(out.freeze())
 }
 
+/// Every `reason` a mapped WSO2 fault can carry (the gateway's README lists them).
+pub const FAULT_REASONS: [&str; 7] = [
+    "peer_credentials_invalid",
+    "peer_credentials_missing",
+    "peer_authentication_failed",
+    "peer_forbidden",
+    "peer_resource_not_found",
+    "peer_throttled",
+    "peer_fault",
+];
+
+/// The status and reason a client gets for a peer's fault of `class` answered with `status`.
+fn fault_answer(class: wso2::FaultClass, status: StatusCode) -> (StatusCode, &'static str) {
+    use wso2::FaultClass as C;
+    match class {
+        C::InvalidCredentials => (StatusCode::BAD_GATEWAY, FAULT_REASONS[0]),
+        C::MissingCredentials => (StatusCode::BAD_GATEWAY, FAULT_REASONS[1]),
+        C::Authentication => (StatusCode::BAD_GATEWAY, FAULT_REASONS[2]),
+        C::Forbidden if status == StatusCode::NOT_FOUND => {
+            (StatusCode::NOT_FOUND, FAULT_REASONS[4])
+        }
+        C::Forbidden => (StatusCode::FORBIDDEN, FAULT_REASONS[3]),
+        C::Throttled => (StatusCode::TOO_MANY_REQUESTS, FAULT_REASONS[5]),
+        C::Other => (StatusCode::BAD_GATEWAY, FAULT_REASONS[6]),
+    }
+}
+
 /// A WSO2 fault as the gateway's problem+json: what failed at the peer, by class; the peer's
 /// code goes along in `peer_code`, its free text does not.
 fn problem(
@@ -455,18 +482,7 @@ fn problem(
     exchange_id: Option<&HeaderValue>,
     parts: &http::response::Parts,
 ) -> http::Response<penghubung_adapter::Body> {
-    use wso2::FaultClass as C;
-    let (status, reason) = match fault.class() {
-        C::InvalidCredentials => (StatusCode::BAD_GATEWAY, "peer_credentials_invalid"),
-        C::MissingCredentials => (StatusCode::BAD_GATEWAY, "peer_credentials_missing"),
-        C::Authentication => (StatusCode::BAD_GATEWAY, "peer_authentication_failed"),
-        C::Forbidden if parts.status == StatusCode::NOT_FOUND => {
-            (StatusCode::NOT_FOUND, "peer_resource_not_found")
-        }
-        C::Forbidden => (StatusCode::FORBIDDEN, "peer_forbidden"),
-        C::Throttled => (StatusCode::TOO_MANY_REQUESTS, "peer_throttled"),
-        C::Other => (StatusCode::BAD_GATEWAY, "peer_fault"),
-    };
+    let (status, reason) = fault_answer(fault.class(), parts.status);
     let exchange = exchange_id
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
@@ -553,5 +569,37 @@ impl Adapter for SplpAdapter {
                 _ => None,
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wso2::FaultClass as C;
+
+    #[test]
+    fn every_fault_class_maps_to_a_listed_reason() {
+        let cases = [
+            (C::InvalidCredentials, 401, 502, "peer_credentials_invalid"),
+            (C::MissingCredentials, 401, 502, "peer_credentials_missing"),
+            (C::Authentication, 401, 502, "peer_authentication_failed"),
+            (C::Forbidden, 403, 403, "peer_forbidden"),
+            (C::Forbidden, 404, 404, "peer_resource_not_found"),
+            (C::Throttled, 429, 429, "peer_throttled"),
+            (C::Other, 500, 502, "peer_fault"),
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for (class, peer, status, reason) in cases {
+            let peer = StatusCode::from_u16(peer).expect("status");
+            let (s, r) = fault_answer(class, peer);
+            assert_eq!((s.as_u16(), r), (status, reason), "{class:?}");
+            assert!(FAULT_REASONS.contains(&r));
+            seen.insert(r);
+        }
+        assert_eq!(
+            seen.len(),
+            FAULT_REASONS.len(),
+            "every listed reason is reachable"
+        );
     }
 }

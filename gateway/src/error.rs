@@ -522,10 +522,15 @@ mod tests {
             GatewayError::Auth(AuthError::NoConsent),
             GatewayError::Auth(AuthError::OutsideCakupan),
             GatewayError::Auth(AuthError::MtlsRequired),
+            GatewayError::Auth(AuthError::NotExposedToPeer),
+            GatewayError::Auth(AuthError::InvalidToken("peer_assertion_invalid")),
+            GatewayError::Auth(AuthError::InvalidToken("peer_assertion_expired")),
             GatewayError::Throttle(ThrottleError::LimiterUnavailable),
         ];
         let mut reasons: Vec<&str> = errors.iter().map(GatewayError::reason).collect();
         reasons.extend(["rate_limited", "quota_exceeded", "upstream_timeout"]);
+        // What the SPLP adapter maps a peer's WSO2 faults to.
+        reasons.extend(penghubung_adapter_splp::FAULT_REASONS);
         reasons.extend([400, 414, 431, 505].map(parser_reason));
         for reason in reasons {
             assert!(

@@ -21,6 +21,7 @@ mod error;
 pub mod identity;
 #[cfg(test)]
 mod layering;
+mod peering;
 mod pipeline;
 pub mod routing;
 pub mod server;

@@ -27,6 +27,32 @@ fn main() -> ExitCode {
         },
         Command::Demo { listen, admin } => demo(listen, admin),
         Command::Evidence { command } => evidence(command),
+        Command::Catalog {
+            command: penghubung::cli::CatalogCommand::Openapi { config, tier, out },
+        } => match penghubung::cli::catalog_openapi(&config, tier.as_deref()) {
+            Ok(document) => {
+                let written = match &out {
+                    Some(path) => std::fs::write(path, format!("{document}\n"))
+                        .map_err(|e| format!("{}: {e}", path.display())),
+                    None => {
+                        use std::io::Write as _;
+                        writeln!(std::io::stdout().lock(), "{document}")
+                            .map_err(|e| format!("standard output: {e}"))
+                    }
+                };
+                match written {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(error) => {
+                        eprintln!("penghubung catalog openapi: {error}");
+                        ExitCode::FAILURE
+                    }
+                }
+            }
+            Err(error) => {
+                eprintln!("penghubung catalog openapi: {error}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Secret { command } => {
             let mut line = String::new();
             if let Err(error) = std::io::stdin().read_line(&mut line) {

@@ -54,6 +54,8 @@ pub struct Snapshot {
     pub unrouted: Arc<ServiceMetrics>,
     /// Stages 3–5: credentials, grants, limits.
     pub auth: AuthRuntime,
+    /// Peer SPLs that call in (`[[peer]]`): their applications and backend JWT keys.
+    pub peers: crate::peering::InboundPeers,
     /// The digest of the config this snapshot was built from ([`Compiled::digest`]; for `admin`
     /// evidence records).
     pub source_sha256: [u8; 32],
@@ -146,9 +148,13 @@ pub struct Upstream {
     pub adapter: Arc<dyn Adapter>,
 }
 
-/// Builds the adapter of one upstream group from its settings and its HTTP transport.
-pub(crate) type Connect =
-    Arc<dyn Fn(&UpstreamSpec, &HttpUpstream) -> Result<Arc<dyn Adapter>, String> + Send + Sync>;
+/// Builds the HTTP transport and the adapter of one upstream group from its settings (a kind may
+/// shape the transport first: a `splp` peer brings its own TLS).
+pub(crate) type Connect = Arc<
+    dyn Fn(&UpstreamSpec, UpstreamSettings) -> Result<(HttpUpstream, Arc<dyn Adapter>), String>
+        + Send
+        + Sync,
+>;
 
 /// How each [`UpstreamKind`] becomes an adapter: one builder per kind, so a new kind (SPLP, SOAP)
 /// is one entry here and one crate under `adapters/`, and a test swaps a whole kind for
@@ -160,7 +166,10 @@ pub(crate) struct Adapters {
 
 impl Default for Adapters {
     fn default() -> Adapters {
-        let http: Connect = Arc::new(|_, transport| Ok(Arc::new(transport.clone())));
+        let http: Connect = Arc::new(|_, settings| {
+            let transport = HttpUpstream::new(settings);
+            Ok((transport.clone(), Arc::new(transport)))
+        });
         Adapters {
             by_kind: HashMap::from([(UpstreamKind::Http, http)]),
         }
@@ -171,18 +180,41 @@ impl Adapters {
     /// Serves every group of `kind` with `adapter` instead of what the kind builds.
     #[cfg(test)]
     pub(crate) fn with(mut self, kind: UpstreamKind, adapter: Arc<dyn Adapter>) -> Adapters {
-        self.by_kind
-            .insert(kind, Arc::new(move |_, _| Ok(adapter.clone())));
+        self.by_kind.insert(
+            kind,
+            Arc::new(move |_, settings| Ok((HttpUpstream::new(settings), adapter.clone()))),
+        );
         self
+    }
+
+    /// Adds the `splp` kind (peers), sharing tokens through `[redis]` when configured, unless a
+    /// test already replaced that kind.
+    fn with_peers(
+        &self,
+        redis: Option<&crate::throttle::RedisSettings>,
+    ) -> Result<Adapters, String> {
+        let mut adapters = self.clone();
+        if let std::collections::hash_map::Entry::Vacant(slot) =
+            adapters.by_kind.entry(UpstreamKind::Splp)
+        {
+            let shared: Option<Arc<dyn penghubung_adapter_splp::SharedTokens>> = match redis {
+                Some(r) => Some(Arc::new(crate::peering::RedisTokens::new(r)?)),
+                None => None,
+            };
+            slot.insert(Arc::new(move |spec, settings| {
+                crate::peering::connect(spec, settings, shared.clone())
+            }));
+        }
+        Ok(adapters)
     }
 
     fn connect(
         &self,
         spec: &UpstreamSpec,
-        transport: &HttpUpstream,
-    ) -> Result<Arc<dyn Adapter>, String> {
+        settings: UpstreamSettings,
+    ) -> Result<(HttpUpstream, Arc<dyn Adapter>), String> {
         match self.by_kind.get(&spec.kind) {
-            Some(connect) => connect(spec, transport),
+            Some(connect) => connect(spec, settings),
             None => Err(format!(
                 "no adapter is built for upstream kind {:?}",
                 spec.kind
@@ -224,6 +256,9 @@ impl Snapshot {
                 None => tls_configs.push(None),
             }
         }
+        let adapters = adapters
+            .with_peers(config.redis.as_ref())
+            .map_err(|e| ConfigError::Build(format!("redis: {e}")))?;
         let mut upstreams = HashMap::new();
         for (i, spec) in catalog.upstream.iter().enumerate() {
             let reused = previous
@@ -234,14 +269,11 @@ impl Snapshot {
                 continue;
             }
             let built = upstream_settings(spec)
-                .map(HttpUpstream::new)
-                .and_then(|transport| {
-                    let adapter = adapters.connect(spec, &transport)?;
-                    Ok(Upstream {
-                        spec: spec.clone(),
-                        transport,
-                        adapter,
-                    })
+                .and_then(|settings| adapters.connect(spec, settings))
+                .map(|(transport, adapter)| Upstream {
+                    spec: spec.clone(),
+                    transport,
+                    adapter,
                 });
             match built {
                 Ok(upstream) => {
@@ -271,11 +303,28 @@ impl Snapshot {
                 adapter,
                 upstream_http2,
                 metrics: metrics.service(&spec.id),
+                peer_direction: spec
+                    .upstream
+                    .as_ref()
+                    .and_then(|u| upstreams.get(u))
+                    .and_then(|up| up.spec.splp.as_ref())
+                    .map(|peer| format!("outbound-to-{}", peer.tier.as_str()))
+                    .unwrap_or_default(),
             });
             for (r, rule) in compiled.routes(i).iter().enumerate() {
                 routes.push((spec.hosts.clone(), Route::bind(service.clone(), r, rule)));
             }
         }
+        let applications: HashMap<String, String> = catalog
+            .application
+            .iter()
+            .map(|a| (a.id.clone(), a.opd.clone()))
+            .collect();
+        let peers = crate::peering::InboundPeers::build(&catalog.peer, &applications)
+            .unwrap_or_else(|e| {
+                errors.push(e);
+                crate::peering::InboundPeers::default()
+            });
         if !errors.is_empty() {
             return Err(ConfigError::Build(errors.join("; ")));
         }
@@ -289,6 +338,7 @@ impl Snapshot {
         .map_err(|e| ConfigError::Build(format!("auth: {e}")))?;
         Ok(Snapshot {
             auth,
+            peers,
             source_sha256: compiled.digest(),
             listener_http2: config.listener.iter().map(|l| l.http2).collect(),
             token_endpoint: config.auth.token_endpoint.enabled,
@@ -334,6 +384,26 @@ impl Snapshot {
             .get(id)
             .cloned()
             .unwrap_or_else(|| self.unrouted.clone())
+    }
+
+    /// Credentials held by upstream adapters that expire (peers' JWT API keys), sorted, for
+    /// `/metrics`.
+    pub fn credential_expiries(&self) -> Vec<crate::telemetry::CredentialExpiryStats> {
+        let mut rows: Vec<_> = self
+            .upstreams
+            .iter()
+            .flat_map(|(name, group)| {
+                group.adapter.credential_expiries().into_iter().map(|c| {
+                    crate::telemetry::CredentialExpiryStats {
+                        upstream: name.clone(),
+                        credential: c.name,
+                        expires_at: c.expires_at,
+                    }
+                })
+            })
+            .collect();
+        rows.sort();
+        rows
     }
 
     /// The targets of every upstream group, sorted, for `/metrics`. Groups reused across a

@@ -179,6 +179,42 @@ pub trait Adapter: Send + Sync + 'static {
     fn is_healthy(&self) -> bool {
         true
     }
+
+    /// The credentials this adapter holds that expire (a peer's JWT API keys), for `/health`
+    /// and metrics. Most adapters hold none.
+    fn credential_expiries(&self) -> Vec<CredentialExpiry> {
+        Vec::new()
+    }
+}
+
+/// A credential held by an adapter that stops working at a known time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CredentialExpiry {
+    /// What it is for (e.g. the peer API's prefix).
+    pub name: String,
+    /// When it expires, in seconds since the Unix epoch.
+    pub expires_at: u64,
+    /// Whether it is inside its warning window (or already expired).
+    pub warn: bool,
+}
+
+/// What an adapter that talks to another SPL learned about one exchange, for the evidence
+/// record. It travels in the response's extensions (`response.extensions().get::<PeerExchange>()`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PeerExchange {
+    /// `outbound-to-pusat`, `outbound-to-provinsi`, …
+    pub direction: String,
+    /// SHA-256 of the TLS certificate the peer presented.
+    pub tls_sha256: Option<[u8; 32]>,
+    /// The peer's correlation / activity id of the exchange.
+    pub correlation_id: String,
+    /// The WSO2 fault code the peer answered with, if any.
+    pub fault_code: Option<u32>,
+    /// The path and query sent to the peer.
+    pub path: String,
+    /// Which header carried the gateway's credential (`authorization`, `authorizationsplp`,
+    /// `apikey`); never the credential.
+    pub credential: String,
 }
 
 /// A body holding one buffer.

@@ -330,6 +330,7 @@ pub fn to_json(r: &Record) -> Value {
             "direction": q.direction,
             "tls_version": q.tls_version,
             "message_id": q.message_id,
+            "peer_direction": q.peer_direction,
         }),
         Some(Kind::Outcome(o)) => json!({
             "request_sequence": o.request_sequence,
@@ -345,6 +346,11 @@ pub fn to_json(r: &Record) -> Value {
             "reason": o.reason,
             "request_body_sha256": hex::encode(&o.request_body_sha256),
             "request_body_length": o.request_body_length,
+            "peer_direction": o.peer_direction,
+            "peer_correlation_id": o.peer_correlation_id,
+            "peer_fault_code": o.peer_fault_code,
+            "peer_path": o.peer_path,
+            "peer_credential": o.peer_credential,
         }),
         Some(Kind::Refused(x)) => json!({
             "stage": x.stage,

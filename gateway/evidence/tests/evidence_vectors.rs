@@ -185,6 +185,32 @@ fn outcome(ex: &str, request_sequence: u64) -> Record {
     }
 }
 
+/// An exchange with a peer SPL (proto/README.md §14): the request names where it goes, the
+/// outcome the peer's certificate, correlation id, fault code, path and credential header.
+fn peer_exchange(ex: &str, request_sequence: u64) -> [Record; 2] {
+    let mut req = request(ex);
+    if let Some(Kind::Request(q)) = &mut req.kind {
+        q.peer_direction = "outbound-to-pusat".into();
+    }
+    let out = Record {
+        exchange_id: ex.into(),
+        kind: Some(Kind::Outcome(Outcome {
+            request_sequence,
+            status: 200,
+            outcome_class: "ok".into(),
+            upstream_tls_sha256: vec![0x5a; 32].into(),
+            peer_direction: "outbound-to-pusat".into(),
+            peer_correlation_id: "4d1c9f2e-activity".into(),
+            peer_fault_code: 0,
+            peer_path: "/t/jatimprov.go.id/dukcapil/1.0/nik/1".into(),
+            peer_credential: "authorization".into(),
+            ..Outcome::default()
+        })),
+        ..Record::default()
+    };
+    [req, out]
+}
+
 /// A summary of refusals counted instead of recorded (proto/README.md §13); no exchange id.
 fn refusals_suppressed() -> Record {
     use penghubung_evidence::schema::{RefusalsSuppressed, SuppressedReason};
@@ -462,6 +488,28 @@ fn conformance_vectors() {
         Some(Reason::Merkle),
         &edited_summary,
     );
+    // An exchange with a peer SPL verifies, and its bundle checks; editing the peer's
+    // correlation id breaks the Merkle root (chain recomputed).
+    let mut with_peer = base.clone();
+    let [peer_request, peer_outcome] = peer_exchange("ex-peer", 5);
+    with_peer.insert(4, peer_request);
+    with_peer.insert(5, peer_outcome);
+    let peer_log = gen(&s, "peer", &good, Format::Current, &with_peer, &none);
+    s.log("good-log-with-peer-exchange", None, &peer_log);
+    s.bundle(
+        "good-bundle-peer-exchange",
+        None,
+        &bundle_of(&peer_log, "ex-peer"),
+    );
+    let mut edited_peer = peer_log.clone();
+    edited_peer[5] = {
+        let mut r = Record::decode(peer_log[5].as_slice()).unwrap();
+        if let Some(Kind::Outcome(o)) = &mut r.kind {
+            o.peer_correlation_id = "forged".into();
+        }
+        r.encode_to_vec()
+    };
+    s.log("peer-outcome-edited", Some(Reason::Merkle), &edited_peer);
     s.bundle("good-bundle", None, &bundle_of(&good_log, "ex-1"));
     s.bundle("good-bundle-ex-2", None, &bundle_of(&good_log, "ex-2"));
     let anchor = Anchor::from_record(&good_log[3]).unwrap();

@@ -101,6 +101,7 @@ async fn route<O: Operations>(
             let scrape = Scrape {
                 process: gateway.process_stats(),
                 upstreams: runtime.upstream_stats(),
+                credential_expiries: runtime.credential_expiries(),
                 auth: runtime.auth.stats(),
                 throttle: runtime.auth.throttle_stats(),
                 evidence: plane.evidence.stats(),
@@ -148,7 +149,22 @@ pub fn health<O: Operations>(gateway: &O) -> (StatusCode, serde_json::Value) {
             .collect();
         let healthy = group.adapter.is_healthy();
         degraded |= !healthy;
-        upstreams.push(serde_json::json!({"name": name, "healthy": healthy, "targets": targets}));
+        let mut entry = serde_json::json!({"name": name, "healthy": healthy, "targets": targets});
+        // Credentials the adapter holds that expire (a peer's JWT API keys): `warn` within the
+        // peer's warning window, which degrades the node.
+        let expiring: Vec<serde_json::Value> = group
+            .adapter
+            .credential_expiries()
+            .iter()
+            .map(|c| {
+                degraded |= c.warn;
+                serde_json::json!({"name": c.name, "expires_at": c.expires_at, "warn": c.warn})
+            })
+            .collect();
+        if !expiring.is_empty() {
+            entry["credentials"] = serde_json::Value::Array(expiring);
+        }
+        upstreams.push(entry);
     }
     let evidence = gateway.plane().evidence.health();
     degraded |= evidence.enabled

@@ -61,6 +61,9 @@ pub enum AuthError {
     /// A gateway-side failure (e.g. signing); no detail reaches the client.
     #[error("internal: {0}")]
     Internal(&'static str),
+    /// A peer SPL called a service whose `exposure` does not include the peer's tier.
+    #[error("service not exposed to this peer's tier")]
+    NotExposedToPeer,
 }
 
 const BEARER: &str = "Bearer realm=\"penghubung\"";
@@ -88,7 +91,8 @@ impl AuthError {
             | Self::GrantExpired
             | Self::NoConsent
             | Self::OutsideCakupan
-            | Self::MtlsRequired => Stage::Authorize,
+            | Self::MtlsRequired
+            | Self::NotExposedToPeer => Stage::Authorize,
         }
     }
 
@@ -111,7 +115,8 @@ impl AuthError {
             | Self::GrantExpired
             | Self::NoConsent
             | Self::OutsideCakupan
-            | Self::MtlsRequired => StatusCode::FORBIDDEN,
+            | Self::MtlsRequired
+            | Self::NotExposedToPeer => StatusCode::FORBIDDEN,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -136,6 +141,7 @@ impl AuthError {
             Self::NoConsent => "grant_without_consent",
             Self::OutsideCakupan => "grant_outside_cakupan",
             Self::MtlsRequired => "mtls_required",
+            Self::NotExposedToPeer => "not_exposed_to_peer",
             Self::Internal(class) => class,
         }
     }
@@ -158,7 +164,8 @@ impl AuthError {
             | Self::GrantNotYetValid
             | Self::GrantExpired
             | Self::NoConsent
-            | Self::MtlsRequired => Some(("900908", "Resource forbidden")),
+            | Self::MtlsRequired
+            | Self::NotExposedToPeer => Some(("900908", "Resource forbidden")),
             Self::OutsideCakupan => Some(("900906", "No matching resource found in the API")),
             Self::Internal(_) => None,
         }

@@ -87,6 +87,8 @@ pub struct Principal {
     pub expires_at: Option<SystemTime>,
     /// Whether the application is (also) authenticated by its TLS client certificate.
     pub mtls_verified: bool,
+    /// The tier (`provinsi`, `pusat`) when the caller is a peer SPL (`[[peer]]`).
+    pub peer_tier: Option<&'static str>,
 }
 
 /// Health of the auth subsystem for `/health` and the console.
@@ -419,6 +421,7 @@ impl AuthRuntime {
             token_subject: None,
             expires_at: None,
             mtls_verified: cert_app == Some(app_id),
+            peer_tier: None,
         })
     }
 
@@ -508,6 +511,7 @@ impl AuthRuntime {
                     token_subject: None,
                     expires_at: None,
                     mtls_verified: false,
+                    peer_tier: None,
                 }),
                 _ => Err(AuthError::MissingCredentials),
             },

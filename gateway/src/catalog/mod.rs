@@ -40,4 +40,18 @@ pub enum Exposure {
     Eksternal,
 }
 
+impl Exposure {
+    /// Whether a peer of `tier` (`provinsi`, `pusat`) may call a service with this exposure:
+    /// `provinsi` admits the provincial bus, `pusat` also the national SPLP, `eksternal`
+    /// both; `internal` no peer.
+    pub fn includes_tier(self, tier: &str) -> bool {
+        match self {
+            Exposure::Internal => false,
+            Exposure::Provinsi => tier == "provinsi",
+            Exposure::Pusat | Exposure::Eksternal => tier == "provinsi" || tier == "pusat",
+        }
+    }
+}
+
+pub mod peers;
 pub mod services;

@@ -72,6 +72,10 @@ pub struct UpstreamSpec {
     /// client's host) or a fixed value.
     #[serde(default)]
     pub host_header: Option<String>,
+    /// The peer behind a group of kind `splp` (required for that kind, refused for others):
+    /// tier, token endpoint, credentials from secrets, client certificate, the peer's APIs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splp: Option<penghubung_adapter_splp::PeerSettings>,
 }
 
 fn default_connect_ms() -> u64 {
@@ -111,6 +115,9 @@ pub enum UpstreamKind {
     /// Plain forwarding: the cleaned request goes to a target as it is.
     #[default]
     Http,
+    /// A peer SPL (provinsi or the national SPLP, WSO2 API Manager): the `splp` table says how
+    /// (`penghubung-adapter-splp`).
+    Splp,
 }
 
 /// Upstream wire protocol.

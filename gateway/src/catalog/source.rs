@@ -31,6 +31,9 @@ pub struct Catalog {
     /// Grants: which application may call which service, for what purpose, within what scope.
     #[serde(default)]
     pub grant: Vec<GrantSpec>,
+    /// Peer SPLs that call in (provinsi, pusat).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peer: Vec<super::peers::PeerSpec>,
 }
 
 /// Where the catalogue is read from.

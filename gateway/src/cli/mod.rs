@@ -4,6 +4,7 @@
 //! `demo` (a gateway with a built-in upstream).
 
 pub mod demo;
+pub mod openapi;
 
 use std::path::PathBuf;
 
@@ -64,6 +65,12 @@ pub enum Command {
         #[command(subcommand)]
         command: SecretCommand,
     },
+    /// Catalogue tools (offline, on a config file).
+    Catalog {
+        /// What to do with the catalogue.
+        #[command(subcommand)]
+        command: CatalogCommand,
+    },
     /// Run the gateway on an embedded default config with a built-in demo upstream.
     Demo {
         /// Traffic listener address.
@@ -73,6 +80,31 @@ pub enum Command {
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin: String,
     },
+}
+
+/// `penghubung catalog …`
+#[derive(Debug, Subcommand)]
+pub enum CatalogCommand {
+    /// Export every Layanan exposed to SPL Provinsi or the national SPLP as one OpenAPI 3
+    /// document (JSON), for the peer's publisher portal.
+    Openapi {
+        /// The TOML config file (validated first).
+        #[arg(short, long)]
+        config: PathBuf,
+        /// Only the Layanan a peer of this tier may call (`provinsi` or `pusat`).
+        #[arg(long, value_parser = ["provinsi", "pusat"])]
+        tier: Option<String>,
+        /// Write here instead of standard output.
+        #[arg(short, long)]
+        out: Option<PathBuf>,
+    },
+}
+
+/// `penghubung catalog openapi`: the document as pretty JSON.
+pub fn catalog_openapi(config: &std::path::Path, tier: Option<&str>) -> Result<String, String> {
+    let compiled = crate::config::load(config).map_err(|e| e.to_string())?;
+    serde_json::to_string_pretty(&openapi::document(compiled.catalog(), tier))
+        .map_err(|e| e.to_string())
 }
 
 /// `penghubung evidence …`

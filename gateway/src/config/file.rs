@@ -64,6 +64,9 @@ pub struct ConfigFile {
     /// Grants: which application may call which service, for what purpose, within what scope.
     #[serde(default)]
     pub grant: Vec<GrantSpec>,
+    /// Peer SPLs that call in (`catalog::peers`).
+    #[serde(default)]
+    pub peer: Vec<crate::catalog::peers::PeerSpec>,
 }
 
 impl ConfigFile {
@@ -85,6 +88,7 @@ impl ConfigFile {
             opd,
             application,
             grant,
+            peer,
         } = self;
         (
             Settings {
@@ -105,6 +109,7 @@ impl ConfigFile {
                 opd,
                 application,
                 grant,
+                peer,
             },
         )
     }

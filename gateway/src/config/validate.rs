@@ -81,6 +81,7 @@ pub fn issues(settings: &Settings, catalog: &Catalog) -> Vec<ConfigIssue> {
     validate_headers(settings, &mut issues);
     let upstreams = validate_upstreams(catalog, &mut issues);
     validate_services(catalog, &upstreams, &mut issues);
+    validate_peers(catalog, &mut issues);
     let sections = [
         ("evidence", settings.evidence.validate()),
         ("auth", settings.auth.validate()),
@@ -318,8 +319,70 @@ fn validate_upstreams<'a>(config: &'a Catalog, issues: &mut Issues) -> HashSet<&
                 issues.add(format!("{at}.tls.ca"), "must name a PEM file");
             }
         }
+        validate_peer(u, &at, issues);
     }
     names
+}
+
+/// `[[peer]]`: unique names, a known application that no other peer uses, a JWKS path when
+/// given, an issuer.
+fn validate_peers(catalog: &Catalog, issues: &mut Issues) {
+    let mut names = HashSet::new();
+    let mut apps = HashSet::new();
+    for (i, p) in catalog.peer.iter().enumerate() {
+        let at = format!("peer[{i}]");
+        if p.name.is_empty() || !names.insert(p.name.as_str()) {
+            issues.add(format!("{at}.name"), "must be unique and non-empty");
+        }
+        if !catalog.application.iter().any(|a| a.id == p.application) {
+            issues.add(
+                format!("{at}.application"),
+                format!("unknown application {:?}", p.application),
+            );
+        } else if !apps.insert(p.application.as_str()) {
+            issues.add(
+                format!("{at}.application"),
+                "another peer already acts as this application",
+            );
+        }
+        if p.assertion_jwks
+            .as_ref()
+            .is_some_and(|j| j.as_os_str().is_empty())
+        {
+            issues.add(format!("{at}.assertion_jwks"), "must name a JWKS file");
+        }
+        if p.assertion_issuer.is_empty() {
+            issues.add(format!("{at}.assertion_issuer"), "must not be empty");
+        }
+    }
+}
+
+/// An upstream of kind `splp` is a peer: it needs its `splp` table and TLS (verification is
+/// always on toward a peer); other kinds may not carry one.
+fn validate_peer(u: &crate::catalog::services::UpstreamSpec, at: &str, issues: &mut Issues) {
+    use crate::catalog::services::UpstreamKind;
+    match (&u.kind, &u.splp) {
+        (UpstreamKind::Splp, None) => issues.add(
+            format!("{at}.splp"),
+            "an upstream of kind \"splp\" needs its [upstream.splp] table",
+        ),
+        (UpstreamKind::Splp, Some(peer)) => {
+            if u.tls.is_none() {
+                issues.add(
+                    format!("{at}.tls"),
+                    "a peer is reached over TLS only: set tls.ca to the peer's CA bundle",
+                );
+            }
+            for (path, message) in peer.validate() {
+                issues.add(format!("{at}.splp.{path}"), message);
+            }
+        }
+        (_, Some(_)) => issues.add(
+            format!("{at}.splp"),
+            "only an upstream of kind \"splp\" takes a splp table",
+        ),
+        (_, None) => {}
+    }
 }
 
 fn valid_host(host: &str) -> bool {
@@ -429,6 +492,68 @@ fn validate_services(config: &Catalog, upstreams: &HashSet<&str>, issues: &mut I
 mod tests {
     use super::*;
     use crate::config::parse;
+
+    #[test]
+    fn peers_are_checked_both_ways() {
+        let text = r#"
+            [[listener]]
+            name = "a"
+            address = "127.0.0.1:1"
+            [[upstream]]
+            name = "no-table"
+            kind = "splp"
+            targets = ["127.0.0.1:2"]
+            [[upstream]]
+            name = "no-tls"
+            kind = "splp"
+            targets = ["127.0.0.1:3"]
+            [upstream.splp]
+            tier = "pusat"
+            api = [{ prefix = "/k", context = "k", version = "1", credential = "apikey", api_key = { env = "K" } }]
+            [[upstream]]
+            name = "plain"
+            targets = ["127.0.0.1:4"]
+            [upstream.splp]
+            tier = "provinsi"
+            token_endpoint = "http://insecure"
+            [[application]]
+            id = "app"
+            opd = "o"
+            name = "App"
+            [[peer]]
+            name = "p"
+            tier = "pusat"
+            application = "nobody"
+            [[peer]]
+            name = "p"
+            tier = "provinsi"
+            application = "app"
+            assertion_jwks = ""
+        "#;
+        let (settings, catalog) = parse(text, "t.toml").expect("parses").split();
+        let paths: Vec<String> = validate(&settings, &catalog)
+            .expect_err("invalid")
+            .into_iter()
+            .map(|i| i.path)
+            .collect();
+        for want in [
+            "upstream[0].splp",
+            "upstream[1].tls",
+            "upstream[2].splp",
+            "peer[0].application",
+            "peer[1].name",
+            "peer[1].assertion_jwks",
+        ] {
+            assert!(
+                paths.iter().any(|p| p == want),
+                "{want} missing in {paths:?}"
+            );
+        }
+        assert!(
+            !paths.iter().any(|p| p.starts_with("upstream[1].splp")),
+            "{paths:?}"
+        );
+    }
 
     #[test]
     fn collects_every_problem_with_its_path() {

@@ -292,17 +292,31 @@ async fn access(
     matched: &Matched,
 ) -> Result<(Arc<Principal>, Arc<GrantRuntime>, RateInfo), GatewayError> {
     let service = &matched.route.service;
-    let principal = runtime
-        .auth
-        .authenticate(
-            &head.headers,
-            &head.uri,
-            conn.client.as_ref(),
-            &service.auth,
-        )
-        .await?;
+    // A peer SPL's backend JWT is its credential; any other X-JWT-Assertion is stripped with the identity headers ([headers]).
+    let mut principal = match runtime.peers.verify(&head.headers) {
+        Some(peer) => peer?,
+        None => {
+            runtime
+                .auth
+                .authenticate(
+                    &head.headers,
+                    &head.uri,
+                    conn.client.as_ref(),
+                    &service.auth,
+                )
+                .await?
+        }
+    };
+    if principal.peer_tier.is_none() {
+        principal.peer_tier = runtime.peers.tier_of(&principal.application);
+    }
     let principal = Arc::new(principal);
     exchange.principal = Some(principal.clone());
+    if let Some(tier) = principal.peer_tier {
+        if !service.exposure.includes_tier(tier) {
+            return Err(crate::auth::AuthError::NotExposedToPeer.into());
+        }
+    }
     let grant = runtime.auth.authorize(
         &principal,
         &service.id,
@@ -420,6 +434,7 @@ async fn refuse(
                     head_nanos: 0,
                     class: "failed",
                     reason: error.reason().to_owned(),
+                    peer: None,
                 },
                 Bytes::new(),
                 0,

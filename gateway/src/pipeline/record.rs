@@ -171,6 +171,10 @@ pub fn request_record(evidence: &EvidenceLog, facts: &RequestFacts<'_>) -> schem
             .take(128)
             .collect(),
         direction: "inbound".into(),
+        peer_direction: match facts.principal.peer_tier {
+            Some(tier) => format!("inbound-from-{tier}"),
+            None => facts.service.peer_direction.clone(),
+        },
         ..Default::default()
     };
     schema::Record {
@@ -302,6 +306,8 @@ pub struct OutcomeFacts {
     pub class: &'static str,
     /// Reason for a failed outcome.
     pub reason: String,
+    /// What a peer adapter learned about the exchange (kind `splp`).
+    pub peer: Option<penghubung_adapter::PeerExchange>,
 }
 
 /// Builds an `outcome` record.
@@ -322,6 +328,21 @@ pub fn outcome_record(
         outcome_class: facts.class.to_owned(),
         reason: facts.reason.clone(),
         ..Default::default()
+    };
+    let outcome = match &facts.peer {
+        Some(peer) => schema::Outcome {
+            upstream_tls_sha256: peer
+                .tls_sha256
+                .map(|d| Bytes::copy_from_slice(&d))
+                .unwrap_or_default(),
+            peer_direction: peer.direction.clone(),
+            peer_correlation_id: peer.correlation_id.clone(),
+            peer_fault_code: peer.fault_code.unwrap_or(0),
+            peer_path: peer.path.clone(),
+            peer_credential: peer.credential.clone(),
+            ..outcome
+        },
+        None => outcome,
     };
     schema::Record {
         exchange_id: facts.exchange_id.clone(),
@@ -562,6 +583,10 @@ pub async fn record_outcome(
         head_nanos,
         class: "ok",
         reason: String::new(),
+        peer: response
+            .extensions()
+            .get::<penghubung_adapter::PeerExchange>()
+            .cloned(),
     };
     let (parts, body) = response.into_parts();
     if http_body::Body::is_end_stream(&body) {
@@ -653,6 +678,7 @@ pub async fn record_token_answer(
                             head_nanos: 0,
                             class: "token_issued",
                             reason: jti,
+                            peer: None,
                         },
                         sha256(answer.body()),
                         answer.body().len() as u64,

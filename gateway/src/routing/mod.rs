@@ -383,6 +383,9 @@ pub struct Service {
     pub auth: ServiceAuthSettings,
     /// Counters.
     pub metrics: Arc<ServiceMetrics>,
+    /// Where calls go when the upstream is a peer SPL (`outbound-to-pusat`, …); empty
+    /// otherwise. Written into the request record before forwarding.
+    pub peer_direction: String,
 }
 
 impl std::fmt::Debug for Service {
@@ -451,6 +454,7 @@ mod router_tests {
             upstream_http2: false,
             auth: Default::default(),
             metrics: Default::default(),
+            peer_direction: String::new(),
         })
     }
 

@@ -45,6 +45,17 @@ pub struct UpstreamTargetStats {
     pub outstanding: u64,
 }
 
+/// A credential an upstream's adapter holds that expires (a peer's JWT API key).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct CredentialExpiryStats {
+    /// The upstream group's name.
+    pub upstream: String,
+    /// The credential (the peer API's prefix).
+    pub credential: String,
+    /// Expiry, seconds since the Unix epoch.
+    pub expires_at: u64,
+}
+
 /// One JWT issuer's key set.
 #[derive(Debug, Clone, Default)]
 pub struct IssuerStats {
@@ -100,6 +111,8 @@ pub struct Scrape {
     pub process: ProcessStats,
     /// Upstream targets of the current snapshot.
     pub upstreams: Vec<UpstreamTargetStats>,
+    /// Expiring credentials held by upstream adapters.
+    pub credential_expiries: Vec<CredentialExpiryStats>,
     /// Authentication.
     pub auth: AuthStats,
     /// Rate limits.
@@ -279,6 +292,20 @@ impl Collector for Scrape {
             names::UPSTREAM_OUTSTANDING,
             Gauge,
             targets(|t| t.outstanding),
+        )?;
+        family(
+            &mut e,
+            names::PEER_KEY_EXPIRES,
+            Gauge,
+            self.credential_expiries.iter().map(|c| {
+                (
+                    vec![
+                        ("upstream", escape(&c.upstream)),
+                        ("credential", escape(&c.credential)),
+                    ],
+                    c.expires_at,
+                )
+            }),
         )?;
         single(
             &mut e,

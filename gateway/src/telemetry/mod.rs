@@ -11,8 +11,8 @@ pub mod exposition;
 pub mod names;
 
 pub use exposition::{
-    render, AuthStats, IssuerStats, ProcessStats, RefusalStats, Scrape, ThrottleStats,
-    UpstreamTargetStats, CONTENT_TYPE,
+    render, AuthStats, CredentialExpiryStats, IssuerStats, ProcessStats, RefusalStats, Scrape,
+    ThrottleStats, UpstreamTargetStats, CONTENT_TYPE,
 };
 
 use std::collections::HashMap;

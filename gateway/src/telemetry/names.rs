@@ -27,6 +27,9 @@ pub const RELOADS: &str = "penghubung_config_reloads";
 pub const UPSTREAM_UP: &str = "penghubung_upstream_target_up";
 /// Requests in flight to an upstream target (gauge).
 pub const UPSTREAM_OUTSTANDING: &str = "penghubung_upstream_target_outstanding";
+/// When a credential an adapter holds expires (a peer SPL's JWT API key), seconds since the
+/// epoch, by upstream and credential (gauge).
+pub const PEER_KEY_EXPIRES: &str = "penghubung_peer_api_key_expires_timestamp_seconds";
 /// Unauthenticated refusals counted into `refusals_suppressed` records (pipeline::refusals)
 /// (counter).
 pub const REFUSALS_SUPPRESSED: &str = "penghubung_refusals_suppressed";
@@ -88,6 +91,7 @@ pub const ALL: &[(&str, MetricType, &str)] = &[
     (RELOADS, MetricType::Counter, "Config reloads by result."),
     (UPSTREAM_UP, MetricType::Gauge, "Upstream target availability."),
     (UPSTREAM_OUTSTANDING, MetricType::Gauge, "Requests in flight per target."),
+    (PEER_KEY_EXPIRES, MetricType::Gauge, "When a peer SPL's JWT API key expires (Unix seconds)."),
     (REFUSALS_SUPPRESSED, MetricType::Counter, "Unauthenticated refusals counted into refusals_suppressed records instead of recorded one by one."),
     (REFUSAL_SOURCES, MetricType::Gauge, "Source addresses whose refusals are being counted."),
     (JWKS_LOADS, MetricType::Counter, "JWKS loads by issuer and result."),

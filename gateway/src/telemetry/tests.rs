@@ -117,6 +117,11 @@ fn full_scrape(metrics: &Metrics) -> Scrape {
             up: true,
             outstanding: 2,
         }],
+        credential_expiries: vec![super::exposition::CredentialExpiryStats {
+            upstream: "splp-nasional".into(),
+            credential: "/sapa".into(),
+            expires_at: 1_900_000_000,
+        }],
         auth: AuthStats {
             issuers: vec![IssuerStats {
                 issuer: "https://sso.example/\"x\"".into(),

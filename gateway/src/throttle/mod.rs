@@ -3,7 +3,7 @@
 
 mod error;
 mod local;
-mod redis_store;
+pub(crate) mod redis_store;
 mod settings;
 
 use std::sync::atomic::Ordering;

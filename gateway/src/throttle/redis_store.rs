@@ -108,6 +108,11 @@ impl RedisStore {
         })
     }
 
+    /// The connection, for other shared state on the same Redis (the SPLP token cache).
+    pub fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
+    }
+
     /// Runs the script; `None` when Redis could not answer in time.
     pub async fn check(
         &self,

@@ -144,6 +144,8 @@ pub struct Upstream {
     pub transport: HttpUpstream,
     /// What the pipeline calls (stage 7).
     pub adapter: Arc<dyn Adapter>,
+    /// The compiled SOAP settings of a group of kind `soap`.
+    pub soap: Option<Arc<penghubung_adapter_soap::Soap>>,
 }
 
 /// Builds the adapter of one upstream group from its settings and its HTTP transport.
@@ -162,9 +164,52 @@ impl Default for Adapters {
     fn default() -> Adapters {
         let http: Connect = Arc::new(|_, transport| Ok(Arc::new(transport.clone())));
         Adapters {
-            by_kind: HashMap::from([(UpstreamKind::Http, http)]),
+            by_kind: HashMap::from([
+                (UpstreamKind::Http, http),
+                (UpstreamKind::Soap, soap_adapter()),
+            ]),
         }
     }
+}
+
+/// The SOAP settings of a group of kind `soap`, compiled (validation already checked them).
+fn soap_settings(
+    spec: &UpstreamSpec,
+) -> Result<Option<Arc<penghubung_adapter_soap::Soap>>, String> {
+    match (&spec.kind, &spec.soap) {
+        (UpstreamKind::Soap, Some(settings)) => penghubung_adapter_soap::Soap::compile(settings)
+            .map(|s| Some(Arc::new(s)))
+            .map_err(|problems| format!("soap: {problems:?}")),
+        (UpstreamKind::Soap, None) => Err("soap: the soap table is missing".into()),
+        _ => Ok(None),
+    }
+}
+
+/// `kind = "soap"`: the SOAP adapter over the group's transport, with its UsernameToken read
+/// from the secret file or environment variable now (a missing secret fails the build).
+fn soap_adapter() -> Connect {
+    Arc::new(|spec, transport| {
+        let soap = soap_settings(spec)?.ok_or("soap: the soap table is missing")?;
+        let token = spec
+            .soap
+            .as_ref()
+            .and_then(|s| s.username_token.as_ref())
+            .map(|t| {
+                penghubung_adapter_soap::wsse::UsernameToken::load(
+                    &t.username,
+                    t.password_file.as_deref(),
+                    t.password_env.as_deref(),
+                )
+                .map_err(|e| format!("soap.username_token: {e}"))
+            })
+            .transpose()?;
+        Ok(Arc::new(penghubung_adapter_soap::SoapAdapter::new(
+            &spec.name,
+            Arc::new(transport.clone()),
+            soap,
+            token,
+        )))
+    })
 }
 
 impl Adapters {
@@ -228,7 +273,13 @@ impl Snapshot {
         for (i, spec) in catalog.upstream.iter().enumerate() {
             let reused = previous
                 .and_then(|p| p.upstreams.get(&spec.name))
-                .filter(|old| &old.spec == spec && spec.tls.is_none());
+                .filter(|old| &old.spec == spec && spec.tls.is_none())
+                // A UsernameToken's secret is read again on every reload.
+                .filter(|_| {
+                    spec.soap
+                        .as_ref()
+                        .is_none_or(|s| s.username_token.is_none())
+                });
             if let Some(old) = reused {
                 upstreams.insert(spec.name.clone(), old.clone());
                 continue;
@@ -241,6 +292,7 @@ impl Snapshot {
                         spec: spec.clone(),
                         transport,
                         adapter,
+                        soap: soap_settings(spec)?,
                     })
                 });
             match built {
@@ -252,13 +304,14 @@ impl Snapshot {
         }
         let mut routes = Vec::new();
         for (i, spec) in catalog.service.iter().enumerate() {
-            let (adapter, upstream_http2) =
+            let (adapter, upstream_http2, soap) =
                 match spec.upstream.as_ref().and_then(|u| upstreams.get(u)) {
                     Some(up) => (
                         Some(up.adapter.clone()),
                         up.spec.protocol == services::UpstreamProtocol::Http2,
+                        up.soap.clone(),
                     ),
-                    None => (None, false),
+                    None => (None, false, None),
                 };
             let service = Arc::new(Service {
                 id: spec.id.clone(),
@@ -270,6 +323,7 @@ impl Snapshot {
                 auth: spec.auth.clone(),
                 adapter,
                 upstream_http2,
+                soap,
                 metrics: metrics.service(&spec.id),
             });
             for (r, rule) in compiled.routes(i).iter().enumerate() {

@@ -72,6 +72,9 @@ pub struct UpstreamSpec {
     /// client's host) or a fixed value.
     #[serde(default)]
     pub host_header: Option<String>,
+    /// Settings of a `kind = "soap"` group (required for that kind, refused for others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soap: Option<penghubung_adapter_soap::SoapSettings>,
 }
 
 fn default_connect_ms() -> u64 {
@@ -111,6 +114,9 @@ pub enum UpstreamKind {
     /// Plain forwarding: the cleaned request goes to a target as it is.
     #[default]
     Http,
+    /// SOAP 1.1/1.2 back ends (`adapters/soap`): operations authorised and recorded, hardened
+    /// XML, WSDL, SOAP faults, JSON mediation, WS-Security UsernameToken (the `soap` table).
+    Soap,
 }
 
 /// Upstream wire protocol.
@@ -288,6 +294,13 @@ pub enum FaultStyle {
     Problem,
     /// WSO2 API Manager fault JSON (`{"code":"900901",…}`) for existing SPLP clients.
     Wso2,
+    /// A SOAP 1.1 fault: set by the pipeline for SOAP 1.1 requests to a `soap` upstream, never
+    /// configured.
+    #[serde(skip)]
+    Soap11,
+    /// A SOAP 1.2 fault, likewise.
+    #[serde(skip)]
+    Soap12,
 }
 
 /// A service's `auth` table.

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use super::file::{ClientAuth, Settings};
 use super::{Compiled, ConfigIssue};
-use crate::catalog::services::RouteAction;
+use crate::catalog::services::{RouteAction, UpstreamKind};
 use crate::catalog::Catalog;
 use crate::routing::{Pattern, RouteRule};
 
@@ -318,6 +318,25 @@ fn validate_upstreams<'a>(config: &'a Catalog, issues: &mut Issues) -> HashSet<&
                 issues.add(format!("{at}.tls.ca"), "must name a PEM file");
             }
         }
+        match (u.kind, &u.soap) {
+            (UpstreamKind::Soap, Some(soap)) => {
+                if let Err(problems) = penghubung_adapter_soap::Soap::compile(soap) {
+                    for (path, message) in problems {
+                        issues.add(format!("{at}.soap.{path}"), message);
+                    }
+                }
+            }
+            (UpstreamKind::Soap, None) => {
+                issues.add(
+                    format!("{at}.soap"),
+                    "an upstream of kind \"soap\" needs its soap table",
+                );
+            }
+            (_, Some(_)) => {
+                issues.add(format!("{at}.soap"), "only for upstreams of kind \"soap\"");
+            }
+            (_, None) => {}
+        }
     }
     names
 }
@@ -381,6 +400,18 @@ fn validate_services(config: &Catalog, upstreams: &HashSet<&str>, issues: &mut I
                 "required: the service has forward routes",
             ),
             _ => {}
+        }
+        let soap = config
+            .upstream
+            .iter()
+            .any(|u| Some(&u.name) == s.upstream.as_ref() && u.kind == UpstreamKind::Soap);
+        for (r, route) in s.route.iter().enumerate() {
+            if soap && route.stream_body {
+                issues.add(
+                    format!("{at}.route[{r}].stream_body"),
+                    "a SOAP service reads every envelope whole before forwarding it",
+                );
+            }
         }
         for (path, message) in s.auth.validate() {
             issues.add(format!("{at}.auth.{path}"), message);

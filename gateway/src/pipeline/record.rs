@@ -298,6 +298,8 @@ pub struct OutcomeFacts {
     pub started: Instant,
     /// Time to the upstream response head, in nanoseconds.
     pub head_nanos: u64,
+    /// What a SOAP adapter read of the back end's answer (proto/README.md §14).
+    pub soap: Option<penghubung_adapter_soap::SoapOutcome>,
     /// Outcome class (`ok`, `upstream_error`, …) and reason.
     pub class: &'static str,
     /// Reason for a failed outcome.
@@ -323,6 +325,8 @@ pub fn outcome_record(
         reason: facts.reason.clone(),
         ..Default::default()
     };
+    let mut outcome = outcome;
+    super::soap::fill_outcome(&mut outcome, facts.soap.as_ref());
     schema::Record {
         exchange_id: facts.exchange_id.clone(),
         trace_id: facts.trace_id.clone(),
@@ -532,7 +536,9 @@ pub async fn record_request(
         grant: passed.grant,
         service: &passed.matched.route.service,
     };
-    let sequence = evidence.append(request_record(evidence, &facts)).await?;
+    let mut record = request_record(evidence, &facts);
+    super::soap::fill_request(&mut record, exchange.soap.as_ref());
+    let sequence = evidence.append(record).await?;
     exchange.request_sequence = Some(sequence);
     Ok(())
 }
@@ -562,6 +568,10 @@ pub async fn record_outcome(
         head_nanos,
         class: "ok",
         reason: String::new(),
+        soap: response
+            .extensions()
+            .get::<penghubung_adapter_soap::SoapOutcome>()
+            .cloned(),
     };
     let (parts, body) = response.into_parts();
     if http_body::Body::is_end_stream(&body) {
@@ -653,6 +663,7 @@ pub async fn record_token_answer(
                             head_nanos: 0,
                             class: "token_issued",
                             reason: jti,
+                            soap: None,
                         },
                         sha256(answer.body()),
                         answer.body().len() as u64,

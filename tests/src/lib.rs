@@ -18,6 +18,7 @@ pub mod evidence;
 pub mod gateway;
 pub mod h2raw;
 pub mod raw;
+pub mod soap;
 pub mod upstream;
 
 pub use penghubung_testkit as testkit;

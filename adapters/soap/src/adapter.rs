@@ -98,7 +98,7 @@ impl SoapAdapter {
                 let version = prepared.version.unwrap_or(Version::V11);
                 if let (Some(_), RequestBody::Buffered(b)) = (&self.token, &request.body) {
                     let secured = self.secure(b, version)?;
-                    request.body = RequestBody::Buffered(secured);
+                    set_body(&mut request, secured);
                 }
                 let mut answered = self.inner.call(request).await?;
                 if self.token.is_some() {
@@ -179,7 +179,7 @@ impl SoapAdapter {
                         .map_err(|e| AdapterError::Request(e.to_string()))?;
                     head.headers.insert("soapaction", action);
                 }
-                request.body = RequestBody::Buffered(body);
+                set_body(&mut request, body);
                 let mut answered = self.inner.call(request).await?;
                 let (parts, body) = answered.response.into_parts();
                 let bytes = self.read(body).await?;
@@ -236,6 +236,15 @@ impl SoapAdapter {
             }
         }
     }
+}
+
+/// Replaces the buffered body, and the `Content-Length` the pipeline framed it with.
+fn set_body(request: &mut GatewayRequest, body: Bytes) {
+    request
+        .head
+        .headers
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(body.len()));
+    request.body = RequestBody::Buffered(body);
 }
 
 impl Adapter for SoapAdapter {

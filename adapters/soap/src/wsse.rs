@@ -34,6 +34,14 @@ impl std::fmt::Debug for UsernameToken {
 }
 
 impl UsernameToken {
+    /// Credentials given directly (tests, fuzzing; the gateway uses [`UsernameToken::load`]).
+    pub fn new(username: &str, password: &str) -> UsernameToken {
+        UsernameToken {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        }
+    }
+
     /// Credentials with the password from a file (one trailing newline removed) or an
     /// environment variable; exactly one of the two must be given.
     pub fn load(

@@ -19,7 +19,11 @@ fuzz_target!(|data: &[u8]| {
     let json = parts.next().unwrap_or("{}");
     let path = parts.next().unwrap_or("Op/x");
     if let Ok(p) = ElementPath::parse(path) {
-        assert_eq!(ElementPath::parse(&p.to_string()).as_ref(), Ok(&p), "{path:?}");
+        assert_eq!(
+            ElementPath::parse(&p.to_string()).as_ref(),
+            Ok(&p),
+            "{path:?}"
+        );
     }
     let limits = Limits::default();
     let Ok(t) = Template::parse(template, "Op", &limits) else {

@@ -48,7 +48,12 @@ fuzz_target!(|data: &[u8]| {
         let Ok(envelope) = read else { continue };
         let token = penghubung_adapter_soap::wsse::UsernameToken::new("u", "p<&>");
         let injected = token.inject(data, &envelope);
-        let big = Limits { max_depth: limits.max_depth + 3, max_attributes: limits.max_attributes.max(2), max_elements: limits.max_elements + 10, max_bytes: limits.max_bytes * 2 };
+        let big = Limits {
+            max_depth: limits.max_depth + 3,
+            max_attributes: limits.max_attributes.max(2),
+            max_elements: limits.max_elements + 10,
+            max_bytes: limits.max_bytes * 2,
+        };
         let again = Envelope::read(&injected, version, &big).expect("the injected envelope reads");
         assert_eq!(again.operation, envelope.operation);
         assert!(again.has_security_header());

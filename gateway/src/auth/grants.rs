@@ -102,3 +102,37 @@ impl GrantRuntime {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_are_covered_only_where_named() {
+        let spec: GrantSpec = toml::from_str(
+            r#"
+            id = "g"
+            application = "a"
+            service = "s"
+            tujuan = "t"
+            cakupan = [
+                { methods = ["POST"], paths = ["/ws"], operations = ["GetPegawai"] },
+                { methods = ["POST"], paths = ["/ws2"], operations = ["*"] },
+                { methods = ["GET"], paths = ["/ws"] },
+            ]
+            "#,
+        )
+        .expect("parses");
+        let g = GrantRuntime::compile(&spec).expect("compiles");
+        let post = http::Method::POST;
+        assert!(g.covers_operation(&post, "/ws", "GetPegawai"));
+        assert!(!g.covers_operation(&post, "/ws", "HapusPegawai"));
+        assert!(g.covers_operation(&post, "/ws2", "HapusPegawai"));
+        assert!(!g.covers_operation(&http::Method::GET, "/ws", "GetPegawai"));
+        assert!(!g.covers_operation(&post, "/other", "GetPegawai"));
+        assert!(
+            g.covers(&http::Method::GET, "/ws"),
+            "an entry without operations still covers its paths"
+        );
+    }
+}

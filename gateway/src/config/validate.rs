@@ -462,6 +462,74 @@ mod tests {
     use crate::config::parse;
 
     #[test]
+    fn soap_tables_are_checked() {
+        let text = r#"
+            [[upstream]]
+            name = "soap-without-table"
+            kind = "soap"
+            targets = ["h:1"]
+            [[upstream]]
+            name = "http-with-table"
+            targets = ["h:1"]
+            soap = {}
+            [[upstream]]
+            name = "soap"
+            kind = "soap"
+            targets = ["h:1"]
+            [upstream.soap]
+            public_url = "ftp://x"
+            username_token = { username = "u", password_file = "/p", password_env = "P" }
+            [[upstream.soap.mediate]]
+            path = "/rest/a"
+            operation = "GetA"
+            version = "1.3"
+            endpoint = "/ws"
+            request = "<GetB>{{x}}</GetB>"
+            response = { a = "GetAResponse//a" }
+            [[service]]
+            id = "s"
+            hosts = ["h"]
+            upstream = "soap"
+            [[service.route]]
+            path = "/ws"
+            stream_body = true
+            [[grant]]
+            id = "g"
+            application = "a"
+            service = "s"
+            tujuan = "t"
+            cakupan = [{ methods = ["POST"], paths = ["/ws"], operations = ["Get A"] }]
+        "#;
+        let (settings, catalog) = parse(text, "t.toml").expect("parses").split();
+        let paths: Vec<String> = validate(&settings, &catalog)
+            .expect_err("invalid")
+            .into_iter()
+            .map(|i| i.path)
+            .collect();
+        for want in [
+            "upstream[0].soap",
+            "upstream[1].soap",
+            "upstream[2].soap.public_url",
+            "upstream[2].soap.username_token",
+            "upstream[2].soap.mediate[0].version",
+            "upstream[2].soap.mediate[0].request",
+            "upstream[2].soap.mediate[0].response.a",
+            "service[0].route[0].stream_body",
+        ] {
+            assert!(
+                paths.iter().any(|p| p == want),
+                "missing {want} in {paths:?}"
+            );
+        }
+        assert!(
+            paths
+                .iter()
+                .any(|p| p.ends_with("cakupan[0].operations[0]")),
+            "{paths:?}"
+        );
+    }
+
+    #[test]
     fn collects_every_problem_with_its_path() {
         let text = r#"
             [[listener]]

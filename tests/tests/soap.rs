@@ -16,7 +16,7 @@ const NS11: &str = "http://schemas.xmlsoap.org/soap/envelope/";
 const NS12: &str = "http://www.w3.org/2003/05/soap-envelope";
 
 fn config(dir: &std::path::Path, up11: &SoapServer, up12: &SoapServer) -> String {
-    std::fs::write(dir.join("wsse.txt"), format!("{PASSWORD}\n")).unwrap();
+    std::fs::write(dir.join("wsse.txt"), format!("{PASSWORD}\n")).expect("writes the secret");
     let key = hex::encode(Sha256::digest(KEY.as_bytes()));
     format!(
         r#"
@@ -131,7 +131,7 @@ async fn start() -> (Gateway, SoapServer, SoapServer) {
         SoapServer::start(false).await,
         SoapServer::start(true).await,
     );
-    let dir = tempfile::tempdir().unwrap();
+    let dir = tempfile::tempdir().expect("temp dir");
     let text = config(dir.path(), &up11, &up12);
     (Gateway::start_in(dir, &text).await, up11, up12)
 }
@@ -191,8 +191,8 @@ fn fault_of(r: &RawResponse, ns: &str) -> (String, String) {
         })
         .unwrap_or_else(|| panic!("no fault code: {body}"));
     let start = body.find("<pg:reason").expect("reason");
-    let start = start + body[start..].find('>').unwrap() + 1;
-    let reason = body[start..start + body[start..].find('<').unwrap()].to_owned();
+    let start = start + body[start..].find('>').expect("tag end") + 1;
+    let reason = body[start..start + body[start..].find('<').expect("text end")].to_owned();
     (code, reason)
 }
 

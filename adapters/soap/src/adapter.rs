@@ -118,7 +118,6 @@ impl SoapAdapter {
             }
             PreparedKind::Wsdl => {
                 let public = self.soap.public_url.clone().unwrap_or_default();
-                request.head.method = http::Method::GET;
                 let mut answered = self.inner.call(request).await?;
                 let (parts, body) = answered.response.into_parts();
                 if parts.status != StatusCode::OK {

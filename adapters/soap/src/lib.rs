@@ -152,7 +152,7 @@ pub struct Prepared {
 pub enum PreparedKind {
     /// A SOAP envelope passed on.
     Call,
-    /// `GET ?wsdl`.
+    /// `GET ?wsdl` (the query exactly `wsdl`, any case).
     Wsdl,
     /// A JSON call turned into this envelope (before WS-Security is added).
     Mediated {
@@ -289,9 +289,7 @@ impl Soap {
                 },
             });
         }
-        if (method == http::Method::GET || method == http::Method::HEAD)
-            && query.is_some_and(|q| q.eq_ignore_ascii_case("wsdl"))
-        {
+        if method == http::Method::GET && query.is_some_and(|q| q.eq_ignore_ascii_case("wsdl")) {
             if self.public_url.is_none() {
                 return Err(SoapError::NoWsdl);
             }

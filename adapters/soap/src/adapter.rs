@@ -269,3 +269,116 @@ impl Adapter for SoapAdapter {
         self.inner.is_healthy()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{MediationSettings, Soap, SoapSettings};
+    use penghubung_adapter::mock::MockAdapter;
+
+    fn soap() -> Arc<Soap> {
+        let settings = SoapSettings {
+            mediate: vec![MediationSettings {
+                path: "/rest/a".into(),
+                operation: "GetA".into(),
+                version: "1.2".into(),
+                endpoint: "/ws".into(),
+                action: "urn:a#GetA".into(),
+                request: "<GetA xmlns=\"urn:a\"><id>{{id}}</id></GetA>".into(),
+                response: [("nama".to_owned(), "GetAResponse/nama".to_owned())].into(),
+            }],
+            ..SoapSettings::default()
+        };
+        Arc::new(Soap::compile(&settings).expect("compiles"))
+    }
+
+    fn request(soap: &Soap, body: &'static [u8]) -> GatewayRequest {
+        let (mut head, ()) = http::Request::post("/rest/a")
+            .header(header::CONTENT_LENGTH, body.len())
+            .body(())
+            .expect("request")
+            .into_parts();
+        let prepared = soap
+            .prepare(
+                &head.method,
+                "/rest/a",
+                None,
+                &head.headers,
+                Some(&Bytes::from_static(body)),
+            )
+            .expect("prepares");
+        head.extensions.insert(Arc::new(prepared));
+        GatewayRequest {
+            head,
+            body: RequestBody::Buffered(Bytes::from_static(body)),
+            retryable: false,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_mediated_call_is_framed_secured_and_mapped() {
+        let soap = soap();
+        let answer = format!(
+            "<e:Envelope xmlns:e=\"{}\"><e:Body><GetAResponse xmlns=\"urn:a\"><nama>Siti</nama></GetAResponse></e:Body></e:Envelope>",
+            crate::envelope::NS_12
+        );
+        let inner = MockAdapter {
+            body: Bytes::from(answer),
+            ..MockAdapter::default()
+        };
+        let token = UsernameToken::new("gw", "rahasia");
+        let adapter = SoapAdapter::new("a", Arc::new(inner.clone()), soap.clone(), Some(token));
+        let answered = adapter
+            .call(request(&soap, br#"{"id": 7}"#))
+            .await
+            .expect("answers");
+        let seen = inner.seen();
+        let sent = seen[0].body.clone().expect("buffered");
+        assert_eq!(seen[0].uri, "/ws");
+        assert_eq!(
+            seen[0].headers[header::CONTENT_LENGTH],
+            HeaderValue::from(sent.len()),
+            "the length of what is sent, not of the client's JSON"
+        );
+        assert_eq!(
+            seen[0].headers[header::CONTENT_TYPE],
+            "application/soap+xml; charset=utf-8; action=\"urn:a#GetA\""
+        );
+        let text = String::from_utf8_lossy(&sent);
+        assert!(
+            text.contains("<id>7</id>") && text.contains("rahasia"),
+            "{text}"
+        );
+        assert_eq!(answered.response.status(), StatusCode::OK);
+        let outcome = answered.response.extensions().get::<SoapOutcome>().cloned();
+        assert_eq!(outcome.map(|o| o.upstream_sha256.len()), Some(32));
+        let body = answered
+            .response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(body, r#"{"nama":"Siti"}"#);
+    }
+
+    #[tokio::test]
+    async fn an_unprepared_request_is_not_sent() {
+        let inner = MockAdapter::default();
+        let adapter = SoapAdapter::new("a", Arc::new(inner.clone()), soap(), None);
+        let (head, ()) = http::Request::post("/ws")
+            .body(())
+            .expect("request")
+            .into_parts();
+        let request = GatewayRequest {
+            head,
+            body: RequestBody::Buffered(Bytes::new()),
+            retryable: false,
+        };
+        assert!(matches!(
+            adapter.call(request).await,
+            Err(AdapterError::Request(_))
+        ));
+        assert!(inner.seen().is_empty());
+    }
+}

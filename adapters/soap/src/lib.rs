@@ -28,7 +28,7 @@ pub use envelope::{Envelope, SoapError, Version};
 use mediation::{ElementPath, Template};
 
 /// The `soap` table of an upstream of kind `soap`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct SoapSettings {
     /// The URL clients use for this service through the gateway. `?wsdl` is served (the back
@@ -50,6 +50,20 @@ pub struct SoapSettings {
     /// Operations offered to REST clients as JSON (see [`mediation`]).
     #[serde(default)]
     pub mediate: Vec<MediationSettings>,
+}
+
+impl Default for SoapSettings {
+    /// The same defaults as an empty `soap` table.
+    fn default() -> SoapSettings {
+        SoapSettings {
+            public_url: None,
+            max_bytes: default_max_bytes(),
+            max_depth: default_max_depth(),
+            max_attributes: default_max_attributes(),
+            username_token: None,
+            mediate: Vec::new(),
+        }
+    }
 }
 
 fn default_max_bytes() -> usize {

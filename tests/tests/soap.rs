@@ -357,6 +357,26 @@ async fn operations_are_granted_one_by_one_and_refusals_are_soap_faults() {
         fault_of(&r, NS12),
         ("env:Sender".into(), "grant_outside_cakupan".into())
     );
+    // A SOAPAction header is checked on 1.2 requests too (a back end may dispatch on it).
+    let headers = [
+        ("content-type", "application/soap+xml; charset=utf-8"),
+        ("soapaction", "urn:simpeg#HapusPegawai"),
+        ("apikey", KEY),
+    ];
+    let body = envelope(NS12, "", "GetPegawai", "1980");
+    let r = send(
+        gw.addr,
+        "POST",
+        "simpeg12.test",
+        "/simpeg",
+        &headers,
+        body.as_bytes(),
+    )
+    .await;
+    assert_eq!(
+        (r.status, fault_of(&r, NS12).1.as_str()),
+        (400, "soap_action_mismatch")
+    );
     // A 1.1 envelope sent as 1.2 is not an envelope of that version.
     let r = call12(&gw, "", &envelope(NS11, "", "GetPegawai", "1980")).await;
     assert_eq!(

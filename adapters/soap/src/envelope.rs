@@ -7,9 +7,9 @@
 //! `SOAPAction` header (1.1) or the `action` parameter of `application/soap+xml` (1.2) — is not
 //! trusted on its own: some stacks (ASP.NET ASMX, for one) dispatch on it instead of the body,
 //! so a request whose action names another operation than its body would be authorised for one
-//! and executed as the other. When an action is present and not empty, its last segment (after
-//! the last `/`, `#` or `:`) must therefore equal the body's operation, or the request is
-//! refused (`soap_action_mismatch`). A body with more than one element is refused too
+//! and executed as the other. Whenever an action is declared (either way, whatever the version)
+//! and not empty, its last segment (after the last `/`, `#` or `:`) must therefore equal the
+//! body's operation, or the request is refused (`soap_action_mismatch`). A body with more than one element is refused too
 //! (`soap_body_ambiguous`).
 
 use crate::xml::{self, Element, Limits, XmlError};
@@ -180,11 +180,13 @@ impl Envelope {
         let [operation] = body.children.as_slice() else {
             return Err(SoapError::BodyAmbiguous);
         };
+        let (operation, operation_namespace) =
+            (operation.local.clone(), operation.namespace.clone());
         Ok(Envelope {
             version,
-            operation: operation.local.clone(),
-            operation_namespace: operation.namespace.clone(),
-            root: root.clone(),
+            operation,
+            operation_namespace,
+            root,
         })
     }
 

@@ -325,19 +325,27 @@ impl Soap {
             Version::from_content_type(content_type).ok_or(SoapError::ContentType)?;
         let body = body.ok_or(SoapError::NotACall)?;
         let envelope = Envelope::read(body, version, &self.limits)?;
-        let action = match version {
-            Version::V11 => headers
-                .get("soapaction")
-                .map(|v| v.to_str().map(|s| s.trim().trim_matches('"').to_owned()))
-                .transpose()
-                .map_err(|_| SoapError::ActionMismatch {
-                    action: String::new(),
-                    operation: envelope.operation.clone(),
-                })?
-                .unwrap_or_default(),
-            Version::V12 => param_action.unwrap_or_default(),
+        let header_action = match headers.get("soapaction") {
+            Some(v) => Some(
+                v.to_str()
+                    .map(|s| s.trim().trim_matches('"').to_owned())
+                    .map_err(|_| SoapError::ActionMismatch {
+                        action: String::new(),
+                        operation: envelope.operation.clone(),
+                    })?,
+            ),
+            None => None,
         };
-        envelope::check_action(&action, &envelope.operation)?;
+        // Both declarations are checked whatever the version: a back end may dispatch on
+        // either, so neither may name another operation than the body.
+        for declared in [&header_action, &param_action].into_iter().flatten() {
+            envelope::check_action(declared, &envelope.operation)?;
+        }
+        let action = match version {
+            Version::V11 => header_action.or(param_action),
+            Version::V12 => param_action.or(header_action),
+        }
+        .unwrap_or_default();
         if self.injects_security && envelope.has_security_header() {
             return Err(SoapError::ClientSecurity);
         }

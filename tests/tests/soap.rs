@@ -109,7 +109,20 @@ id = "sekolah-simpeg"
 application = "sekolah"
 service = "simpeg"
 tujuan = "Verifikasi guru"
-cakupan = [{{ methods = ["GET", "POST"], paths = ["/simpeg", "/rest/*"], operations = ["GetPegawai", "GagalPegawai"] }}]
+cakupan = [
+    {{ methods = ["GET", "POST"], paths = ["/simpeg", "/rest/*"], operations = ["GetPegawai"] }},
+    {{ methods = ["POST"], paths = ["/rest/*"], operations = ["GagalPegawai"] }},
+]
+consent = {{ by = "Kepala BKD", at = "2026-01-05T09:00:00+07:00" }}
+
+# Another grant names GagalPegawai on the SOAP path, with its own limit.
+[[grant]]
+id = "sekolah-simpeg-gagal"
+application = "sekolah"
+service = "simpeg"
+tujuan = "Uji kesalahan"
+cakupan = [{{ methods = ["POST"], paths = ["/simpeg"], operations = ["GagalPegawai"] }}]
+limits = {{ rate = "1/min" }}
 consent = {{ by = "Kepala BKD", at = "2026-01-05T09:00:00+07:00" }}
 
 [[grant]]
@@ -320,6 +333,26 @@ async fn operations_are_granted_one_by_one_and_refusals_are_soap_faults() {
         1,
         "only the granted call reached the back end"
     );
+
+    // An operation another grant names: that grant is recorded, and its limit applies.
+    let gagal = envelope(NS11, "", "GagalPegawai", "7");
+    let r = call11(&gw, "urn:simpeg#GagalPegawai", &gagal, true).await;
+    assert_ne!(r.status, 429, "{}", r.text());
+    assert!(
+        r.body_text().contains("tidak dikenal"),
+        "the back end's fault passes: {}",
+        r.text()
+    );
+    assert_eq!(
+        requests(&gw).last().unwrap().grant_id,
+        "sekolah-simpeg-gagal"
+    );
+    let r = call11(&gw, "urn:simpeg#GagalPegawai", &gagal, true).await;
+    assert_eq!(
+        (r.status, fault_of(&r, NS11).1.as_str()),
+        (429, "rate_limited")
+    );
+    assert_eq!(up11.received().len(), 2);
 
     // SOAP 1.2, with the action parameter.
     let r = call12(

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need (redis-server, the
-# openssl CLI for the RFC 3161 test TSA; the bench runner installs nginx, wrk and h2load), then
+# openssl CLI for the RFC 3161 test TSA, node and the npm `soap` package for the SOAP back
+# end; the bench runner installs nginx, wrk and h2load), then
 # the docs check, formatting, lints, every test, doc tests, the example configs, a smoke run of
 # the benchmark runner and a replay of the fuzz corpus. Used by README's quick start and .ci/run.
 set -euo pipefail
@@ -11,12 +12,19 @@ export CARGO_INCREMENTAL=0
 need=()
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "== installing: ${need[*]}"
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
+fi
+# The SOAP tests' back end (tests/soap-server: the npm `soap` package at the locked version).
+if [ ! -d tests/soap-server/node_modules/soap ]; then
+  echo "== installing the SOAP test back end (npm ci)"
+  npm ci --prefix tests/soap-server --no-audit --no-fund --loglevel=error
 fi
 
 echo "== self-contained docs"

@@ -78,6 +78,11 @@ pub enum GatewayError {
     /// The upstream call failed.
     #[error(transparent)]
     Upstream(#[from] AdapterError),
+    /// A request to a SOAP service that is no acceptable SOAP call (hostile or malformed XML,
+    /// no envelope, an action naming another operation, bad mediation input…); nothing is
+    /// forwarded.
+    #[error(transparent)]
+    Soap(#[from] penghubung_adapter_soap::SoapError),
     /// The gateway is shutting down or not ready.
     #[error("service unavailable: {0}")]
     Unavailable(&'static str),
@@ -141,6 +146,9 @@ impl GatewayError {
             GatewayError::Throttle(e) => e.status(),
             GatewayError::EvidenceUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::Upstream(e) => e.status(),
+            GatewayError::Soap(e) => {
+                StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_REQUEST)
+            }
             GatewayError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             GatewayError::SourceRefusalsLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             GatewayError::Internal { .. } => StatusCode::INTERNAL_SERVER_ERROR,
@@ -172,6 +180,7 @@ impl GatewayError {
             | GatewayError::Auth(_)
             | GatewayError::Throttle(_)
             | GatewayError::SourceRefusalsLimited { .. }
+            | GatewayError::Soap(_)
             | GatewayError::Connection { .. } => Blame::Client,
         }
     }
@@ -199,6 +208,7 @@ impl GatewayError {
             | GatewayError::ExpectationFailed
             | GatewayError::TransferCodingNotImplemented
             | GatewayError::Unavailable(_)
+            | GatewayError::Soap(_)
             | GatewayError::SourceRefusalsLimited { .. } => Stage::Admit,
             GatewayError::NoRoute
             | GatewayError::MethodNotAllowed { .. }
@@ -233,6 +243,7 @@ impl GatewayError {
             GatewayError::Throttle(e) => e.reason(),
             GatewayError::EvidenceUnavailable(_) => "evidence_unavailable",
             GatewayError::Upstream(e) => e.class(),
+            GatewayError::Soap(e) => e.reason(),
             GatewayError::Unavailable(reason) => reason,
             GatewayError::SourceRefusalsLimited { .. } => "source_refusals_limited",
             GatewayError::Internal { reason, .. } => reason,
@@ -312,6 +323,9 @@ fn problem(
     style: FaultStyle,
 ) -> Response<Bytes> {
     let title = status.canonical_reason().unwrap_or("Error");
+    if let FaultStyle::Soap11 | FaultStyle::Soap12 = style {
+        return soap_fault(status, exchange_id, reason, style);
+    }
     let (body, content_type) = match (style, wso2) {
         (FaultStyle::Wso2, Some((code, message))) => (
             serde_json::json!({
@@ -335,6 +349,40 @@ fn problem(
         ),
     };
     let mut response = Response::new(Bytes::from(body.to_string()));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    if let Ok(value) = HeaderValue::from_str(exchange_id) {
+        headers.insert(crate::identity::EXCHANGE_ID, value);
+    }
+    response
+}
+
+/// A refusal on a SOAP route, as a SOAP fault of the request's version: `Client`/`Sender` for
+/// a refused request, `Server`/`Receiver` for the gateway's or the back end's failures; the
+/// reason code and exchange id in the detail. The HTTP status stays the gateway's (401, 403,
+/// 429… with their headers), so HTTP-level handling of a refusal still works.
+fn soap_fault(
+    status: StatusCode,
+    exchange_id: &str,
+    reason: &str,
+    style: FaultStyle,
+) -> Response<Bytes> {
+    use penghubung_adapter_soap::envelope::{fault, FaultCode};
+    use penghubung_adapter_soap::Version;
+    let version = match style {
+        FaultStyle::Soap12 => Version::V12,
+        _ => Version::V11,
+    };
+    let code = if status.is_client_error() {
+        FaultCode::Sender
+    } else {
+        FaultCode::Receiver
+    };
+    let title = status.canonical_reason().unwrap_or("Error");
+    let (content_type, body) = fault(version, code, title, reason, exchange_id);
+    let mut response = Response::new(Bytes::from(body));
     *response.status_mut() = status;
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));

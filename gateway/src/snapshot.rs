@@ -146,6 +146,8 @@ pub struct Upstream {
     pub transport: HttpUpstream,
     /// What the pipeline calls (stage 7).
     pub adapter: Arc<dyn Adapter>,
+    /// The compiled SOAP settings of a group of kind `soap`.
+    pub soap: Option<Arc<penghubung_adapter_soap::Soap>>,
 }
 
 /// Builds the HTTP transport and the adapter of one upstream group from its settings (a kind may
@@ -171,9 +173,54 @@ impl Default for Adapters {
             Ok((transport.clone(), Arc::new(transport)))
         });
         Adapters {
-            by_kind: HashMap::from([(UpstreamKind::Http, http)]),
+            by_kind: HashMap::from([
+                (UpstreamKind::Http, http),
+                (UpstreamKind::Soap, soap_adapter()),
+            ]),
         }
     }
+}
+
+/// The SOAP settings of a group of kind `soap`, compiled (validation already checked them).
+fn soap_settings(
+    spec: &UpstreamSpec,
+) -> Result<Option<Arc<penghubung_adapter_soap::Soap>>, String> {
+    match (&spec.kind, &spec.soap) {
+        (UpstreamKind::Soap, Some(settings)) => penghubung_adapter_soap::Soap::compile(settings)
+            .map(|s| Some(Arc::new(s)))
+            .map_err(|problems| format!("soap: {problems:?}")),
+        (UpstreamKind::Soap, None) => Err("soap: the soap table is missing".into()),
+        _ => Ok(None),
+    }
+}
+
+/// `kind = "soap"`: the SOAP adapter over the group's transport, with its UsernameToken read
+/// from the secret file or environment variable now (a missing secret fails the build).
+fn soap_adapter() -> Connect {
+    Arc::new(|spec, settings| {
+        let transport = HttpUpstream::new(settings);
+        let soap = soap_settings(spec)?.ok_or("soap: the soap table is missing")?;
+        let token = spec
+            .soap
+            .as_ref()
+            .and_then(|s| s.username_token.as_ref())
+            .map(|t| {
+                penghubung_adapter_soap::wsse::UsernameToken::load(
+                    &t.username,
+                    t.password_file.as_deref(),
+                    t.password_env.as_deref(),
+                )
+                .map_err(|e| format!("soap.username_token: {e}"))
+            })
+            .transpose()?;
+        let adapter = Arc::new(penghubung_adapter_soap::SoapAdapter::new(
+            &spec.name,
+            Arc::new(transport.clone()),
+            soap,
+            token,
+        ));
+        Ok((transport, adapter as Arc<dyn Adapter>))
+    })
 }
 
 impl Adapters {
@@ -263,17 +310,26 @@ impl Snapshot {
         for (i, spec) in catalog.upstream.iter().enumerate() {
             let reused = previous
                 .and_then(|p| p.upstreams.get(&spec.name))
-                .filter(|old| &old.spec == spec && spec.tls.is_none());
+                .filter(|old| &old.spec == spec && spec.tls.is_none())
+                // A UsernameToken's secret is read again on every reload.
+                .filter(|_| {
+                    spec.soap
+                        .as_ref()
+                        .is_none_or(|s| s.username_token.is_none())
+                });
             if let Some(old) = reused {
                 upstreams.insert(spec.name.clone(), old.clone());
                 continue;
             }
             let built = upstream_settings(spec)
                 .and_then(|settings| adapters.connect(spec, settings))
-                .map(|(transport, adapter)| Upstream {
-                    spec: spec.clone(),
-                    transport,
-                    adapter,
+                .and_then(|(transport, adapter)| {
+                    Ok(Upstream {
+                        spec: spec.clone(),
+                        transport,
+                        adapter,
+                        soap: soap_settings(spec)?,
+                    })
                 });
             match built {
                 Ok(upstream) => {
@@ -284,13 +340,14 @@ impl Snapshot {
         }
         let mut routes = Vec::new();
         for (i, spec) in catalog.service.iter().enumerate() {
-            let (adapter, upstream_http2) =
+            let (adapter, upstream_http2, soap) =
                 match spec.upstream.as_ref().and_then(|u| upstreams.get(u)) {
                     Some(up) => (
                         Some(up.adapter.clone()),
                         up.spec.protocol == services::UpstreamProtocol::Http2,
+                        up.soap.clone(),
                     ),
-                    None => (None, false),
+                    None => (None, false, None),
                 };
             let service = Arc::new(Service {
                 id: spec.id.clone(),
@@ -302,6 +359,7 @@ impl Snapshot {
                 auth: spec.auth.clone(),
                 adapter,
                 upstream_http2,
+                soap,
                 metrics: metrics.service(&spec.id),
                 peer_direction: spec
                     .upstream

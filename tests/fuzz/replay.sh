@@ -16,7 +16,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 cd "$here"
 start=$SECONDS
 targets=("$@")
-[[ ${#targets[@]} -gt 0 ]] || targets=(canonicalize config route_pattern evidence_bundle evidence_record evidence_tst wso2_fault wso2_token)
+[[ ${#targets[@]} -gt 0 ]] || targets=(canonicalize config route_pattern evidence_bundle evidence_record evidence_tst wso2_fault wso2_token soap_xml soap_mediation)
 
 # The fuzz crate is its own workspace (not a member of the root one) with its own committed
 # Cargo.lock (the root lock's versions plus libfuzzer-sys); --locked refuses to drift from it.

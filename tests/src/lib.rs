@@ -18,6 +18,7 @@ pub mod evidence;
 pub mod gateway;
 pub mod h2raw;
 pub mod raw;
+pub mod soap;
 pub mod splp;
 pub mod upstream;
 

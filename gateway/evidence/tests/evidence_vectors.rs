@@ -236,6 +236,45 @@ fn refusals_suppressed() -> Record {
     }
 }
 
+/// A SOAP exchange (proto/README.md §15): its request with the operation fields (40–44), a
+/// refusal of an operation outside the cakupan (30–31) and a mediated outcome with a fault
+/// (25–26).
+fn soap_records() -> Vec<Record> {
+    use penghubung_evidence::schema::{Refused, Request};
+    let mut request = request("ex-1");
+    if let Some(Kind::Request(r)) = &mut request.kind {
+        *r = Request {
+            method: "POST".into(),
+            canonical_path: "/rest/pegawai".into(),
+            soap_operation: "GetPegawai".into(),
+            soap_version: 11,
+            soap_action: "urn:simpeg#GetPegawai".into(),
+            soap_envelope_sha256: vec![7u8; 32].into(),
+            soap_mode: "mediated".into(),
+            ..r.clone()
+        };
+    }
+    let mut outcome = outcome("ex-1", 1);
+    if let Some(Kind::Outcome(o)) = &mut outcome.kind {
+        o.status = 400;
+        o.soap_fault_code = "soap:Client".into();
+        o.soap_upstream_sha256 = vec![9u8; 32].into();
+    }
+    let refused = Record {
+        exchange_id: "ex-3".into(),
+        kind: Some(Kind::Refused(Refused {
+            stage: "authorize".into(),
+            reason_class: "grant_outside_cakupan".into(),
+            status: 403,
+            soap_operation: "HapusPegawai".into(),
+            soap_version: 12,
+            ..Refused::default()
+        })),
+        ..Record::default()
+    };
+    vec![request, outcome, refused]
+}
+
 fn checkpoint() -> Record {
     Record {
         kind: Some(Kind::Checkpoint(Checkpoint::default())),
@@ -510,6 +549,21 @@ fn conformance_vectors() {
         r.encode_to_vec()
     };
     s.log("peer-outcome-edited", Some(Reason::Merkle), &edited_peer);
+    // SOAP fields are covered like any other: the log verifies, and editing the recorded
+    // operation breaks the Merkle root.
+    let mut with_soap = base.clone();
+    with_soap.splice(0..2, soap_records());
+    let soap_log = gen(&s, "soap", &good, Format::Current, &with_soap, &none);
+    s.log("good-log-with-soap", None, &soap_log);
+    let mut edited_soap = soap_log.clone();
+    edited_soap[0] = {
+        let mut r = Record::decode(soap_log[0].as_slice()).unwrap();
+        if let Some(Kind::Request(x)) = &mut r.kind {
+            x.soap_operation = "HapusPegawai".into();
+        }
+        r.encode_to_vec()
+    };
+    s.log("soap-operation-edited", Some(Reason::Merkle), &edited_soap);
     s.bundle("good-bundle", None, &bundle_of(&good_log, "ex-1"));
     s.bundle("good-bundle-ex-2", None, &bundle_of(&good_log, "ex-2"));
     let anchor = Anchor::from_record(&good_log[3]).unwrap();

@@ -25,7 +25,7 @@ pub struct GrantRuntime {
     pub consented: bool,
     /// Rate and quota of the grant.
     pub limits: Option<LimitPolicy>,
-    cakupan: Vec<(Vec<String>, Vec<PathPattern>)>,
+    cakupan: Vec<(Vec<String>, Vec<PathPattern>, Vec<String>)>,
 }
 
 impl GrantRuntime {
@@ -38,7 +38,7 @@ impl GrantRuntime {
                 .iter()
                 .map(|p| PathPattern::parse(p))
                 .collect::<Result<Vec<_>, _>>()?;
-            cakupan.push((c.methods.clone(), paths));
+            cakupan.push((c.methods.clone(), paths, c.operations.clone()));
         }
         let limits = g
             .limits
@@ -86,9 +86,53 @@ impl GrantRuntime {
 
     /// Whether the *cakupan* covers the method and canonical path.
     pub fn covers(&self, method: &http::Method, path: &str) -> bool {
-        self.cakupan.iter().any(|(methods, paths)| {
+        self.cakupan.iter().any(|(methods, paths, _)| {
             methods.iter().any(|m| m == "*" || m == method.as_str())
                 && paths.iter().any(|p| p.matches(path))
         })
+    }
+
+    /// Whether one *cakupan* entry covers the method, the canonical path and the SOAP
+    /// operation (named in its `operations`, or `*`).
+    pub fn covers_operation(&self, method: &http::Method, path: &str, operation: &str) -> bool {
+        self.cakupan.iter().any(|(methods, paths, operations)| {
+            methods.iter().any(|m| m == "*" || m == method.as_str())
+                && paths.iter().any(|p| p.matches(path))
+                && operations.iter().any(|o| o == "*" || o == operation)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operations_are_covered_only_where_named() {
+        let spec: GrantSpec = toml::from_str(
+            r#"
+            id = "g"
+            application = "a"
+            service = "s"
+            tujuan = "t"
+            cakupan = [
+                { methods = ["POST"], paths = ["/ws"], operations = ["GetPegawai"] },
+                { methods = ["POST"], paths = ["/ws2"], operations = ["*"] },
+                { methods = ["GET"], paths = ["/ws"] },
+            ]
+            "#,
+        )
+        .expect("parses");
+        let g = GrantRuntime::compile(&spec).expect("compiles");
+        let post = http::Method::POST;
+        assert!(g.covers_operation(&post, "/ws", "GetPegawai"));
+        assert!(!g.covers_operation(&post, "/ws", "HapusPegawai"));
+        assert!(g.covers_operation(&post, "/ws2", "HapusPegawai"));
+        assert!(!g.covers_operation(&http::Method::GET, "/ws", "GetPegawai"));
+        assert!(!g.covers_operation(&post, "/other", "GetPegawai"));
+        assert!(
+            g.covers(&http::Method::GET, "/ws"),
+            "an entry without operations still covers its paths"
+        );
     }
 }

@@ -558,6 +558,34 @@ impl AuthRuntime {
         Err(best.1)
     }
 
+    /// Stage 4 for a SOAP call, once the operation is known from the envelope: a consented,
+    /// valid grant of the caller for this service whose *cakupan* names the operation (on the
+    /// method and path). Anonymous callers of anonymous services pass.
+    pub fn authorize_operation(
+        &self,
+        principal: &Principal,
+        service_id: &str,
+        (method, canonical_path): (&http::Method, &str),
+        operation: &str,
+        now: SystemTime,
+    ) -> Result<Arc<GrantRuntime>, AuthError> {
+        if principal.credential_kind == CredentialKind::Anonymous {
+            return Ok(self.anonymous.clone());
+        }
+        self.grants
+            .get(&principal.application)
+            .and_then(|by_service| by_service.get(service_id))
+            .and_then(|list| {
+                list.iter().find(|g| {
+                    g.consented
+                        && g.validity(now).is_ok()
+                        && g.covers_operation(method, canonical_path, operation)
+                })
+            })
+            .cloned()
+            .ok_or(AuthError::OutsideCakupan)
+    }
+
     /// Stage 5: applies the grant's and the application's limits.
     pub async fn throttle(
         &self,

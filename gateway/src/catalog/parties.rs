@@ -109,6 +109,11 @@ pub struct CakupanSpec {
     pub methods: Vec<String>,
     /// Path patterns on the canonical path: exact `/a/b`, prefix `/a/*`, segment `/a/{id}`.
     pub paths: Vec<String>,
+    /// SOAP operations (local names of the body's element, or `*`) this entry covers on a
+    /// service whose upstream is of kind `soap`. There an entry without operations covers no
+    /// SOAP call (only the WSDL); on other services it is not used.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub operations: Vec<String>,
 }
 
 /// Consent of the owner OPD.
@@ -379,6 +384,18 @@ impl GrantSpec {
             for (j, p) in c.paths.iter().enumerate() {
                 if let Err(m) = PathPattern::parse(p) {
                     e.push((format!("cakupan[{i}].paths[{j}]"), m));
+                }
+            }
+            for (j, o) in c.operations.iter().enumerate() {
+                let name_ok = o == "*"
+                    || (!o.is_empty()
+                        && o.chars()
+                            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.')));
+                if !name_ok {
+                    e.push((
+                        format!("cakupan[{i}].operations[{j}]"),
+                        format!("{o:?} is not an operation name or `*`"),
+                    ));
                 }
             }
         }

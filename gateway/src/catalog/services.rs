@@ -76,6 +76,9 @@ pub struct UpstreamSpec {
     /// tier, token endpoint, credentials from secrets, client certificate, the peer's APIs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub splp: Option<penghubung_adapter_splp::PeerSettings>,
+    /// Settings of a `kind = "soap"` group (required for that kind, refused for others).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub soap: Option<penghubung_adapter_soap::SoapSettings>,
 }
 
 fn default_connect_ms() -> u64 {
@@ -118,6 +121,9 @@ pub enum UpstreamKind {
     /// A peer SPL (provinsi or the national SPLP, WSO2 API Manager): the `splp` table says how
     /// (`penghubung-adapter-splp`).
     Splp,
+    /// SOAP 1.1/1.2 back ends (`adapters/soap`): operations authorised and recorded, hardened
+    /// XML, WSDL, SOAP faults, JSON mediation, WS-Security UsernameToken (the `soap` table).
+    Soap,
 }
 
 /// Upstream wire protocol.
@@ -295,6 +301,13 @@ pub enum FaultStyle {
     Problem,
     /// WSO2 API Manager fault JSON (`{"code":"900901",…}`) for existing SPLP clients.
     Wso2,
+    /// A SOAP 1.1 fault: set by the pipeline for SOAP 1.1 requests to a `soap` upstream, never
+    /// configured.
+    #[serde(skip)]
+    Soap11,
+    /// A SOAP 1.2 fault, likewise.
+    #[serde(skip)]
+    Soap12,
 }
 
 /// A service's `auth` table.

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 
 use super::file::{ClientAuth, Settings};
 use super::{Compiled, ConfigIssue};
-use crate::catalog::services::RouteAction;
+use crate::catalog::services::{RouteAction, UpstreamKind};
 use crate::catalog::Catalog;
 use crate::routing::{Pattern, RouteRule};
 
@@ -320,6 +320,25 @@ fn validate_upstreams<'a>(config: &'a Catalog, issues: &mut Issues) -> HashSet<&
             }
         }
         validate_peer(u, &at, issues);
+        match (u.kind, &u.soap) {
+            (UpstreamKind::Soap, Some(soap)) => {
+                if let Err(problems) = penghubung_adapter_soap::Soap::compile(soap) {
+                    for (path, message) in problems {
+                        issues.add(format!("{at}.soap.{path}"), message);
+                    }
+                }
+            }
+            (UpstreamKind::Soap, None) => {
+                issues.add(
+                    format!("{at}.soap"),
+                    "an upstream of kind \"soap\" needs its soap table",
+                );
+            }
+            (_, Some(_)) => {
+                issues.add(format!("{at}.soap"), "only for upstreams of kind \"soap\"");
+            }
+            (_, None) => {}
+        }
     }
     names
 }
@@ -445,6 +464,18 @@ fn validate_services(config: &Catalog, upstreams: &HashSet<&str>, issues: &mut I
             ),
             _ => {}
         }
+        let soap = config
+            .upstream
+            .iter()
+            .any(|u| Some(&u.name) == s.upstream.as_ref() && u.kind == UpstreamKind::Soap);
+        for (r, route) in s.route.iter().enumerate() {
+            if soap && route.stream_body {
+                issues.add(
+                    format!("{at}.route[{r}].stream_body"),
+                    "a SOAP service reads every envelope whole before forwarding it",
+                );
+            }
+        }
         for (path, message) in s.auth.validate() {
             issues.add(format!("{at}.auth.{path}"), message);
         }
@@ -551,6 +582,74 @@ mod tests {
         }
         assert!(
             !paths.iter().any(|p| p.starts_with("upstream[1].splp")),
+            "{paths:?}"
+        );
+    }
+
+    #[test]
+    fn soap_tables_are_checked() {
+        let text = r#"
+            [[upstream]]
+            name = "soap-without-table"
+            kind = "soap"
+            targets = ["h:1"]
+            [[upstream]]
+            name = "http-with-table"
+            targets = ["h:1"]
+            soap = {}
+            [[upstream]]
+            name = "soap"
+            kind = "soap"
+            targets = ["h:1"]
+            [upstream.soap]
+            public_url = "ftp://x"
+            username_token = { username = "u", password_file = "/p", password_env = "P" }
+            [[upstream.soap.mediate]]
+            path = "/rest/a"
+            operation = "GetA"
+            version = "1.3"
+            endpoint = "/ws"
+            request = "<GetB>{{x}}</GetB>"
+            response = { a = "GetAResponse//a" }
+            [[service]]
+            id = "s"
+            hosts = ["h"]
+            upstream = "soap"
+            [[service.route]]
+            path = "/ws"
+            stream_body = true
+            [[grant]]
+            id = "g"
+            application = "a"
+            service = "s"
+            tujuan = "t"
+            cakupan = [{ methods = ["POST"], paths = ["/ws"], operations = ["Get A"] }]
+        "#;
+        let (settings, catalog) = parse(text, "t.toml").expect("parses").split();
+        let paths: Vec<String> = validate(&settings, &catalog)
+            .expect_err("invalid")
+            .into_iter()
+            .map(|i| i.path)
+            .collect();
+        for want in [
+            "upstream[0].soap",
+            "upstream[1].soap",
+            "upstream[2].soap.public_url",
+            "upstream[2].soap.username_token",
+            "upstream[2].soap.mediate[0].version",
+            "upstream[2].soap.mediate[0].request",
+            "upstream[2].soap.mediate[0].response.a",
+            "service[0].route[0].stream_body",
+        ] {
+            assert!(
+                paths.iter().any(|p| p == want),
+                "missing {want} in {paths:?}"
+            );
+        }
+        assert!(
+            paths
+                .iter()
+                .any(|p| p.ends_with("cakupan[0].operations[0]")),
             "{paths:?}"
         );
     }

@@ -5,6 +5,7 @@
 mod plane;
 pub mod record;
 pub mod refusals;
+mod soap;
 #[cfg(test)]
 mod tests;
 
@@ -63,6 +64,8 @@ pub struct Exchange {
     /// Query and header digests of the head as received (when evidence is recorded): the
     /// request record and a refusal record carry the same ones.
     pub digests: Option<RequestDigests>,
+    /// The SOAP call, once its envelope was read (services of upstream kind `soap`).
+    pub soap: Option<Arc<penghubung_adapter_soap::Prepared>>,
 }
 
 /// What the connection (`server`) tells the pipeline about one request, beyond the request.
@@ -220,8 +223,10 @@ async fn run<B: ClientBody>(
     let (principal, grant, rate) = access(runtime, conn, exchange, &head, &matched).await?;
 
     // The body is read and checked in full before anything goes upstream (unless the route
-    // opted into streaming), so its digest is in the request record.
+    // opted into streaming), so its digest is in the request record; then soap::prepare.
     let body = read_request_body(runtime, &matched, &admitted, body).await?;
+    let at = (&matched, &admitted, &principal);
+    let grant = soap::prepare(runtime, exchange, &mut head, at, grant, &body).await?;
 
     // 6 record(request): durable before any byte goes upstream ("no evidence, no forward").
     let passed = record::Passed {
@@ -276,7 +281,8 @@ fn route(
             .route(&admitted.host, &head.method, raw_path, &admitted.canonical)?;
     let service = &matched.route.service;
     exchange.service = Some(service.id.clone());
-    exchange.fault_style = service.auth.fault_style;
+    exchange.fault_style =
+        soap::fault_style(service, &head.headers).unwrap_or(service.auth.fault_style);
     exchange.path = matched.path.clone();
     let adapter = service.adapter.clone().ok_or(GatewayError::RouteDenied)?;
     Ok((matched, adapter))
@@ -435,6 +441,7 @@ async fn refuse(
                     class: "failed",
                     reason: error.reason().to_owned(),
                     peer: None,
+                    soap: None,
                 },
                 Bytes::new(),
                 0,
@@ -455,6 +462,8 @@ async fn refuse(
                 digests: exchange.digests.as_ref(),
             }),
         };
+        let mut record = record;
+        soap::fill_refused(&mut record, exchange.soap.as_ref());
         if let Err(e) = evidence.append(record).await {
             tracing::error!(exchange = %exchange.id, error = %e, "refusal could not be recorded");
         }

@@ -302,6 +302,8 @@ pub struct OutcomeFacts {
     pub started: Instant,
     /// Time to the upstream response head, in nanoseconds.
     pub head_nanos: u64,
+    /// What a SOAP adapter read of the back end's answer (proto/README.md §15).
+    pub soap: Option<penghubung_adapter_soap::SoapOutcome>,
     /// Outcome class (`ok`, `upstream_error`, …) and reason.
     pub class: &'static str,
     /// Reason for a failed outcome.
@@ -329,7 +331,7 @@ pub fn outcome_record(
         reason: facts.reason.clone(),
         ..Default::default()
     };
-    let outcome = match &facts.peer {
+    let mut outcome = match &facts.peer {
         Some(peer) => schema::Outcome {
             upstream_tls_sha256: peer
                 .tls_sha256
@@ -344,6 +346,7 @@ pub fn outcome_record(
         },
         None => outcome,
     };
+    super::soap::fill_outcome(&mut outcome, facts.soap.as_ref());
     schema::Record {
         exchange_id: facts.exchange_id.clone(),
         trace_id: facts.trace_id.clone(),
@@ -553,7 +556,9 @@ pub async fn record_request(
         grant: passed.grant,
         service: &passed.matched.route.service,
     };
-    let sequence = evidence.append(request_record(evidence, &facts)).await?;
+    let mut record = request_record(evidence, &facts);
+    super::soap::fill_request(&mut record, exchange.soap.as_ref());
+    let sequence = evidence.append(record).await?;
     exchange.request_sequence = Some(sequence);
     Ok(())
 }
@@ -586,6 +591,10 @@ pub async fn record_outcome(
         peer: response
             .extensions()
             .get::<penghubung_adapter::PeerExchange>()
+            .cloned(),
+        soap: response
+            .extensions()
+            .get::<penghubung_adapter_soap::SoapOutcome>()
             .cloned(),
     };
     let (parts, body) = response.into_parts();
@@ -679,6 +688,7 @@ pub async fn record_token_answer(
                             class: "token_issued",
                             reason: jti,
                             peer: None,
+                            soap: None,
                         },
                         sha256(answer.body()),
                         answer.body().len() as u64,

@@ -379,6 +379,9 @@ pub struct Service {
     pub adapter: Option<Arc<dyn Adapter>>,
     /// The upstream speaks HTTP/2 (`TE: trailers` may pass).
     pub upstream_http2: bool,
+    /// The SOAP settings when the upstream is of kind `soap` (the pipeline prepares, authorises
+    /// and records each call by operation).
+    pub soap: Option<Arc<penghubung_adapter_soap::Soap>>,
     /// Who may call it.
     pub auth: ServiceAuthSettings,
     /// Counters.
@@ -452,6 +455,7 @@ mod router_tests {
             personal_data: false,
             adapter: None,
             upstream_http2: false,
+            soap: None,
             auth: Default::default(),
             metrics: Default::default(),
             peer_direction: String::new(),

@@ -11,6 +11,7 @@ use crate::auth::settings::{AuthSettings, RedisSettings};
 use crate::catalog::parties::{ApplicationSpec, GrantSpec, OpdSpec};
 use crate::catalog::services::{ServiceSpec, UpstreamSpec};
 use crate::catalog::Catalog;
+use crate::telemetry::TelemetrySettings;
 use penghubung_evidence::EvidenceSettings;
 
 pub use crate::admit::settings::{HeaderSettings, RequestLimits};
@@ -64,6 +65,9 @@ pub struct ConfigFile {
     /// Grants: which application may call which service, for what purpose, within what scope.
     #[serde(default)]
     pub grant: Vec<GrantSpec>,
+    /// Traces (the `[telemetry]` table; needs a restart to change).
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
 }
 
 impl ConfigFile {
@@ -85,6 +89,7 @@ impl ConfigFile {
             opd,
             application,
             grant,
+            telemetry,
         } = self;
         (
             Settings {
@@ -98,6 +103,7 @@ impl ConfigFile {
                 evidence,
                 auth,
                 redis,
+                telemetry,
             },
             Catalog {
                 upstream,
@@ -135,6 +141,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Shared rate-limit store.
     pub redis: Option<RedisSettings>,
+    /// Traces.
+    pub telemetry: TelemetrySettings,
 }
 
 /// The `[runtime]` table: worker threads of the tokio runtime; changing them needs a restart.

@@ -78,6 +78,9 @@ pub fn issues(settings: &Settings, catalog: &Catalog) -> Vec<ConfigIssue> {
         );
     }
     validate_limits(settings, &mut issues);
+    for (path, message) in settings.telemetry.problems() {
+        issues.add(&path, message);
+    }
     validate_headers(settings, &mut issues);
     let upstreams = validate_upstreams(catalog, &mut issues);
     validate_services(catalog, &upstreams, &mut issues);

@@ -74,6 +74,9 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<String> {
     if old.evidence != new.evidence {
         changes.push("evidence settings changed (restart needed)".to_owned());
     }
+    if old.telemetry != new.telemetry {
+        changes.push("telemetry settings changed (restart needed)".to_owned());
+    }
     changes
 }
 

@@ -28,12 +28,13 @@ use crate::identity::{ConnInfo, PeerIdentity};
 use crate::routing::Matched;
 use crate::snapshot::Snapshot;
 use crate::stage::Stage;
-use crate::telemetry::ServiceMetrics;
+use crate::telemetry::{trace, ServiceMetrics};
 use crate::throttle::RateInfo;
 use penghubung_adapter::Adapter;
 use penghubung_evidence::EvidenceLog;
 use record::{OutcomeFacts, RefusalFacts, RequestDigests};
 use refusals::{Disposition, ParserRefusal, Refusal, RefusalGuard};
+use tracing::Instrument;
 
 const APIKEY: HeaderName = HeaderName::from_static("apikey");
 
@@ -104,6 +105,8 @@ pub async fn handle<B: ClientBody, G: Send + 'static>(
             .then(|| RequestDigests::of(request.headers(), request.uri().query())),
         ..Exchange::default()
     };
+    // The exchange span (none when traces are off): every stage's span is its child.
+    let span = trace::exchange(request.headers(), &exchange.id, &exchange.method);
     // hyper drops Content-Length when Transfer-Encoding is present, so admission cannot see
     // both; the connection's byte scanner saw the raw head (server::h1frame).
     let outcome = if content_length_with_transfer_encoding {
@@ -120,10 +123,16 @@ pub async fn handle<B: ClientBody, G: Send + 'static>(
             retry_after_secs: retry.as_secs().max(1),
         })
     } else {
-        run(&runtime, evidence, conn, &mut exchange, started, request).await
+        run(&runtime, evidence, conn, &mut exchange, started, request)
+            .instrument(span.clone())
+            .await
     };
     match outcome {
         Ok((response, metrics)) => {
+            trace::finish(
+                &span,
+                &finished(&exchange, response.status().as_u16(), None),
+            );
             if exchange.principal.is_some() || response.status().as_u16() < 400 {
                 refusals.succeeded(conn.peer.ip(), &runtime.limits);
             }
@@ -144,9 +153,13 @@ pub async fn handle<B: ClientBody, G: Send + 'static>(
             Response::from_parts(parts, Body::new(ResponseBody::new(body, in_flight)))
         }
         Err(error) => {
+            let refusal = (error.stage().as_str(), error.reason());
+            let facts = finished(&exchange, error.status().as_u16(), Some(refusal));
+            trace::finish(&span, &facts);
             let response = refuse(
                 &runtime, evidence, refusals, conn, &exchange, &error, started,
             )
+            .instrument(span)
             .await;
             let (mut parts, body) = response.into_parts();
             add_configured_headers(&runtime, conn, &exchange, &mut parts.headers);
@@ -155,6 +168,22 @@ pub async fn handle<B: ClientBody, G: Send + 'static>(
                 Body::new(ResponseBody::new(penghubung_adapter::full(body), in_flight)),
             )
         }
+    }
+}
+
+/// The exchange's ids for its span (never a path or a value the client sent).
+fn finished<'a>(
+    exchange: &'a Exchange,
+    status: u16,
+    refusal: Option<(&'a str, &'a str)>,
+) -> trace::Finished<'a> {
+    trace::Finished {
+        service: exchange.service.as_deref(),
+        opd: exchange.principal.as_ref().map(|p| p.opd.as_str()),
+        application: exchange.principal.as_ref().map(|p| p.application.as_str()),
+        grant: exchange.grant.as_ref().map(|g| g.id.as_str()),
+        status,
+        refusal,
     }
 }
 
@@ -270,6 +299,7 @@ fn route(
     raw_path: &str,
     admitted: &Admitted,
 ) -> Result<(Matched, Arc<dyn Adapter>), GatewayError> {
+    let _span = trace::stage("route").entered();
     let matched =
         runtime
             .router
@@ -300,9 +330,11 @@ async fn access(
             conn.client.as_ref(),
             &service.auth,
         )
+        .instrument(trace::stage("authenticate"))
         .await?;
     let principal = Arc::new(principal);
     exchange.principal = Some(principal.clone());
+    let authorizing = trace::stage("authorize").entered();
     let grant = runtime.auth.authorize(
         &principal,
         &service.id,
@@ -311,8 +343,11 @@ async fn access(
         &matched.path,
         SystemTime::now(),
     )?;
+    drop(authorizing);
     exchange.grant = Some(grant.clone());
-    let rate = runtime.auth.throttle(&principal, &grant).await?;
+    let rate = (runtime.auth.throttle(&principal, &grant))
+        .instrument(trace::stage("throttle"))
+        .await?;
     Ok((principal, grant, rate))
 }
 
@@ -440,7 +475,11 @@ async fn refuse(
                 digests: exchange.digests.as_ref(),
             }),
         };
-        if let Err(e) = evidence.append(record).await {
+        let stage = match exchange.request_sequence {
+            Some(_) => trace::stage("record_outcome"),
+            None => trace::stage("record_refusal"),
+        };
+        if let Err(e) = evidence.append(record).instrument(stage).await {
             tracing::error!(exchange = %exchange.id, error = %e, "refusal could not be recorded");
         }
     }

@@ -367,6 +367,9 @@ impl Collector for Scrape {
         if let Some(age) = h.last_checkpoint_age_secs {
             single(&mut e, names::EVIDENCE_LAST_CHECKPOINT_AGE, Gauge, age)?;
         }
+        let (exported, dropped) = super::trace::span_counts();
+        single(&mut e, names::TRACE_SPANS_EXPORTED, Counter, exported)?;
+        single(&mut e, names::TRACE_SPANS_DROPPED, Counter, dropped)?;
         Ok(())
     }
 }

@@ -9,6 +9,7 @@
 
 pub mod exposition;
 pub mod names;
+pub mod trace;
 
 pub use exposition::{
     render, AuthStats, IssuerStats, ProcessStats, RefusalStats, Scrape, ThrottleStats,
@@ -196,19 +197,73 @@ impl Metrics {
     }
 }
 
+/// The `[telemetry]` table.
+#[derive(Debug, Clone, Default, serde::Deserialize, serde::Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TelemetrySettings {
+    /// OpenTelemetry traces over OTLP/gRPC; absent means off (restart to change).
+    #[serde(default)]
+    pub traces: Option<trace::TraceSettings>,
+}
+
+impl TelemetrySettings {
+    /// Every problem with its path.
+    pub fn problems(&self) -> Vec<(String, String)> {
+        self.traces
+            .as_ref()
+            .map(trace::TraceSettings::problems)
+            .unwrap_or_default()
+    }
+}
+
 /// Sets up `tracing` output (text or JSON) filtered by `RUST_LOG` (default `info`).
 pub fn init_logging(json: bool) {
+    let _ = init(json, None, "");
+}
+
+/// Sets up `tracing` output (text or JSON, filtered by `RUST_LOG`, default `info`) and, when
+/// `traces` is given, OpenTelemetry traces (see [`trace`]; must then run inside a tokio
+/// runtime). The log output never shows the trace spans. Returns what must be flushed at exit.
+pub fn init(
+    json: bool,
+    traces: Option<&trace::TraceSettings>,
+    node: &str,
+) -> Result<Option<trace::Tracing>, String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::Layer;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
+    let filter = match format!("{}=off", trace::TARGET).parse() {
+        Ok(directive) => filter.add_directive(directive),
+        Err(_) => filter,
     };
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let fmt = tracing_subscriber::fmt::layer()
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr);
+    let fmt = if json {
+        fmt.json().with_filter(filter).boxed()
+    } else {
+        fmt.with_filter(filter).boxed()
+    };
+    let registry = tracing_subscriber::registry().with(fmt);
+    match traces {
+        None => {
+            let _ = registry.try_init();
+            Ok(None)
+        }
+        Some(settings) => {
+            let (tracing, layer) = trace::install(settings, node)?;
+            let only_traces = tracing_subscriber::filter::Targets::new()
+                .with_target(trace::TARGET, tracing::Level::TRACE);
+            registry
+                .with(layer.with_filter(only_traces))
+                .try_init()
+                .map_err(|e| format!("telemetry: {e}"))?;
+            Ok(Some(tracing))
+        }
+    }
 }
 
 #[cfg(test)]

@@ -34,6 +34,8 @@ pub struct Snapshot {
     pub access_log: bool,
     /// Whether evidence checkpoints are signed (`evidence.signer` is set).
     pub evidence_signer: bool,
+    /// The CRL files of each TLS listener (listener name, file), for `/health`.
+    pub crl_files: Vec<(String, std::path::PathBuf)>,
     /// This node's name.
     pub node_id: String,
     /// Request size limits and deadlines.
@@ -254,6 +256,15 @@ impl Snapshot {
             token_endpoint: config.auth.token_endpoint.enabled,
             access_log: config.log.access_log,
             evidence_signer: config.evidence.signer.is_some(),
+            crl_files: config
+                .listener
+                .iter()
+                .flat_map(|l| {
+                    l.tls
+                        .iter()
+                        .flat_map(|t| t.crls.iter().map(|c| (l.name.clone(), c.clone())))
+                })
+                .collect(),
             node_id: node_id(config),
             limits: config.limits.clone(),
             listener_headers: config

@@ -133,52 +133,8 @@ async fn route<O: Operations>(
     }
 }
 
-/// The health document: overall status and each subsystem's state.
+/// The health document (its layout: `crate::health`).
 pub fn health<O: Operations>(gateway: &O) -> (StatusCode, serde_json::Value) {
-    let runtime = gateway.plane().snapshot.load();
-    let mut upstreams = Vec::new();
-    let mut degraded = false;
-    for (name, (_, upstream)) in &runtime.upstreams {
-        let targets: Vec<serde_json::Value> = upstream
-            .targets()
-            .iter()
-            .enumerate()
-            .map(|(i, t)| serde_json::json!({"target": t.authority, "available": upstream.is_target_available(i), "outstanding": t.outstanding()}))
-            .collect();
-        let healthy = penghubung_adapter::Adapter::is_healthy(upstream);
-        degraded |= !healthy;
-        upstreams.push(serde_json::json!({"name": name, "healthy": healthy, "targets": targets}));
-    }
-    let evidence = gateway.plane().evidence.health();
-    degraded |= evidence.enabled
-        && (!evidence.writable || !evidence.tsa_ok || (!evidence.signer_ok && has_signer(gateway)));
-    let auth = runtime.auth.health();
-    degraded |= !auth.ok();
-    let ready = gateway.is_ready();
-    let status = if !ready {
-        "down"
-    } else if degraded {
-        "degraded"
-    } else {
-        "ok"
-    };
-    let code = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        code,
-        serde_json::json!({
-            "status": status,
-            "node": runtime.node_id,
-            "upstreams": upstreams,
-            "evidence": serde_json::to_value(&evidence).unwrap_or_default(),
-            "auth": serde_json::to_value(&auth).unwrap_or_default(),
-        }),
-    )
-}
-
-fn has_signer<O: Operations>(gateway: &O) -> bool {
-    gateway.plane().snapshot.load().evidence_signer
+    let plane = gateway.plane();
+    crate::health::document(&plane.snapshot.load(), &plane.evidence, gateway.is_ready())
 }

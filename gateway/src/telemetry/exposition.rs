@@ -56,6 +56,8 @@ pub struct IssuerStats {
     pub loads_failed: u64,
     /// The keys are stale.
     pub stale: bool,
+    /// Unix seconds of the last successful load (`None`: never loaded).
+    pub last_ok_unix: Option<i64>,
 }
 
 /// Authentication counters.

@@ -123,6 +123,7 @@ fn full_scrape(metrics: &Metrics) -> Scrape {
                 loads_ok: 3,
                 loads_failed: 1,
                 stale: false,
+                last_ok_unix: None,
             }],
             token_cache_hits: 5,
             ..AuthStats::default()

@@ -290,7 +290,10 @@ impl Snapshot {
             router: Router::new(routes),
             upstreams,
             tls: tls_configs,
-            unrouted: metrics.service(NO_SERVICE),
+            unrouted: {
+                metrics.set_opds(&catalog.opd.iter().map(|o| o.id.clone()).collect::<Vec<_>>());
+                metrics.service(NO_SERVICE)
+            },
             service_metrics: catalog
                 .service
                 .iter()

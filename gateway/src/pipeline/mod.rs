@@ -136,11 +136,9 @@ pub async fn handle<B: ClientBody, G: Send + 'static>(
             if exchange.principal.is_some() || response.status().as_u16() < 400 {
                 refusals.succeeded(conn.peer.ip(), &runtime.limits);
             }
-            metrics.observe(
-                Stage::Dispatch,
-                response.status().as_u16(),
-                started.elapsed(),
-            );
+            let opd = exchange.principal.as_ref().map(|p| p.opd.as_str());
+            let status = response.status().as_u16();
+            metrics.observe(Stage::Dispatch, status, started.elapsed(), opd);
             access_log(
                 &runtime,
                 conn,
@@ -426,7 +424,8 @@ async fn refuse(
         Some(id) => runtime.router_service_metrics(id),
         None => runtime.unrouted.clone(),
     };
-    metrics.observe(error.stage(), status.as_u16(), started.elapsed());
+    let opd = exchange.principal.as_ref().map(|p| p.opd.as_str());
+    metrics.observe(error.stage(), status.as_u16(), started.elapsed(), opd);
     tracing::debug!(exchange = %exchange.id, peer = %conn.peer, stage = error.stage().as_str(), reason = error.reason(), %error, "request refused");
     // An unauthenticated refusal beyond its source's limit is counted, not recorded alone.
     let suppressed = exchange.request_sequence.is_none()

@@ -10,7 +10,9 @@ use prometheus_client::metrics::MetricType;
 
 /// Requests answered, by service, stage that answered, and status class (counter).
 pub const REQUESTS: &str = "penghubung_requests";
-/// Request duration histogram in seconds, by service.
+/// Requests answered, by service, consumer OPD (catalogue ids) and status class (counter).
+pub const CONSUMER_REQUESTS: &str = "penghubung_consumer_requests";
+/// Request duration histogram in seconds, by service and the stage that answered.
 pub const REQUEST_SECONDS: &str = "penghubung_request_duration_seconds";
 /// Connections currently open, by listener (gauge).
 pub const CONNECTIONS_OPEN: &str = "penghubung_connections_open";
@@ -85,7 +87,8 @@ pub const TRACE_SPANS_DROPPED: &str = "penghubung_trace_spans_dropped";
 /// Every metric family with its type and help text, as exposed on `/metrics`.
 pub const ALL: &[(&str, MetricType, &str)] = &[
     (REQUESTS, MetricType::Counter, "Requests answered, by service, stage and status class."),
-    (REQUEST_SECONDS, MetricType::Histogram, "Request duration in seconds, by service."),
+    (CONSUMER_REQUESTS, MetricType::Counter, "Requests answered, by service, consumer OPD and status class."),
+    (REQUEST_SECONDS, MetricType::Histogram, "Request duration in seconds, by service and the stage that answered."),
     (CONNECTIONS_OPEN, MetricType::Gauge, "Open connections."),
     (CONNECTIONS, MetricType::Counter, "Accepted connections."),
     (CONNECTIONS_REJECTED, MetricType::Counter, "Connections closed at the connection limit."),

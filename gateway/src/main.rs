@@ -27,6 +27,15 @@ fn main() -> ExitCode {
         },
         Command::Demo { listen, admin } => demo(listen, admin),
         Command::Evidence { command } => evidence(command),
+        Command::Opdata { command } => {
+            match penghubung::cli::opdata(command, &mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("penghubung opdata: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Secret { command } => {
             let mut line = String::new();
             if let Err(error) = std::io::stdin().read_line(&mut line) {

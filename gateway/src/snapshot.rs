@@ -36,6 +36,8 @@ pub struct Snapshot {
     pub evidence_signer: bool,
     /// The CRL files of each TLS listener (listener name, file), for `/health`.
     pub crl_files: Vec<(String, std::path::PathBuf)>,
+    /// The operational-data index directory, when configured (`GET /opdata`).
+    pub opdata_dir: Option<std::path::PathBuf>,
     /// This node's name.
     pub node_id: String,
     /// Request size limits and deadlines.
@@ -256,6 +258,7 @@ impl Snapshot {
             token_endpoint: config.auth.token_endpoint.enabled,
             access_log: config.log.access_log,
             evidence_signer: config.evidence.signer.is_some(),
+            opdata_dir: config.telemetry.opdata.as_ref().map(|o| o.dir.clone()),
             crl_files: config
                 .listener
                 .iter()

@@ -112,6 +112,11 @@ async fn route<O: Operations>(
                 telemetry::render(scrape),
             )
         }
+        (&Method::GET, "/opdata") => {
+            let dir = gateway.plane().snapshot.load().opdata_dir.clone();
+            let (status, body) = crate::telemetry::opdata::answer(dir, request.uri().query()).await;
+            text(status, "application/json", body)
+        }
         (&Method::POST, "/reload") => match gateway.reload().await {
             Ok(()) => text(
                 StatusCode::OK,
@@ -124,7 +129,7 @@ async fn route<O: Operations>(
                 serde_json::json!({"result": "refused", "reason": error.to_string()}).to_string(),
             ),
         },
-        (_, "/live" | "/ready" | "/health" | "/metrics" | "/reload") => text(
+        (_, "/live" | "/ready" | "/health" | "/metrics" | "/reload" | "/opdata") => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "method not allowed\n",

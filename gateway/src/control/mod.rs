@@ -351,6 +351,15 @@ pub async fn start(
         Some(addr)
     };
     tasks.spawn(write_refusal_summaries(gateway.clone()));
+    if let (Some(opdata), true) = (&config.telemetry.opdata, config.evidence.enabled) {
+        let evidence = config.evidence.dir.clone();
+        let shutdown = gateway.shutdown_signal();
+        tasks.spawn(crate::telemetry::opdata::run(
+            opdata.clone(),
+            evidence,
+            shutdown,
+        ));
+    }
     tasks.spawn(watch_crls(Arc::downgrade(&gateway)));
     gateway.ready.store(true, Ordering::SeqCst);
     Ok(Running {

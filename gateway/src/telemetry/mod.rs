@@ -9,6 +9,7 @@
 
 pub mod exposition;
 pub mod names;
+pub mod opdata;
 pub mod trace;
 
 pub use exposition::{
@@ -262,15 +263,23 @@ pub struct TelemetrySettings {
     /// OpenTelemetry traces over OTLP/gRPC; absent means off (restart to change).
     #[serde(default)]
     pub traces: Option<trace::TraceSettings>,
+    /// The operational-data index, built from the evidence log; absent means none.
+    #[serde(default)]
+    pub opdata: Option<opdata::OpdataSettings>,
 }
 
 impl TelemetrySettings {
     /// Every problem with its path.
     pub fn problems(&self) -> Vec<(String, String)> {
-        self.traces
+        let mut found: Vec<(String, String)> = self
+            .traces
             .as_ref()
             .map(trace::TraceSettings::problems)
-            .unwrap_or_default()
+            .unwrap_or_default();
+        if let Some(opdata) = &self.opdata {
+            found.extend(opdata.problems());
+        }
+        found
     }
 }
 

@@ -522,3 +522,136 @@ where
         layer,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Traces off (no `install` in this test process): no span is created, and the helpers
+    /// cost a relaxed load each (the time is printed: `--nocapture`).
+    #[test]
+    fn with_traces_off_no_span_is_created() {
+        assert!(!active());
+        let headers = http::HeaderMap::new();
+        assert!(exchange(&headers, "id", "GET").is_none());
+        assert!(stage("admit").is_none());
+        assert!(current().is_none());
+        assert!(stage_under(&tracing::Span::none(), "record_outcome").is_none());
+        assert_eq!(current_context(), None);
+        assert!(penghubung_adapter::attempt_tracing().is_none());
+        let rounds = 1_000_000u32;
+        let started = std::time::Instant::now();
+        for _ in 0..rounds {
+            let span = exchange(&headers, "id", "GET");
+            for name in ["admit", "route", "authenticate", "authorize", "throttle"] {
+                std::hint::black_box(stage(name));
+            }
+            finish(&span, &Finished::default());
+        }
+        let per = started.elapsed() / rounds;
+        // The floor: the same number of `Span::none()` made and dropped, nothing checked.
+        let started = std::time::Instant::now();
+        for _ in 0..rounds {
+            for _ in 0..6 {
+                std::hint::black_box(tracing::Span::none());
+            }
+        }
+        let floor = started.elapsed() / rounds;
+        println!("traces off: one exchange's span calls take {per:?} (Span::none() x6: {floor:?})");
+    }
+
+    #[test]
+    fn settings_problems_name_their_field() {
+        let bad = TraceSettings {
+            endpoint: "grpc://collector".into(),
+            sampling_ratio: 1.5,
+            queue_size: 0,
+        };
+        let paths: Vec<String> = bad.problems().into_iter().map(|p| p.0).collect();
+        assert_eq!(
+            paths,
+            [
+                "telemetry.traces.endpoint",
+                "telemetry.traces.sampling_ratio",
+                "telemetry.traces.queue_size"
+            ]
+        );
+        let good = TraceSettings {
+            endpoint: "http://127.0.0.1:4317".into(),
+            sampling_ratio: 0.25,
+            queue_size: 10,
+        };
+        assert!(good.problems().is_empty());
+    }
+
+    #[test]
+    fn sampler_follows_the_parent_and_records_unsampled_roots() {
+        use opentelemetry::trace::{SpanContext, SpanId, TraceFlags, TraceState};
+        let sampler = GatewaySampler::new(0.0);
+        let decide = |parent: Option<Context>| {
+            sampler
+                .should_sample(
+                    parent.as_ref(),
+                    TraceId::from(7u128),
+                    "exchange",
+                    &SpanKind::Server,
+                    &[],
+                    &[],
+                )
+                .decision
+        };
+        let parent = |sampled: bool, remote: bool| {
+            let flags = if sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            };
+            let sc = SpanContext::new(
+                TraceId::from(7u128),
+                SpanId::from(9u64),
+                flags,
+                remote,
+                TraceState::default(),
+            );
+            Some(Context::new().with_remote_span_context(sc))
+        };
+        // Ratio 0: a new trace is recorded (a refusal can still be exported), not sampled.
+        assert_eq!(decide(None), SamplingDecision::RecordOnly);
+        assert_eq!(
+            decide(parent(true, true)),
+            SamplingDecision::RecordAndSample
+        );
+        assert_eq!(decide(parent(false, true)), SamplingDecision::RecordOnly);
+        let local = |sampled: bool| {
+            let flags = if sampled {
+                TraceFlags::SAMPLED
+            } else {
+                TraceFlags::default()
+            };
+            let sc = SpanContext::new(
+                TraceId::from(7u128),
+                SpanId::from(9u64),
+                flags,
+                false,
+                TraceState::default(),
+            );
+            Some(Context::new().with_remote_span_context(sc))
+        };
+        // with_remote_span_context keeps the is_remote flag given: a local unsampled parent drops.
+        assert_eq!(decide(local(false)), SamplingDecision::Drop);
+        assert_eq!(decide(local(true)), SamplingDecision::RecordAndSample);
+        assert_eq!(
+            GatewaySampler::new(1.0)
+                .should_sample(
+                    None,
+                    TraceId::from(7u128),
+                    "exchange",
+                    &SpanKind::Server,
+                    &[],
+                    &[]
+                )
+                .decision,
+            SamplingDecision::RecordAndSample
+        );
+    }
+}

@@ -91,4 +91,50 @@ async fn calls_reach_the_index_and_the_admin_endpoint_filters_them() {
         "{metrics}"
     );
     assert!(!metrics.contains("/data/"), "{metrics}");
+
+    // The command line reads the same index, and rebuilds one from the evidence log.
+    let binary = penghubung_e2e::gateway::gateway_binary();
+    let index_arg = index.display().to_string();
+    let out = std::process::Command::new(&binary)
+        .args([
+            "opdata", "query", "--index", &index_arg, "--opd", "bkd", "--status", "2xx",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(lines.lines().count(), 2, "{lines}");
+    let first: Value = serde_json::from_str(lines.lines().next().unwrap()).unwrap();
+    assert_eq!(first["service"], "data");
+    let rebuilt = evidence.path().join("rebuilt");
+    let out = std::process::Command::new(&binary)
+        .args(["opdata", "rebuild", "--evidence"])
+        .arg(evidence.path())
+        .arg("--index")
+        .arg(&rebuilt)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8(out.stdout).unwrap(), "4 calls indexed\n");
+    let out = std::process::Command::new(&binary)
+        .args([
+            "opdata",
+            "query",
+            "--index",
+            &index_arg,
+            "--from",
+            "yesterday",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("RFC 3339"));
 }

@@ -201,11 +201,35 @@ impl Index {
         Ok(calls)
     }
 
+    /// The sequence of the last call in the file (0: none), read from its tail only.
+    fn last_sequence(&self) -> Result<u64, String> {
+        use std::io::{Read, Seek, SeekFrom};
+        let path = self.dir.join(CALLS);
+        let mut file = match std::fs::File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+            Err(e) => return Err(io("open", &path, e)),
+        };
+        let length = file.metadata().map_err(|e| io("stat", &path, e))?.len();
+        // A call is far below 64 KiB: the tail holds the last whole line.
+        let start = length.saturating_sub(64 * 1024);
+        file.seek(SeekFrom::Start(start))
+            .map_err(|e| io("seek", &path, e))?;
+        let mut tail = Vec::new();
+        file.read_to_end(&mut tail)
+            .map_err(|e| io("read", &path, e))?;
+        Ok(String::from_utf8_lossy(&tail)
+            .lines()
+            .rev()
+            .find_map(|line| serde_json::from_str::<Call>(line).ok())
+            .map_or(0, |c| c.sequence))
+    }
+
     /// Reads the evidence records written since the last pass and appends their calls.
     /// Returns how many calls were appended.
     pub fn update(&self, evidence: &Path) -> Result<usize, String> {
         let mut state = self.state()?;
-        let last = self.calls()?.last().map_or(0, |c| c.sequence);
+        let last = self.last_sequence()?;
         let segments = list_segments(evidence).map_err(|e| io("list", evidence, e))?;
         let mut found = Vec::new();
         for (index, path) in segments {

@@ -135,7 +135,6 @@ pub fn exchange(headers: &http::HeaderMap, exchange_id: &str, method: &str) -> t
         penghubung.consumer.opd = Empty,
         penghubung.consumer.application = Empty,
         penghubung.grant = Empty,
-        penghubung.upstream = Empty,
         http.response.status_code = Empty,
         penghubung.refusal.stage = Empty,
         penghubung.refusal.reason = Empty,

@@ -18,6 +18,7 @@ pub mod config;
 pub mod control;
 mod dispatch;
 mod error;
+pub mod health;
 pub mod identity;
 #[cfg(test)]
 mod layering;

@@ -53,6 +53,15 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Opdata { command } => {
+            match penghubung::cli::opdata(command, &mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(error) => {
+                    eprintln!("penghubung opdata: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Secret { command } => {
             let mut line = String::new();
             if let Err(error) = std::io::stdin().read_line(&mut line) {
@@ -197,7 +206,6 @@ fn tokio_runtime(threads: usize) -> std::io::Result<tokio::runtime::Runtime> {
 }
 
 fn run(file: config::Compiled, path: Option<std::path::PathBuf>) -> ExitCode {
-    penghubung::telemetry::init_logging(file.settings().log.json);
     let runtime = match tokio_runtime(file.settings().runtime.threads) {
         Ok(rt) => rt,
         Err(error) => {
@@ -206,10 +214,24 @@ fn run(file: config::Compiled, path: Option<std::path::PathBuf>) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // Inside the runtime: the trace exporter's channel and task live on it.
+        let settings = file.settings();
+        let node = penghubung::snapshot::node_id(settings);
+        let traces = settings.telemetry.traces.as_ref();
+        let tracing = match penghubung::telemetry::init(settings.log.json, traces, &node) {
+            Ok(tracing) => tracing,
+            Err(error) => {
+                eprintln!("penghubung: {error}");
+                return ExitCode::FAILURE;
+            }
+        };
         match penghubung::control::start(file, path).await {
             Ok(running) => {
                 penghubung::control::signals::install(running.gateway.clone());
                 running.wait().await;
+                if let Some(tracing) = tracing {
+                    tracing.shutdown().await;
+                }
                 ExitCode::SUCCESS
             }
             Err(error) => {

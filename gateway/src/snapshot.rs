@@ -34,6 +34,10 @@ pub struct Snapshot {
     pub access_log: bool,
     /// Whether evidence checkpoints are signed (`evidence.signer` is set).
     pub evidence_signer: bool,
+    /// The CRL files of each TLS listener (listener name, file), for `/health`.
+    pub crl_files: Vec<(String, std::path::PathBuf)>,
+    /// The operational-data index directory, when configured (`GET /opdata`).
+    pub opdata_dir: Option<std::path::PathBuf>,
     /// This node's name.
     pub node_id: String,
     /// Request size limits and deadlines.
@@ -402,6 +406,16 @@ impl Snapshot {
             token_endpoint: config.auth.token_endpoint.enabled,
             access_log: config.log.access_log,
             evidence_signer: config.evidence.signer.is_some(),
+            opdata_dir: config.telemetry.opdata.as_ref().map(|o| o.dir.clone()),
+            crl_files: config
+                .listener
+                .iter()
+                .flat_map(|l| {
+                    l.tls
+                        .iter()
+                        .flat_map(|t| t.crls.iter().map(|c| (l.name.clone(), c.clone())))
+                })
+                .collect(),
             node_id: node_id(config),
             limits: config.limits.clone(),
             listener_headers: config
@@ -427,7 +441,10 @@ impl Snapshot {
             router: Router::new(routes),
             upstreams,
             tls: tls_configs,
-            unrouted: metrics.service(NO_SERVICE),
+            unrouted: {
+                metrics.set_opds(&catalog.opd.iter().map(|o| o.id.clone()).collect::<Vec<_>>());
+                metrics.service(NO_SERVICE)
+            },
             service_metrics: catalog
                 .service
                 .iter()

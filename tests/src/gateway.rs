@@ -38,6 +38,22 @@ impl Gateway {
             .unwrap_or_else(|e| panic!("gateway did not start: {e}\n{text}"))
     }
 
+    /// Starts as `penghubung run` does with `[telemetry.traces]` in the config: logging and
+    /// traces set up from the config first (once per process), then the gateway.
+    pub async fn start_traced(text: &str) -> (Gateway, penghubung::telemetry::trace::Tracing) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("check.toml");
+        std::fs::write(&path, with_evidence_dir(dir.path(), text)).unwrap();
+        let config = penghubung::config::load(&path).unwrap();
+        let settings = config.settings();
+        let traces = settings.telemetry.traces.as_ref();
+        let node = penghubung::snapshot::node_id(settings);
+        let tracing = penghubung::telemetry::init(false, traces, &node)
+            .unwrap()
+            .expect("the config has [telemetry.traces]");
+        (Gateway::start_in(dir, text).await, tracing)
+    }
+
     pub async fn try_start_in(
         dir: tempfile::TempDir,
         text: &str,

@@ -6,6 +6,7 @@
 //! - [`config`]: the config builders;
 //! - [`gateway`]: "start a gateway" (in process, or the binary);
 //! - [`evidence`]: reading what the gateway recorded;
+//! - [`otlp`]: a real OTLP/gRPC trace receiver (tonic, OpenTelemetry collector protos);
 //! - [`pki`], [`testkit`]: the workspace's gateway-independent test support (PKI, temp dirs,
 //!   redis-server, the openssl TSA, JWT keys).
 //!
@@ -17,6 +18,7 @@ pub mod config;
 pub mod evidence;
 pub mod gateway;
 pub mod h2raw;
+pub mod otlp;
 pub mod raw;
 pub mod soap;
 pub mod splp;

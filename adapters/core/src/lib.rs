@@ -355,3 +355,28 @@ mod tests {
         assert!(buffered.for_attempt().is_some());
     }
 }
+
+/// The gateway's trace hooks for upstream attempts, installed once when traces are on
+/// (`telemetry::trace` in the gateway). Without them an adapter creates no span and leaves the
+/// `traceparent` the gateway set.
+#[derive(Debug, Clone, Copy)]
+pub struct AttemptTracing {
+    /// The span of one attempt: (target, attempt number from 1).
+    pub span: fn(&str, u32) -> tracing::Span,
+    /// Writes the attempt span's W3C trace context into the upstream request's headers.
+    pub inject: fn(&tracing::Span, &mut http::HeaderMap),
+    /// Records how the attempt ended: the status, or the error class.
+    pub end: fn(&tracing::Span, Result<u16, &'static str>),
+}
+
+static ATTEMPT_TRACING: std::sync::OnceLock<AttemptTracing> = std::sync::OnceLock::new();
+
+/// Installs the attempt hooks (the first call wins; later ones change nothing).
+pub fn set_attempt_tracing(hooks: AttemptTracing) {
+    let _ = ATTEMPT_TRACING.set(hooks);
+}
+
+/// The attempt hooks, when traces are on.
+pub fn attempt_tracing() -> Option<&'static AttemptTracing> {
+    ATTEMPT_TRACING.get()
+}

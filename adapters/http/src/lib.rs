@@ -26,6 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering}
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
+use tracing::Instrument;
 
 use bytes::Bytes;
 use http::{header, HeaderValue, Request, Response, Uri};
@@ -619,17 +620,29 @@ impl Adapter for HttpUpstream {
                 let last = attempt == max_attempts;
                 let head_wait = inner.settings.head_timeout.min(remaining);
                 let budget_bound = remaining < inner.settings.head_timeout;
-                match inner
-                    .attempt(
-                        index,
-                        &mut request.head,
-                        last,
-                        body,
-                        head_wait,
-                        budget_bound,
-                    )
-                    .await
-                {
+                // With traces on, each attempt is a span and the upstream's parent.
+                let traced = penghubung_adapter::attempt_tracing()
+                    .map(|t| (t, (t.span)(&inner.targets[index].authority, attempt)));
+                if let Some((t, span)) = &traced {
+                    (t.inject)(span, &mut request.head.headers);
+                }
+                let answer = inner.attempt(
+                    index,
+                    &mut request.head,
+                    last,
+                    body,
+                    head_wait,
+                    budget_bound,
+                );
+                let answer = match &traced {
+                    Some((_, span)) => answer.instrument(span.clone()).await,
+                    None => answer.await,
+                };
+                if let Some((t, span)) = &traced {
+                    let ended = answer.as_ref().map(|r| r.status().as_u16());
+                    (t.end)(span, ended.map_err(AdapterError::class));
+                }
+                match answer {
                     Ok(response) => {
                         // An answer, whatever its status, shows the target's transport works.
                         inner.record_result(index, true);

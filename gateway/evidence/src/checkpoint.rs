@@ -253,6 +253,9 @@ impl Checkpointer {
                 Ok(token) => {
                     cp.timestamp_token = token.into();
                     cp.tsa_status = "granted".into();
+                    shared
+                        .tsa_last_granted_unix
+                        .store(now_nanos() / 1_000_000_000, Ordering::Relaxed);
                     shared.tsa_ok.store(true, Ordering::Relaxed);
                     shared.tsa_failing_since.store(0, Ordering::Relaxed);
                     shared.tsa_blocking.store(false, Ordering::Relaxed);

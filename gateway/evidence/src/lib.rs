@@ -47,6 +47,8 @@ pub(crate) struct Shared {
     /// Unix seconds since the TSA has been failing (0: it is not failing).
     tsa_failing_since: AtomicI64,
     tsa_blocking: AtomicBool,
+    /// Unix seconds of the last time-stamp token granted (0: none yet).
+    tsa_last_granted_unix: AtomicI64,
     signer_ok: AtomicBool,
     signer_not_after: AtomicI64,
     last_error: parking_lot::Mutex<Option<String>>,
@@ -69,6 +71,12 @@ pub struct EvidenceHealth {
     pub tsa_ok: bool,
     /// Appends are refused because the TSA is down past its window (fail-closed policy).
     pub tsa_blocking: bool,
+    /// A TSA is configured.
+    pub tsa_configured: bool,
+    /// Unix seconds of the last time-stamp token granted.
+    pub tsa_last_token_unix: Option<i64>,
+    /// A checkpoint signer is configured.
+    pub signer_configured: bool,
     /// The last checkpoint was signed (false when no signer is configured).
     pub signer_ok: bool,
     /// Unix seconds when the signer certificate expires.
@@ -216,6 +224,13 @@ impl EvidenceLog {
         EvidenceLog { inner: None }
     }
 
+    /// The directory of the segment files (`None`: evidence is off).
+    pub fn dir(&self) -> Option<&std::path::Path> {
+        self.inner
+            .as_ref()
+            .map(|inner| inner.settings.dir.as_path())
+    }
+
     /// Whether records are written.
     pub fn is_enabled(&self) -> bool {
         self.inner.is_some()
@@ -290,6 +305,9 @@ impl EvidenceLog {
                 last_checkpoint_age_secs: None,
                 tsa_ok: true,
                 tsa_blocking: false,
+                tsa_configured: false,
+                tsa_last_token_unix: None,
+                signer_configured: false,
                 signer_ok: false,
                 signer_cert_not_after: None,
                 fail_open: false,
@@ -309,6 +327,10 @@ impl EvidenceLog {
                 .then(|| now.saturating_sub(last_cp).max(0) as u64),
             tsa_ok: s.tsa_ok.load(Ordering::Relaxed),
             tsa_blocking: s.tsa_blocking.load(Ordering::Relaxed),
+            tsa_configured: inner.settings.tsa.is_some(),
+            tsa_last_token_unix: Some(s.tsa_last_granted_unix.load(Ordering::Relaxed))
+                .filter(|t| *t > 0),
+            signer_configured: inner.settings.signer.is_some(),
             signer_ok: s.signer_ok.load(Ordering::Relaxed),
             signer_cert_not_after: (not_after != 0).then_some(not_after),
             fail_open: inner.settings.on_failure == OnFailure::FailOpen,

@@ -113,6 +113,11 @@ async fn route<O: Operations>(
                 telemetry::render(scrape),
             )
         }
+        (&Method::GET, "/opdata") => {
+            let dir = gateway.plane().snapshot.load().opdata_dir.clone();
+            let (status, body) = crate::telemetry::opdata::answer(dir, request.uri().query()).await;
+            text(status, "application/json", body)
+        }
         (&Method::POST, "/reload") => match gateway.reload().await {
             Ok(()) => text(
                 StatusCode::OK,
@@ -125,7 +130,7 @@ async fn route<O: Operations>(
                 serde_json::json!({"result": "refused", "reason": error.to_string()}).to_string(),
             ),
         },
-        (_, "/live" | "/ready" | "/health" | "/metrics" | "/reload") => text(
+        (_, "/live" | "/ready" | "/health" | "/metrics" | "/reload" | "/opdata") => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
             "method not allowed\n",
@@ -134,68 +139,8 @@ async fn route<O: Operations>(
     }
 }
 
-/// The health document: overall status and each subsystem's state.
+/// The health document (its layout: `crate::health`).
 pub fn health<O: Operations>(gateway: &O) -> (StatusCode, serde_json::Value) {
-    let runtime = gateway.plane().snapshot.load();
-    let mut upstreams = Vec::new();
-    let mut degraded = false;
-    for (name, group) in &runtime.upstreams {
-        let upstream = &group.transport;
-        let targets: Vec<serde_json::Value> = upstream
-            .targets()
-            .iter()
-            .enumerate()
-            .map(|(i, t)| serde_json::json!({"target": t.authority, "available": upstream.is_target_available(i), "outstanding": t.outstanding()}))
-            .collect();
-        let healthy = group.adapter.is_healthy();
-        degraded |= !healthy;
-        let mut entry = serde_json::json!({"name": name, "healthy": healthy, "targets": targets});
-        // Credentials the adapter holds that expire (a peer's JWT API keys): `warn` within the
-        // peer's warning window, which degrades the node.
-        let expiring: Vec<serde_json::Value> = group
-            .adapter
-            .credential_expiries()
-            .iter()
-            .map(|c| {
-                degraded |= c.warn;
-                serde_json::json!({"name": c.name, "expires_at": c.expires_at, "warn": c.warn})
-            })
-            .collect();
-        if !expiring.is_empty() {
-            entry["credentials"] = serde_json::Value::Array(expiring);
-        }
-        upstreams.push(entry);
-    }
-    let evidence = gateway.plane().evidence.health();
-    degraded |= evidence.enabled
-        && (!evidence.writable || !evidence.tsa_ok || (!evidence.signer_ok && has_signer(gateway)));
-    let auth = runtime.auth.health();
-    degraded |= !auth.ok();
-    let ready = gateway.is_ready();
-    let status = if !ready {
-        "down"
-    } else if degraded {
-        "degraded"
-    } else {
-        "ok"
-    };
-    let code = if ready {
-        StatusCode::OK
-    } else {
-        StatusCode::SERVICE_UNAVAILABLE
-    };
-    (
-        code,
-        serde_json::json!({
-            "status": status,
-            "node": runtime.node_id,
-            "upstreams": upstreams,
-            "evidence": serde_json::to_value(&evidence).unwrap_or_default(),
-            "auth": serde_json::to_value(&auth).unwrap_or_default(),
-        }),
-    )
-}
-
-fn has_signer<O: Operations>(gateway: &O) -> bool {
-    gateway.plane().snapshot.load().evidence_signer
+    let plane = gateway.plane();
+    crate::health::document(&plane.snapshot.load(), &plane.evidence, gateway.is_ready())
 }

@@ -49,8 +49,17 @@ pub struct Trace {
 }
 
 impl Trace {
-    /// Continues `traceparent` when valid, otherwise starts a new trace.
+    /// Continues `traceparent` when valid, otherwise starts a new trace. With traces on, the
+    /// exchange's span (which continued the same `traceparent`) gives the context, so the
+    /// evidence records and the exported trace name the same trace.
     pub fn from_headers(headers: &http::HeaderMap) -> Trace {
+        if let Some((trace_id, span_id, flags)) = crate::telemetry::trace::current_context() {
+            return Trace {
+                trace_id,
+                span_id,
+                flags,
+            };
+        }
         let parent = headers
             .get("traceparent")
             .and_then(|v| v.to_str().ok())
@@ -155,6 +164,7 @@ pub fn admit(
     conn: &ConnInfo,
     limits: &RequestLimits,
 ) -> Result<Admitted, GatewayError> {
+    let _span = crate::telemetry::trace::stage("admit").entered();
     if parts.method == http::Method::CONNECT {
         // The gateway tunnels nothing, and an authority-form target names no path a route
         // could list: 405 with an empty `Allow` (RFC 9110 §10.2.1), never a 400 or a tunnel.

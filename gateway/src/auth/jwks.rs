@@ -110,6 +110,9 @@ pub(crate) struct IssuerKeys {
     pub loads_failed: AtomicU64,
     /// Whether the last load failed.
     pub stale: AtomicBool,
+    /// Unix seconds of the last successful load (0: none; the gateway's own keys are never
+    /// loaded).
+    pub last_ok_unix: std::sync::atomic::AtomicI64,
 }
 
 impl IssuerKeys {
@@ -125,6 +128,7 @@ impl IssuerKeys {
             loads_ok: AtomicU64::new(1),
             loads_failed: AtomicU64::new(0),
             stale: AtomicBool::new(false),
+            last_ok_unix: Default::default(),
         })
     }
 
@@ -155,6 +159,7 @@ impl IssuerKeys {
             loads_ok: AtomicU64::new(0),
             loads_failed: AtomicU64::new(0),
             stale: AtomicBool::new(false),
+            last_ok_unix: Default::default(),
         };
         this.reload().await?;
         Ok(Arc::new(this))
@@ -196,6 +201,9 @@ impl IssuerKeys {
                 self.keys.store(Arc::new(set));
                 self.loads_ok.fetch_add(1, Ordering::Relaxed);
                 self.stale.store(false, Ordering::Relaxed);
+                let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+                let now = now.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX));
+                self.last_ok_unix.store(now, Ordering::Relaxed);
                 Ok(())
             }
             Err(e) => {

@@ -832,6 +832,7 @@ impl AuthRuntime {
                 loads_ok: i.keys.loads_ok.load(Ordering::Relaxed),
                 loads_failed: i.keys.loads_failed.load(Ordering::Relaxed),
                 stale: i.keys.stale.load(Ordering::Relaxed),
+                last_ok_unix: Some(i.keys.last_ok_unix.load(Ordering::Relaxed)).filter(|t| *t > 0),
             })
             .collect();
         issuers.sort_by(|a, b| a.issuer.cmp(&b.issuer));

@@ -71,6 +71,12 @@ pub enum Command {
         #[command(subcommand)]
         command: CatalogCommand,
     },
+    /// Operational data: the per-call index built from the evidence log (`[telemetry.opdata]`).
+    Opdata {
+        /// What to do with the index.
+        #[command(subcommand)]
+        command: OpdataCommand,
+    },
     /// Run the gateway on an embedded default config with a built-in demo upstream.
     Demo {
         /// Traffic listener address.
@@ -105,6 +111,94 @@ pub fn catalog_openapi(config: &std::path::Path, tier: Option<&str>) -> Result<S
     let compiled = crate::config::load(config).map_err(|e| e.to_string())?;
     serde_json::to_string_pretty(&openapi::document(compiled.catalog(), tier))
         .map_err(|e| e.to_string())
+}
+
+/// `penghubung opdata …`
+#[derive(Debug, Subcommand)]
+pub enum OpdataCommand {
+    /// Print the calls matching a period, an OPD, a service and a status, one JSON object a
+    /// line (oldest first).
+    Query {
+        /// The index directory (`[telemetry.opdata] dir`).
+        #[arg(long)]
+        index: PathBuf,
+        /// From this time (RFC 3339), inclusive.
+        #[arg(long)]
+        from: Option<String>,
+        /// Until this time (RFC 3339), exclusive.
+        #[arg(long)]
+        until: Option<String>,
+        /// The consumer's or the provider's OPD id.
+        #[arg(long)]
+        opd: Option<String>,
+        /// Service (Layanan) id.
+        #[arg(long)]
+        service: Option<String>,
+        /// A status (`200`), a class (`5xx`) or `refused`.
+        #[arg(long)]
+        status: Option<String>,
+        /// Most calls printed.
+        #[arg(long, default_value_t = 1000)]
+        limit: usize,
+    },
+    /// Build the index again from the whole evidence log (its files are replaced).
+    Rebuild {
+        /// The evidence directory.
+        #[arg(long)]
+        evidence: PathBuf,
+        /// The index directory.
+        #[arg(long)]
+        index: PathBuf,
+    },
+}
+
+/// Runs `penghubung opdata …`, writing to `out`.
+pub fn opdata(command: OpdataCommand, out: &mut dyn std::io::Write) -> Result<(), String> {
+    use crate::telemetry::opdata::{Index, Query};
+    match command {
+        OpdataCommand::Query {
+            index,
+            from,
+            until,
+            opd,
+            service,
+            status,
+            limit,
+        } => {
+            let limit = limit.to_string();
+            let pairs = [
+                ("from", from.as_deref()),
+                ("until", until.as_deref()),
+                ("opd", opd.as_deref()),
+                ("service", service.as_deref()),
+                ("status", status.as_deref()),
+                ("limit", Some(limit.as_str())),
+            ];
+            let query = Query::from_pairs(pairs.iter().filter_map(|(n, v)| Some((*n, (*v)?))))?;
+            if !index.is_dir() {
+                return Err(format!("{}: no index there", index.display()));
+            }
+            for call in Index::open(&index)?.query(&query)? {
+                let line = serde_json::to_string(&call).map_err(|e| e.to_string())?;
+                writeln!(out, "{line}").map_err(|e| e.to_string())?;
+            }
+            Ok(())
+        }
+        OpdataCommand::Rebuild { evidence, index } => {
+            if !evidence.is_dir() {
+                return Err(format!("{}: not an evidence directory", evidence.display()));
+            }
+            for name in ["calls.jsonl", "state.json"] {
+                match std::fs::remove_file(index.join(name)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                    Err(e) => return Err(format!("{}: {e}", index.join(name).display())),
+                }
+            }
+            let added = Index::open(&index)?.update(&evidence)?;
+            writeln!(out, "{added} calls indexed").map_err(|e| e.to_string())
+        }
+    }
 }
 
 /// `penghubung evidence …`

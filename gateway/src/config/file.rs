@@ -11,6 +11,7 @@ use crate::auth::settings::{AuthSettings, RedisSettings};
 use crate::catalog::parties::{ApplicationSpec, GrantSpec, OpdSpec};
 use crate::catalog::services::{ServiceSpec, UpstreamSpec};
 use crate::catalog::Catalog;
+use crate::telemetry::TelemetrySettings;
 use penghubung_evidence::EvidenceSettings;
 
 pub use crate::admit::settings::{HeaderSettings, RequestLimits};
@@ -67,6 +68,9 @@ pub struct ConfigFile {
     /// Peer SPLs that call in (`catalog::peers`).
     #[serde(default)]
     pub peer: Vec<crate::catalog::peers::PeerSpec>,
+    /// Traces (the `[telemetry]` table; needs a restart to change).
+    #[serde(default)]
+    pub telemetry: TelemetrySettings,
 }
 
 impl ConfigFile {
@@ -89,6 +93,7 @@ impl ConfigFile {
             application,
             grant,
             peer,
+            telemetry,
         } = self;
         (
             Settings {
@@ -102,6 +107,7 @@ impl ConfigFile {
                 evidence,
                 auth,
                 redis,
+                telemetry,
             },
             Catalog {
                 upstream,
@@ -140,6 +146,8 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Shared rate-limit store.
     pub redis: Option<RedisSettings>,
+    /// Traces.
+    pub telemetry: TelemetrySettings,
 }
 
 /// The `[runtime]` table: worker threads of the tokio runtime; changing them needs a restart.

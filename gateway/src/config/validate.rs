@@ -78,6 +78,15 @@ pub fn issues(settings: &Settings, catalog: &Catalog) -> Vec<ConfigIssue> {
         );
     }
     validate_limits(settings, &mut issues);
+    for (path, message) in settings.telemetry.problems() {
+        issues.add(&path, message);
+    }
+    if settings.telemetry.opdata.is_some() && !settings.evidence.enabled {
+        issues.add(
+            "telemetry.opdata",
+            "operational data is read from the evidence log, which is disabled",
+        );
+    }
     validate_headers(settings, &mut issues);
     let upstreams = validate_upstreams(catalog, &mut issues);
     validate_services(catalog, &upstreams, &mut issues);

@@ -74,6 +74,9 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<String> {
     if old.evidence != new.evidence {
         changes.push("evidence settings changed (restart needed)".to_owned());
     }
+    if old.telemetry != new.telemetry {
+        changes.push("telemetry settings changed (restart needed)".to_owned());
+    }
     changes
 }
 
@@ -348,6 +351,15 @@ pub async fn start(
         Some(addr)
     };
     tasks.spawn(write_refusal_summaries(gateway.clone()));
+    if let (Some(opdata), true) = (&config.telemetry.opdata, config.evidence.enabled) {
+        let evidence = config.evidence.dir.clone();
+        let shutdown = gateway.shutdown_signal();
+        tasks.spawn(crate::telemetry::opdata::run(
+            opdata.clone(),
+            evidence,
+            shutdown,
+        ));
+    }
     tasks.spawn(watch_crls(Arc::downgrade(&gateway)));
     gateway.ready.store(true, Ordering::SeqCst);
     Ok(Running {

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
+use tracing::Instrument;
 
 use bytes::Bytes;
 use http::header::{self, HeaderName, HeaderValue};
@@ -194,7 +195,9 @@ pub async fn call(
         foreign: &call.runtime.foreign_identity,
     };
     let request = upstream_request(head, call.matched, forwarding, body)?;
-    let mut answered = adapter.call(request).await?;
+    let mut answered = (adapter.call(request))
+        .instrument(crate::telemetry::trace::stage("dispatch"))
+        .await?;
     clean_response(&mut answered.response, call.exchange_id);
     Ok(answered)
 }

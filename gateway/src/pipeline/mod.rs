@@ -29,12 +29,13 @@ use crate::identity::{ConnInfo, PeerIdentity};
 use crate::routing::Matched;
 use crate::snapshot::Snapshot;
 use crate::stage::Stage;
-use crate::telemetry::ServiceMetrics;
+use crate::telemetry::{trace, ServiceMetrics};
 use crate::throttle::RateInfo;
 use penghubung_adapter::Adapter;
 use penghubung_evidence::EvidenceLog;
 use record::{OutcomeFacts, RefusalFacts, RequestDigests};
 use refusals::{Disposition, ParserRefusal, Refusal, RefusalGuard};
+use tracing::Instrument;
 
 const APIKEY: HeaderName = HeaderName::from_static("apikey");
 
@@ -107,6 +108,8 @@ pub async fn handle<B: ClientBody, G: Send + 'static>(
             .then(|| RequestDigests::of(request.headers(), request.uri().query())),
         ..Exchange::default()
     };
+    // The exchange span (none when traces are off): every stage's span is its child.
+    let span = trace::exchange(request.headers(), &exchange.id, &exchange.method);
     // hyper drops Content-Length when Transfer-Encoding is present, so admission cannot see
     // both; the connection's byte scanner saw the raw head (server::h1frame).
     let outcome = if content_length_with_transfer_encoding {
@@ -123,18 +126,22 @@ pub async fn handle<B: ClientBody, G: Send + 'static>(
             retry_after_secs: retry.as_secs().max(1),
         })
     } else {
-        run(&runtime, evidence, conn, &mut exchange, started, request).await
+        run(&runtime, evidence, conn, &mut exchange, started, request)
+            .instrument(span.clone())
+            .await
     };
     match outcome {
         Ok((response, metrics)) => {
+            trace::finish(
+                &span,
+                &finished(&exchange, response.status().as_u16(), None),
+            );
             if exchange.principal.is_some() || response.status().as_u16() < 400 {
                 refusals.succeeded(conn.peer.ip(), &runtime.limits);
             }
-            metrics.observe(
-                Stage::Dispatch,
-                response.status().as_u16(),
-                started.elapsed(),
-            );
+            let opd = exchange.principal.as_ref().map(|p| p.opd.as_str());
+            let status = response.status().as_u16();
+            metrics.observe(Stage::Dispatch, status, started.elapsed(), opd);
             access_log(
                 &runtime,
                 conn,
@@ -147,9 +154,13 @@ pub async fn handle<B: ClientBody, G: Send + 'static>(
             Response::from_parts(parts, Body::new(ResponseBody::new(body, in_flight)))
         }
         Err(error) => {
+            let refusal = (error.stage().as_str(), error.reason());
+            let facts = finished(&exchange, error.status().as_u16(), Some(refusal));
+            trace::finish(&span, &facts);
             let response = refuse(
                 &runtime, evidence, refusals, conn, &exchange, &error, started,
             )
+            .instrument(span)
             .await;
             let (mut parts, body) = response.into_parts();
             add_configured_headers(&runtime, conn, &exchange, &mut parts.headers);
@@ -158,6 +169,22 @@ pub async fn handle<B: ClientBody, G: Send + 'static>(
                 Body::new(ResponseBody::new(penghubung_adapter::full(body), in_flight)),
             )
         }
+    }
+}
+
+/// The exchange's ids for its span (never a path or a value the client sent).
+fn finished<'a>(
+    exchange: &'a Exchange,
+    status: u16,
+    refusal: Option<(&'a str, &'a str)>,
+) -> trace::Finished<'a> {
+    trace::Finished {
+        service: exchange.service.as_deref(),
+        opd: exchange.principal.as_ref().map(|p| p.opd.as_str()),
+        application: exchange.principal.as_ref().map(|p| p.application.as_str()),
+        grant: exchange.grant.as_ref().map(|g| g.id.as_str()),
+        status,
+        refusal,
     }
 }
 
@@ -275,6 +302,7 @@ fn route(
     raw_path: &str,
     admitted: &Admitted,
 ) -> Result<(Matched, Arc<dyn Adapter>), GatewayError> {
+    let _span = trace::stage("route").entered();
     let matched =
         runtime
             .router
@@ -310,6 +338,7 @@ async fn access(
                     conn.client.as_ref(),
                     &service.auth,
                 )
+                .instrument(trace::stage("authenticate"))
                 .await?
         }
     };
@@ -318,6 +347,7 @@ async fn access(
     }
     let principal = Arc::new(principal);
     exchange.principal = Some(principal.clone());
+    let authorizing = trace::stage("authorize").entered();
     if let Some(tier) = principal.peer_tier {
         if !service.exposure.includes_tier(tier) {
             return Err(crate::auth::AuthError::NotExposedToPeer.into());
@@ -331,8 +361,11 @@ async fn access(
         &matched.path,
         SystemTime::now(),
     )?;
+    drop(authorizing);
     exchange.grant = Some(grant.clone());
-    let rate = runtime.auth.throttle(&principal, &grant).await?;
+    let rate = (runtime.auth.throttle(&principal, &grant))
+        .instrument(trace::stage("throttle"))
+        .await?;
     Ok((principal, grant, rate))
 }
 
@@ -411,7 +444,8 @@ async fn refuse(
         Some(id) => runtime.router_service_metrics(id),
         None => runtime.unrouted.clone(),
     };
-    metrics.observe(error.stage(), status.as_u16(), started.elapsed());
+    let opd = exchange.principal.as_ref().map(|p| p.opd.as_str());
+    metrics.observe(error.stage(), status.as_u16(), started.elapsed(), opd);
     tracing::debug!(exchange = %exchange.id, peer = %conn.peer, stage = error.stage().as_str(), reason = error.reason(), %error, "request refused");
     // An unauthenticated refusal beyond its source's limit is counted, not recorded alone.
     let suppressed = exchange.request_sequence.is_none()
@@ -464,7 +498,11 @@ async fn refuse(
         };
         let mut record = record;
         soap::fill_refused(&mut record, exchange.soap.as_ref());
-        if let Err(e) = evidence.append(record).await {
+        let stage = match exchange.request_sequence {
+            Some(_) => trace::stage("record_outcome"),
+            None => trace::stage("record_refusal"),
+        };
+        if let Err(e) = evidence.append(record).instrument(stage).await {
             tracing::error!(exchange = %exchange.id, error = %e, "refusal could not be recorded");
         }
     }

@@ -23,8 +23,10 @@ use sha2::{Digest, Sha256};
 use crate::auth::{GrantRuntime, Principal};
 use crate::identity::ConnInfo;
 use crate::snapshot::Service;
+use crate::telemetry::trace;
 use penghubung_evidence::schema::{self, record::Kind};
 use penghubung_evidence::{EvidenceError, EvidenceLog};
+use tracing::Instrument;
 
 /// Request headers whose values are digested into `Request.headers_sha256`.
 const DIGESTED_HEADERS: &[&str] = &[
@@ -380,6 +382,8 @@ pin_project_lite::pin_project! {
         state: State,
         evidence: EvidenceLog,
         facts: Arc<OutcomeFacts>,
+        // The exchange's span (none when traces are off): the outcome is recorded under it.
+        exchange_span: tracing::Span,
     }
 }
 
@@ -394,6 +398,7 @@ impl RecordingBody {
             state: State::Streaming,
             evidence,
             facts: Arc::new(facts),
+            exchange_span: trace::current(),
         }
     }
 }
@@ -441,14 +446,24 @@ impl http_body::Body for RecordingBody {
                             }
                         }
                         Err(trailers) => {
-                            let pending =
-                                start_record(this.evidence, this.facts, this.hasher, *this.length);
+                            let pending = start_record(
+                                this.evidence,
+                                this.facts,
+                                this.hasher,
+                                *this.length,
+                                this.exchange_span,
+                            );
                             *this.state = State::Recording(pending, Some(trailers));
                         }
                     },
                     Poll::Ready(None) => {
-                        let pending =
-                            start_record(this.evidence, this.facts, this.hasher, *this.length);
+                        let pending = start_record(
+                            this.evidence,
+                            this.facts,
+                            this.hasher,
+                            *this.length,
+                            this.exchange_span,
+                        );
                         *this.state = State::Recording(pending, None);
                     }
                 },
@@ -501,11 +516,13 @@ fn start_record(
     facts: &Arc<OutcomeFacts>,
     hasher: &mut Sha256,
     length: u64,
+    exchange_span: &tracing::Span,
 ) -> Pending {
+    let span = trace::stage_under(exchange_span, "record_outcome");
     let digest = Bytes::copy_from_slice(&std::mem::take(hasher).finalize());
     let record = outcome_record(facts, digest, length);
     let evidence = evidence.clone();
-    Box::pin(async move { evidence.append(record).await })
+    Box::pin(async move { evidence.append(record).instrument(span).await })
 }
 
 /// The body when it was buffered (`None`: streamed, not digested).
@@ -558,7 +575,10 @@ pub async fn record_request(
     };
     let mut record = request_record(evidence, &facts);
     super::soap::fill_request(&mut record, exchange.soap.as_ref());
-    let sequence = evidence.append(record).await?;
+    let sequence = evidence
+        .append(record)
+        .instrument(trace::stage("record_request"))
+        .await?;
     exchange.request_sequence = Some(sequence);
     Ok(())
 }
@@ -601,6 +621,7 @@ pub async fn record_outcome(
     if http_body::Body::is_end_stream(&body) {
         evidence
             .append(outcome_record(&facts, sha256(b""), 0))
+            .instrument(trace::stage("record_outcome"))
             .await?;
         return Ok(http::Response::from_parts(parts, body));
     }

@@ -67,6 +67,8 @@ pub struct IssuerStats {
     pub loads_failed: u64,
     /// The keys are stale.
     pub stale: bool,
+    /// Unix seconds of the last successful load (`None`: never loaded).
+    pub last_ok_unix: Option<i64>,
 }
 
 /// Authentication counters.
@@ -213,6 +215,23 @@ impl Collector for Scrape {
             }
         }
         family(&mut e, names::REQUESTS, Counter, rows)?;
+        let consumers = p.services.iter().flat_map(|(id, counts)| {
+            counts.by_opd.iter().flat_map(move |(opd, classes)| {
+                CLASSES
+                    .iter()
+                    .zip(classes)
+                    .filter(|(_, v)| **v > 0)
+                    .map(move |(class, v)| {
+                        let labels = vec![
+                            ("service", escape(id)),
+                            ("opd", escape(opd)),
+                            ("status_class", (*class).to_owned()),
+                        ];
+                        (labels, *v)
+                    })
+            })
+        });
+        family(&mut e, names::CONSUMER_REQUESTS, Counter, consumers)?;
         let mut histogram = e.encode_descriptor(
             names::REQUEST_SECONDS,
             help(names::REQUEST_SECONDS),
@@ -220,22 +239,30 @@ impl Collector for Scrape {
             MetricType::Histogram,
         )?;
         for (id, counts) in &p.services {
-            let buckets: Vec<(f64, u64)> = BUCKETS
-                .iter()
-                .copied()
-                .chain([f64::MAX])
-                .zip(counts.buckets.iter().copied())
-                .collect();
-            let count = counts.buckets.iter().sum();
-            let labels: Labels = vec![("service", escape(id))];
-            histogram
-                .encode_family(&labels)?
-                .encode_histogram::<Labels>(
-                    counts.sum_micros as f64 / 1e6,
-                    count,
-                    &buckets,
-                    None,
-                )?;
+            for (si, stage) in Stage::ALL.iter().enumerate() {
+                let count: u64 = counts.buckets[si].iter().sum();
+                if count == 0 {
+                    continue;
+                }
+                let buckets: Vec<(f64, u64)> = BUCKETS
+                    .iter()
+                    .copied()
+                    .chain([f64::MAX])
+                    .zip(counts.buckets[si].iter().copied())
+                    .collect();
+                let labels: Labels = vec![
+                    ("service", escape(id)),
+                    ("stage", stage.as_str().to_owned()),
+                ];
+                histogram
+                    .encode_family(&labels)?
+                    .encode_histogram::<Labels>(
+                        counts.sum_micros[si] as f64 / 1e6,
+                        count,
+                        &buckets,
+                        None,
+                    )?;
+            }
         }
         let listeners = |get: fn(&ListenerCounts) -> u64| {
             p.listeners
@@ -394,6 +421,9 @@ impl Collector for Scrape {
         if let Some(age) = h.last_checkpoint_age_secs {
             single(&mut e, names::EVIDENCE_LAST_CHECKPOINT_AGE, Gauge, age)?;
         }
+        let (exported, dropped) = super::trace::span_counts();
+        single(&mut e, names::TRACE_SPANS_EXPORTED, Counter, exported)?;
+        single(&mut e, names::TRACE_SPANS_DROPPED, Counter, dropped)?;
         Ok(())
     }
 }

@@ -10,7 +10,9 @@ use prometheus_client::metrics::MetricType;
 
 /// Requests answered, by service, stage that answered, and status class (counter).
 pub const REQUESTS: &str = "penghubung_requests";
-/// Request duration histogram in seconds, by service.
+/// Requests answered, by service, consumer OPD (catalogue ids) and status class (counter).
+pub const CONSUMER_REQUESTS: &str = "penghubung_consumer_requests";
+/// Request duration histogram in seconds, by service and the stage that answered.
 pub const REQUEST_SECONDS: &str = "penghubung_request_duration_seconds";
 /// Connections currently open, by listener (gauge).
 pub const CONNECTIONS_OPEN: &str = "penghubung_connections_open";
@@ -79,11 +81,17 @@ pub const EVIDENCE_TSA_BLOCKING: &str = "penghubung_evidence_tsa_blocking";
 pub const EVIDENCE_SIGNER_OK: &str = "penghubung_evidence_signer_ok";
 /// Seconds since the last checkpoint; only once there is one (gauge).
 pub const EVIDENCE_LAST_CHECKPOINT_AGE: &str = "penghubung_evidence_last_checkpoint_age_seconds";
+/// Finished spans exported to the OTLP collector (counter; 0 while traces are off).
+pub const TRACE_SPANS_EXPORTED: &str = "penghubung_trace_spans_exported";
+/// Finished spans dropped: the export queue was full, or the export failed or timed out
+/// (counter).
+pub const TRACE_SPANS_DROPPED: &str = "penghubung_trace_spans_dropped";
 
 /// Every metric family with its type and help text, as exposed on `/metrics`.
 pub const ALL: &[(&str, MetricType, &str)] = &[
     (REQUESTS, MetricType::Counter, "Requests answered, by service, stage and status class."),
-    (REQUEST_SECONDS, MetricType::Histogram, "Request duration in seconds, by service."),
+    (CONSUMER_REQUESTS, MetricType::Counter, "Requests answered, by service, consumer OPD and status class."),
+    (REQUEST_SECONDS, MetricType::Histogram, "Request duration in seconds, by service and the stage that answered."),
     (CONNECTIONS_OPEN, MetricType::Gauge, "Open connections."),
     (CONNECTIONS, MetricType::Counter, "Accepted connections."),
     (CONNECTIONS_REJECTED, MetricType::Counter, "Connections closed at the connection limit."),
@@ -116,6 +124,8 @@ pub const ALL: &[(&str, MetricType, &str)] = &[
     (EVIDENCE_TSA_BLOCKING, MetricType::Gauge, "Evidence appends are refused while the TSA is down."),
     (EVIDENCE_SIGNER_OK, MetricType::Gauge, "The last evidence checkpoint was signed."),
     (EVIDENCE_LAST_CHECKPOINT_AGE, MetricType::Gauge, "Seconds since the last evidence checkpoint."),
+    (TRACE_SPANS_EXPORTED, MetricType::Counter, "Spans exported to the OTLP collector."),
+    (TRACE_SPANS_DROPPED, MetricType::Counter, "Spans dropped: export queue full, export failed or timed out."),
 ];
 
 /// The sample name a family is exposed under (`_total` appended to counters).

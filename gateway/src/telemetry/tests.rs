@@ -128,6 +128,7 @@ fn full_scrape(metrics: &Metrics) -> Scrape {
                 loads_ok: 3,
                 loads_failed: 1,
                 stale: false,
+                last_ok_unix: None,
             }],
             token_cache_hits: 5,
             ..AuthStats::default()
@@ -159,8 +160,9 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> Option<f64>
 #[test]
 fn exposition_parses_and_has_every_family() {
     let metrics = Metrics::default();
+    metrics.set_opds(&["bkd".to_owned()]);
     let s = metrics.service("kependudukan");
-    s.observe(Stage::Dispatch, 200, Duration::from_millis(3));
+    s.observe(Stage::Dispatch, 200, Duration::from_millis(3), Some("bkd"));
     metrics
         .listener("public")
         .total
@@ -229,9 +231,10 @@ fn every_metric_named_in_the_readme_is_exposed() {
         "README names too few metrics: {named:?}"
     );
     let metrics = Metrics::default();
+    metrics.set_opds(&["bkd".to_owned()]);
     metrics
         .service("a")
-        .observe(Stage::Route, 404, Duration::from_micros(5));
+        .observe(Stage::Route, 404, Duration::from_micros(5), Some("bkd"));
     metrics.listener("public");
     let (_, samples) = parse(&render(full_scrape(&metrics))).unwrap();
     let exposed: BTreeSet<String> = samples.into_iter().map(|s| s.0).collect();
@@ -276,9 +279,23 @@ fn counters_move_when_requests_connections_and_reloads_happen() {
         None
     );
     let s = metrics.service("kependudukan");
-    s.observe(Stage::Dispatch, 200, Duration::from_millis(3));
-    s.observe(Stage::Route, 404, Duration::from_micros(50));
-    s.observe(Stage::Dispatch, 204, Duration::from_secs(20));
+    metrics.set_opds(&["bkd".to_owned(), "dinkes".to_owned()]);
+    s.observe(Stage::Dispatch, 200, Duration::from_millis(3), Some("bkd"));
+    s.observe(Stage::Route, 404, Duration::from_micros(50), None);
+    s.observe(Stage::Dispatch, 204, Duration::from_secs(20), Some("bkd"));
+    s.observe(
+        Stage::Authorize,
+        403,
+        Duration::from_micros(70),
+        Some("dinkes"),
+    );
+    // An OPD the catalogue does not name is not counted (no label from a request).
+    s.observe(
+        Stage::Dispatch,
+        200,
+        Duration::from_micros(70),
+        Some("unknown"),
+    );
     let l = metrics.listener("public");
     l.total.fetch_add(2, Ordering::Relaxed);
     l.errors.fetch_add(1, Ordering::Relaxed);
@@ -286,8 +303,22 @@ fn counters_move_when_requests_connections_and_reloads_happen() {
     let after = scrape(&metrics);
     assert_eq!(
         value(&after, "penghubung_requests_total", &dispatch_2xx),
-        Some(2.0)
+        Some(3.0)
     );
+    let consumer = |opd: &str, class: &str| {
+        value(
+            &after,
+            "penghubung_consumer_requests_total",
+            &[
+                ("service", "kependudukan"),
+                ("opd", opd),
+                ("status_class", class),
+            ],
+        )
+    };
+    assert_eq!(consumer("bkd", "2xx"), Some(2.0));
+    assert_eq!(consumer("dinkes", "4xx"), Some(1.0));
+    assert_eq!(consumer("unknown", "2xx"), None);
     assert_eq!(
         value(
             &after,
@@ -300,16 +331,25 @@ fn counters_move_when_requests_connections_and_reloads_happen() {
         ),
         Some(1.0)
     );
-    let svc = [("service", "kependudukan")];
+    let svc = [("service", "kependudukan"), ("stage", "dispatch")];
     assert_eq!(
         value(&after, "penghubung_request_duration_seconds_count", &svc),
         Some(3.0)
+    );
+    let route = [("service", "kependudukan"), ("stage", "route")];
+    assert_eq!(
+        value(&after, "penghubung_request_duration_seconds_count", &route),
+        Some(1.0)
     );
     let le = |b: &str| {
         value(
             &after,
             "penghubung_request_duration_seconds_bucket",
-            &[("service", "kependudukan"), ("le", b)],
+            &[
+                ("service", "kependudukan"),
+                ("stage", "dispatch"),
+                ("le", b),
+            ],
         )
     };
     assert_eq!(le("0.0005"), Some(1.0));
@@ -317,7 +357,7 @@ fn counters_move_when_requests_connections_and_reloads_happen() {
     assert_eq!(le("10.0"), Some(2.0));
     assert_eq!(le("+Inf"), Some(3.0));
     let sum = value(&after, "penghubung_request_duration_seconds_sum", &svc).unwrap();
-    assert!((sum - 20.00305).abs() < 1e-9, "{sum}");
+    assert!((sum - 20.00307).abs() < 1e-9, "{sum}");
     assert_eq!(
         value(
             &after,

@@ -22,6 +22,7 @@ pub mod identity;
 #[cfg(test)]
 mod layering;
 mod pipeline;
+pub mod privacy;
 pub mod routing;
 pub mod server;
 pub mod snapshot;

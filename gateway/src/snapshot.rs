@@ -54,6 +54,8 @@ pub struct Snapshot {
     pub unrouted: Arc<ServiceMetrics>,
     /// Stages 3–5: credentials, grants, limits.
     pub auth: AuthRuntime,
+    /// The personal-data key and route templates (`privacy`).
+    pub privacy: crate::privacy::Privacy,
     /// The digest of the config this snapshot was built from ([`Compiled::digest`]; for `admin`
     /// evidence records).
     pub source_sha256: [u8; 32],
@@ -201,8 +203,35 @@ impl Snapshot {
             };
             upstreams.insert(spec.name.clone(), (spec.clone(), upstream));
         }
+        let keys = match &config.privacy.key_file {
+            Some(path) => match penghubung_evidence::personal::Keyring::load(path) {
+                Ok(keys) => Some(Arc::new(keys)),
+                Err(e) => {
+                    errors.push(format!("privacy.key_file: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut policies = Vec::new();
         let mut routes = Vec::new();
         for (i, spec) in catalog.service.iter().enumerate() {
+            let policy = match (&spec.personal, spec.personal_data) {
+                (Some(personal), true) => {
+                    let paths: Vec<&str> = spec.route.iter().map(|r| r.path.as_str()).collect();
+                    match crate::privacy::ServicePolicy::compile(personal, &paths) {
+                        Ok(p) => Some(Arc::new(p)),
+                        Err(e) => {
+                            errors.extend(e.into_iter().map(|(path, message)| {
+                                format!("service[{i}].personal.{path}: {message}")
+                            }));
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            policies.extend(policy.clone());
             let (adapter, upstream_http2) = match spec
                 .upstream
                 .as_ref()
@@ -227,6 +256,7 @@ impl Snapshot {
                 classification: spec.classification,
                 exposure: spec.exposure,
                 personal_data: spec.personal_data,
+                privacy: policy,
                 auth: spec.auth.clone(),
                 adapter,
                 upstream_http2,
@@ -249,6 +279,7 @@ impl Snapshot {
         .map_err(|e| ConfigError::Build(format!("auth: {e}")))?;
         Ok(Snapshot {
             auth,
+            privacy: crate::privacy::Privacy::new(keys, &policies),
             source_sha256: compiled.digest(),
             listener_http2: config.listener.iter().map(|l| l.http2).collect(),
             token_endpoint: config.auth.token_endpoint.enabled,

@@ -49,6 +49,9 @@ pub struct ConfigFile {
     /// The evidence log (needs a restart to change).
     #[serde(default)]
     pub evidence: EvidenceSettings,
+    /// The personal-data key (`[privacy]`, README "Personal data").
+    #[serde(default)]
+    pub privacy: crate::privacy::PrivacySettings,
     /// JWT issuers and the gateway's token endpoint.
     #[serde(default)]
     pub auth: AuthSettings,
@@ -80,6 +83,7 @@ impl ConfigFile {
             upstream,
             service,
             evidence,
+            privacy,
             auth,
             redis,
             opd,
@@ -96,6 +100,7 @@ impl ConfigFile {
                 log,
                 headers,
                 evidence,
+                privacy,
                 auth,
                 redis,
             },
@@ -131,6 +136,8 @@ pub struct Settings {
     pub headers: HeaderSettings,
     /// The evidence log.
     pub evidence: EvidenceSettings,
+    /// The personal-data key.
+    pub privacy: crate::privacy::PrivacySettings,
     /// JWT issuers and the gateway's token endpoint.
     pub auth: AuthSettings,
     /// Shared rate-limit store.

@@ -255,6 +255,82 @@ impl Keys {
     }
 }
 
+/// Declared XML element paths and their categories, for SOAP bodies (in this crate so that an
+/// adapter crate can commit the elements it parses without depending on the gateway).
+///
+/// Path syntax: `/`-separated local element names from the document root, namespace prefixes
+/// left out (`/Envelope/Body/CariPenduduk/NIK` for `<soap:Envelope><soap:Body><m:CariPenduduk>
+/// <m:NIK>`), `*` for any one element. A concrete path (no `*`) names an element; its text
+/// content is the committed value, recorded with `location = "xml"` and the concrete path as
+/// `field`.
+#[derive(Debug, Clone, Default)]
+pub struct XmlFields {
+    fields: Vec<(Vec<String>, String)>,
+}
+
+impl XmlFields {
+    /// Compiles `(pattern, category)` pairs; the error names the first bad pattern.
+    pub fn new<'a>(
+        declared: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<XmlFields, String> {
+        let mut fields = Vec::new();
+        for (pattern, category) in declared {
+            let segs: Vec<String> = pattern.split('/').skip(1).map(str::to_owned).collect();
+            if !pattern.starts_with('/')
+                || segs
+                    .iter()
+                    .any(|s| s.is_empty() || s.contains([':', ' ', '<', '>']))
+            {
+                return Err(format!(
+                    "{pattern:?}: must be /-separated local element names (no prefixes) \
+                     starting with '/'"
+                ));
+            }
+            fields.push((segs, category.to_owned()));
+        }
+        Ok(XmlFields { fields })
+    }
+
+    /// Whether nothing is declared.
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
+
+    /// The category of a concrete element path, when it is declared.
+    pub fn category(&self, path: &str) -> Option<&str> {
+        let segs: Vec<&str> = path.split('/').skip(1).collect();
+        self.fields
+            .iter()
+            .find(|(pattern, _)| {
+                pattern.len() == segs.len()
+                    && pattern.iter().zip(&segs).all(|(p, s)| p == "*" || p == s)
+            })
+            .map(|(_, c)| c.as_str())
+    }
+
+    /// The commitment of one element's text when its path is declared (`None` otherwise).
+    /// `direction` is `request` or `response`; `occurrence` counts earlier elements with the
+    /// same path in the same message.
+    pub fn commit(
+        &self,
+        keys: &Keys,
+        exchange_id: &str,
+        direction: &str,
+        path: &str,
+        occurrence: u32,
+        value: &[u8],
+    ) -> Option<PersonalValue> {
+        let category = self.category(path)?;
+        let place = Place {
+            direction,
+            location: "xml",
+            field: path,
+            occurrence,
+        };
+        Some(keys.commit(exchange_id, place, category, value))
+    }
+}
+
 /// Every key of a key file, derived, and which one is current.
 #[derive(Debug)]
 pub struct Keyring {

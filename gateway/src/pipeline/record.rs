@@ -209,7 +209,7 @@ pub fn request_record(facts: &RequestFacts<'_>) -> schema::Record {
 
 /// A personal-data request record (proto/README.md §14): the route template instead of the
 /// path, keyed digests instead of SHA-256, the commitments of the declared values (path, query,
-/// headers, JSON body fields) and the body's field commitment tree (§9).
+/// headers, JSON or XML body fields) and the body's field commitment tree (§9).
 fn personal_request(
     request: &mut schema::Request,
     seen: &privacy::Seen,
@@ -236,7 +236,7 @@ fn personal_request(
         if let Some(policy) = &seen.policy {
             request
                 .personal_values
-                .extend(policy.commit_json(keys, exchange_id, "request", body));
+                .extend(policy.commit_body(keys, exchange_id, "request", body));
         }
     }
 }

@@ -24,7 +24,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use penghubung_evidence::personal::{Keyring, Keys, Place};
+use penghubung_evidence::personal::{Keyring, Keys, Place, XmlFields};
 use penghubung_evidence::schema::PersonalValue;
 use serde::{Deserialize, Serialize};
 
@@ -242,7 +242,7 @@ pub struct ServicePolicy {
     query: BTreeMap<String, Category>,
     headers: Vec<(http::HeaderName, Category)>,
     json: Vec<(Vec<String>, Category)>,
-    xml: Vec<(Vec<String>, Category)>,
+    xml: XmlFields,
 }
 
 impl ServicePolicy {
@@ -288,18 +288,15 @@ impl ServicePolicy {
                 json.push((pointer_segments(pointer), *category));
             }
         }
-        let mut xml = Vec::new();
+        let mut xml = XmlFields::default();
         for (path, category) in &spec.xml {
-            let segs: Vec<String> = path.split('/').skip(1).map(str::to_owned).collect();
-            if !path.starts_with('/') || segs.iter().any(|s| s.is_empty() || s.contains(':')) {
-                errors.push((
-                    format!("xml.{path:?}"),
-                    "must be /-separated local element names (no prefixes) starting with '/'"
-                        .into(),
-                ));
-            } else {
-                xml.push((segs, *category));
+            if let Err(message) = XmlFields::new([(path.as_str(), category.as_str())]) {
+                errors.push((format!("xml.{path:?}"), message));
             }
+        }
+        if errors.is_empty() {
+            let declared = spec.xml.iter().map(|(p, c)| (p.as_str(), c.as_str()));
+            xml = XmlFields::new(declared).map_err(|m| vec![("xml".to_owned(), m)])?;
         }
         if !errors.is_empty() {
             return Err(errors);
@@ -341,22 +338,15 @@ impl ServicePolicy {
         self.routes.get(route).map_or("", |t| t.text.as_str())
     }
 
-    /// The category of an XML element path, when it is declared (`path` as
-    /// `/Envelope/Body/Cari/NIK`, local names).
-    pub fn xml_category(&self, path: &str) -> Option<Category> {
-        let segs: Vec<&str> = path.split('/').skip(1).collect();
-        self.xml
-            .iter()
-            .find(|(pattern, _)| {
-                pattern.len() == segs.len()
-                    && pattern.iter().zip(&segs).all(|(p, s)| p == "*" || p == s)
-            })
-            .map(|(_, c)| *c)
+    /// The declared XML element paths (SOAP bodies). An adapter crate commits the elements it
+    /// parses with [`XmlFields::commit`] (in `penghubung_evidence::personal`, so it needs no
+    /// gateway dependency); the gateway hands it this table.
+    pub fn xml(&self) -> &XmlFields {
+        &self.xml
     }
 
-    /// For the SOAP adapter: the commitment of one XML element's text when its element path is
-    /// declared personal (`None` otherwise). `direction` is `request` or `response`;
-    /// `occurrence` counts earlier elements with the same path in the same message.
+    /// The commitment of one XML element's text when its element path is declared personal
+    /// (`None` otherwise): [`XmlFields::commit`] on this service's declarations.
     pub fn commit_xml(
         &self,
         keys: &Keys,
@@ -366,19 +356,127 @@ impl ServicePolicy {
         occurrence: u32,
         value: &[u8],
     ) -> Option<PersonalValue> {
-        let category = self.xml_category(path)?;
-        let place = Place {
-            direction,
-            location: "xml",
-            field: path,
-            occurrence,
-        };
-        Some(keys.commit(exchange_id, place, category.as_str(), value))
+        self.xml
+            .commit(keys, exchange_id, direction, path, occurrence, value)
     }
 
     /// Whether bodies must be kept (up to a limit) to commit their declared fields.
     pub fn commits_bodies(&self) -> bool {
-        !self.json.is_empty()
+        !self.json.is_empty() || !self.xml.is_empty()
+    }
+
+    /// Commitments of the declared fields of a body: JSON fields when it is JSON, XML elements
+    /// when it is XML (SOAP), none otherwise.
+    pub fn commit_body(
+        &self,
+        keys: &Keys,
+        exchange_id: &str,
+        direction: &str,
+        body: &[u8],
+    ) -> Vec<PersonalValue> {
+        let json = self.commit_json(keys, exchange_id, direction, body);
+        if !json.is_empty() {
+            return json;
+        }
+        self.commit_xml_body(keys, exchange_id, direction, body)
+    }
+
+    /// Commitments of the declared XML elements of a body (none when it is not well-formed
+    /// XML): each element's text content (entities resolved, CDATA as is), by the path of local
+    /// names from the root.
+    pub fn commit_xml_body(
+        &self,
+        keys: &Keys,
+        exchange_id: &str,
+        direction: &str,
+        body: &[u8],
+    ) -> Vec<PersonalValue> {
+        use quick_xml::events::Event;
+        if self.xml.is_empty() {
+            return Vec::new();
+        }
+        let mut reader = quick_xml::Reader::from_reader(body);
+        let mut stack: Vec<(String, String)> = Vec::new();
+        let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+        let mut out = Vec::new();
+        let path_of = |stack: &[(String, String)], last: Option<&str>| {
+            let mut p = String::new();
+            for (name, _) in stack {
+                p.push('/');
+                p.push_str(name);
+            }
+            if let Some(l) = last {
+                p.push('/');
+                p.push_str(l);
+            }
+            p
+        };
+        let mut finish = |path: String, text: &str, out: &mut Vec<PersonalValue>| {
+            if self.xml.category(&path).is_some() {
+                let n = counts.entry(path.clone()).or_default();
+                let occurrence = *n;
+                *n += 1;
+                out.extend(self.xml.commit(
+                    keys,
+                    exchange_id,
+                    direction,
+                    &path,
+                    occurrence,
+                    text.as_bytes(),
+                ));
+            }
+        };
+        loop {
+            match reader.read_event() {
+                Ok(Event::Start(e)) => {
+                    let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                    stack.push((name, String::new()));
+                }
+                Ok(Event::Empty(e)) => {
+                    let name = String::from_utf8_lossy(e.local_name().as_ref()).into_owned();
+                    finish(path_of(&stack, Some(&name)), "", &mut out);
+                }
+                Ok(Event::End(_)) => {
+                    let path = path_of(&stack, None);
+                    let Some((_, text)) = stack.pop() else {
+                        return Vec::new();
+                    };
+                    finish(path, &text, &mut out);
+                }
+                Ok(Event::Text(t)) => match (t.xml_content(), stack.last_mut()) {
+                    (Ok(text), Some((_, buf))) => buf.push_str(&text),
+                    (Err(_), _) => return Vec::new(),
+                    _ => {}
+                },
+                Ok(Event::CData(c)) => {
+                    if let Some((_, buf)) = stack.last_mut() {
+                        buf.push_str(&String::from_utf8_lossy(&c));
+                    }
+                }
+                Ok(Event::GeneralRef(r)) => {
+                    let resolved = match r.resolve_char_ref() {
+                        Ok(Some(c)) => c.to_string(),
+                        Ok(None) => match r
+                            .decode()
+                            .ok()
+                            .as_deref()
+                            .and_then(quick_xml::escape::resolve_predefined_entity)
+                        {
+                            Some(s) => s.to_owned(),
+                            None => return Vec::new(),
+                        },
+                        Err(_) => return Vec::new(),
+                    };
+                    if let Some((_, buf)) = stack.last_mut() {
+                        buf.push_str(&resolved);
+                    }
+                }
+                Ok(Event::Eof) => break,
+                Ok(_) => {}
+                Err(_) => return Vec::new(),
+            }
+        }
+        out
     }
 
     /// Commitments of the declared JSON fields of a body (none when it is not JSON).

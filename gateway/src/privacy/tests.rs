@@ -202,10 +202,10 @@ fn json_and_xml_fields() {
         .commit_json(k.current(), "ex", "request", b"not json")
         .is_empty());
     assert_eq!(
-        policy.xml_category("/Envelope/Body/CariPenduduk/NIK"),
-        Some(Category::Nik)
+        policy.xml().category("/Envelope/Body/CariPenduduk/NIK"),
+        Some("nik")
     );
-    assert_eq!(policy.xml_category("/Envelope/Body/NIK"), None);
+    assert_eq!(policy.xml().category("/Envelope/Body/NIK"), None);
     let v = policy
         .commit_xml(
             k.current(),
@@ -236,4 +236,36 @@ fn same_value_same_fingerprint_longest_first() {
     );
     let fp = fingerprint(k.current(), Category::Nik, b"3201012304850007");
     assert_eq!(masked, format!("a={fp} b={fp}"));
+}
+
+#[test]
+fn soap_elements_are_committed_by_path() {
+    let policy = ServicePolicy::compile(&spec(), ROUTES).unwrap();
+    let k = keyring();
+    let body = br#"<?xml version="1.0"?>
+<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/" xmlns:m="urn:dukcapil">
+  <soap:Body><m:CariPenduduk><m:NIK>3201&#48;12304850007</m:NIK><m:NIK><![CDATA[3201015507900002]]></m:NIK><m:Nama>Siti &amp; Ani</m:Nama></m:CariPenduduk></soap:Body>
+</soap:Envelope>"#;
+    let values = policy.commit_body(k.current(), "ex", "request", body);
+    let fields: Vec<(&str, u32)> = values
+        .iter()
+        .map(|v| (v.field.as_str(), v.occurrence))
+        .collect();
+    assert_eq!(
+        fields,
+        [
+            ("/Envelope/Body/CariPenduduk/NIK", 0),
+            ("/Envelope/Body/CariPenduduk/NIK", 1)
+        ]
+    );
+    let open = |i: usize| {
+        k.current()
+            .unseal("ex", &values[i].commitment, &values[i].sealed)
+            .unwrap()
+    };
+    assert_eq!(open(0), b"3201012304850007");
+    assert_eq!(open(1), b"3201015507900002");
+    assert!(policy
+        .commit_body(k.current(), "ex", "request", b"<a><b>unclosed</a>")
+        .is_empty());
 }

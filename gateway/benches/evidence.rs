@@ -1,5 +1,6 @@
 //! Criterion benchmarks of the per-request costs that are not I/O: encoding and framing an
-//! evidence record, verifying a log, and the admit + route stages of the pipeline.
+//! evidence record, verifying a log, the admit + route stages of the pipeline, and what a
+//! personal-data route adds (commitments, keyed digests, masking).
 //!
 //! `cargo bench -p penghubung --bench evidence`
 
@@ -114,5 +115,57 @@ fn admit_and_route(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, encode, verify, admit_and_route);
+/// What a personal-data route adds to a request: observing path, query and header (three
+/// commitments with sealed copies, three keyed digests, the masked path), and committing a
+/// small JSON body.
+fn personal_data(c: &mut Criterion) {
+    use penghubung::privacy::{Observed, PersonalSpec, Privacy, ServicePolicy};
+    use std::sync::Arc;
+    let keys = penghubung_evidence::personal::Keyring::parse(&format!(
+        "current = \"k1\"\n[[key]]\nid = \"k1\"\nsecret = \"{}\"\n",
+        "ab".repeat(32)
+    ))
+    .unwrap();
+    let spec: PersonalSpec = toml::from_str(
+        r#"
+        path = { nik = "nik" }
+        query = { nik = "nik" }
+        headers = { "x-nik" = "nik" }
+        json = { "/nik" = "nik", "/nama" = "name" }
+        "#,
+    )
+    .unwrap();
+    let policy = Arc::new(ServicePolicy::compile(&spec, &["/penduduk/{nik}"]).unwrap());
+    let privacy = Privacy::new(Some(Arc::new(keys)), std::slice::from_ref(&policy));
+    let request = http::Request::get("/penduduk/3201010101010001?nik=3201010101010001")
+        .header("x-nik", "3201010101010001")
+        .header("accept", "application/json")
+        .body(())
+        .unwrap();
+    let (parts, _) = request.into_parts();
+    c.bench_function("privacy/observe_path_query_header", |b| {
+        b.iter(|| {
+            privacy
+                .observe(
+                    &policy,
+                    0,
+                    &Observed {
+                        exchange_id: "0190c7e4-0000-7000-8000-000000000001",
+                        path: parts.uri.path(),
+                        query: parts.uri.query(),
+                        headers: &parts.headers,
+                        digested_headers: b"accept: application/json\n",
+                    },
+                )
+                .unwrap()
+        })
+    });
+    let body = br#"{"nik":"3201010101010001","nama":"Siti Aminah","keperluan":"verifikasi"}"#;
+    let k = privacy.keys().unwrap().current();
+    c.bench_function("privacy/commit_small_json_body", |b| {
+        b.iter(|| policy.commit_body(k, "0190c7e4-0000-7000-8000-000000000001", "request", body))
+    });
+}
+
+criterion_group!(benches, encode, verify, admit_and_route, personal_data);
 criterion_main!(benches);

@@ -24,6 +24,7 @@ pub mod identity;
 mod layering;
 mod peering;
 mod pipeline;
+pub mod privacy;
 pub mod routing;
 pub mod server;
 pub mod snapshot;

@@ -132,9 +132,43 @@ fn evidence(command: EvidenceCommand) -> ExitCode {
         EvidenceCommand::Export { dir, exchange, out } => cli::export(&dir, &exchange, &out)
             .map(|()| true)
             .with_context(|| dir.display().to_string()),
-        EvidenceCommand::CheckBundle { file, trust } => {
-            cli::check_bundle_with(&file, &trust.into()).with_context(|| file.display().to_string())
+        EvidenceCommand::CheckBundle {
+            file,
+            trust,
+            disclosures,
+        } => cli::check_bundle_disclosures(&file, &trust.into(), &disclosures)
+            .with_context(|| file.display().to_string()),
+        EvidenceCommand::Disclose {
+            config,
+            exchange,
+            field: (location, field),
+            occurrence,
+            response,
+            actor,
+            case_reference,
+            out,
+        } => {
+            let request = penghubung::privacy::disclose::DiscloseRequest {
+                exchange_id: exchange,
+                location,
+                field,
+                occurrence,
+                direction: if response { "response" } else { "request" }.into(),
+                actor,
+                case_reference,
+            };
+            disclose(&config, &request, &out)
+                .map(|()| true)
+                .with_context(|| config.display().to_string())
         }
+        EvidenceCommand::Keys {
+            command: penghubung::cli::KeysCommand::Rotate { file, id },
+        } => penghubung_evidence::personal::rotate_key_file(&file, &id)
+            .map(|()| {
+                println!("{}: key {id} added and current", file.display());
+                true
+            })
+            .map_err(anyhow::Error::msg),
         EvidenceCommand::Anchor { dir, out } => cli::anchor(&dir, &out)
             .map(|()| true)
             .with_context(|| dir.display().to_string()),
@@ -150,6 +184,49 @@ fn evidence(command: EvidenceCommand) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `evidence disclose`: loads the config (evidence settings, node id, key file), discloses and
+/// records the disclosure, writes the file (mode 0600: it holds a personal value in clear).
+fn disclose(
+    config: &std::path::Path,
+    request: &penghubung::privacy::disclose::DiscloseRequest,
+    out: &std::path::Path,
+) -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let compiled = config::load(config)?;
+    let settings = compiled.settings();
+    let key_file = settings
+        .privacy
+        .key_file
+        .as_ref()
+        .context("the config has no [privacy] key_file")?;
+    let keys =
+        penghubung_evidence::personal::Keyring::load(key_file).map_err(anyhow::Error::msg)?;
+    let node_id = penghubung::snapshot::node_id(settings);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let disclosure = runtime.block_on(penghubung::privacy::disclose::disclose(
+        &settings.evidence,
+        &node_id,
+        &keys,
+        request,
+    ))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(out)
+        .with_context(|| format!("write {}", out.display()))?;
+    std::io::Write::write_all(&mut file, &serde_json::to_vec_pretty(&disclosure)?)
+        .with_context(|| format!("write {}", out.display()))?;
+    println!(
+        "wrote {} (disclosure recorded as admin record #{})",
+        out.display(),
+        disclosure.disclosure_sequence
+    );
+    Ok(())
 }
 
 fn validate(path: &std::path::Path, offline: bool) -> ExitCode {

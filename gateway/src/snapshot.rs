@@ -60,6 +60,8 @@ pub struct Snapshot {
     pub auth: AuthRuntime,
     /// Peer SPLs that call in (`[[peer]]`): their applications and backend JWT keys.
     pub peers: crate::peering::InboundPeers,
+    /// The personal-data key and route templates (`privacy`).
+    pub privacy: crate::privacy::Privacy,
     /// The digest of the config this snapshot was built from ([`Compiled::digest`]; for `admin`
     /// evidence records).
     pub source_sha256: [u8; 32],
@@ -342,8 +344,35 @@ impl Snapshot {
                 Err(e) => errors.push(format!("upstream[{i}]: {e}")),
             }
         }
+        let keys = match &config.privacy.key_file {
+            Some(path) => match penghubung_evidence::personal::Keyring::load(path) {
+                Ok(keys) => Some(Arc::new(keys)),
+                Err(e) => {
+                    errors.push(format!("privacy.key_file: {e}"));
+                    None
+                }
+            },
+            None => None,
+        };
+        let mut policies = Vec::new();
         let mut routes = Vec::new();
         for (i, spec) in catalog.service.iter().enumerate() {
+            let policy = match (&spec.personal, spec.personal_data) {
+                (Some(personal), true) => {
+                    let paths: Vec<&str> = spec.route.iter().map(|r| r.path.as_str()).collect();
+                    match crate::privacy::ServicePolicy::compile(personal, &paths) {
+                        Ok(p) => Some(Arc::new(p)),
+                        Err(e) => {
+                            errors.extend(e.into_iter().map(|(path, message)| {
+                                format!("service[{i}].personal.{path}: {message}")
+                            }));
+                            None
+                        }
+                    }
+                }
+                _ => None,
+            };
+            policies.extend(policy.clone());
             let (adapter, upstream_http2, soap) =
                 match spec.upstream.as_ref().and_then(|u| upstreams.get(u)) {
                     Some(up) => (
@@ -360,6 +389,7 @@ impl Snapshot {
                 classification: spec.classification,
                 exposure: spec.exposure,
                 personal_data: spec.personal_data,
+                privacy: policy,
                 auth: spec.auth.clone(),
                 adapter,
                 upstream_http2,
@@ -401,6 +431,7 @@ impl Snapshot {
         Ok(Snapshot {
             auth,
             peers,
+            privacy: crate::privacy::Privacy::new(keys, &policies),
             source_sha256: compiled.digest(),
             listener_http2: config.listener.iter().map(|l| l.http2).collect(),
             token_endpoint: config.auth.token_endpoint.enabled,

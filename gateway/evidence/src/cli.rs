@@ -255,6 +255,61 @@ pub fn check_bundle_with(file: &Path, args: &TrustArgs) -> anyhow::Result<bool> 
     }
 }
 
+/// `evidence check-bundle --disclosure FILE…`: verifies the bundle, then each personal-data
+/// disclosure against the bundle's records (proto/README.md §16). `Ok(false)` if anything
+/// fails.
+pub fn check_bundle_disclosures(
+    file: &Path,
+    args: &TrustArgs,
+    disclosures: &[std::path::PathBuf],
+) -> anyhow::Result<bool> {
+    if !check_bundle_with(file, args)? {
+        return Ok(false);
+    }
+    let bytes = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+    let bundle: Bundle = serde_json::from_slice(&bytes)?;
+    for path in disclosures {
+        let text = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+        match check_disclosure(&bundle, &text) {
+            Ok(()) => println!("OK: disclosure {} opens its commitment", path.display()),
+            Err(f) => {
+                println!("FAILED {f} ({})", path.display());
+                return Ok(false);
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Checks one disclosure (JSON bytes) against the records of a bundle that passed
+/// [`check_bundle_value`].
+pub fn check_disclosure(bundle: &Bundle, disclosure: &[u8]) -> Result<(), Failure> {
+    let fail = |d: String| Failure::new(Reason::Disclosure, d);
+    let d: crate::personal::PersonalDisclosure = serde_json::from_slice(disclosure)
+        .map_err(|e| fail(format!("not a disclosure file: {e}")))?;
+    if d.exchange_id != bundle.exchange_id {
+        return Err(fail(format!(
+            "the disclosure is about exchange {:?}, the bundle about {:?}",
+            d.exchange_id, bundle.exchange_id
+        )));
+    }
+    let r = bundle
+        .records
+        .iter()
+        .find(|r| r.sequence == d.record_sequence)
+        .ok_or_else(|| {
+            fail(format!(
+                "record #{} is not in the bundle",
+                d.record_sequence
+            ))
+        })?;
+    let bytes = B64
+        .decode(&r.record)
+        .map_err(|e| fail(format!("record #{} is not base64: {e}", r.sequence)))?;
+    let record = decode_record(&bytes)?.record;
+    crate::personal::verify_disclosure(&d, r.sequence, &record).map_err(fail)
+}
+
 /// The verdict on a bundle.
 #[derive(Debug, Clone)]
 pub struct BundleVerdict {

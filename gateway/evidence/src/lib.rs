@@ -10,6 +10,7 @@ pub mod commitment;
 pub mod decode;
 mod error;
 pub mod merkle;
+pub mod personal;
 pub mod pki;
 pub mod reason;
 pub mod segment;
@@ -113,7 +114,8 @@ pub(crate) struct Inner {
     thread: parking_lot::Mutex<Option<std::thread::JoinHandle<()>>>,
     stop_checkpoints: tokio::sync::watch::Sender<bool>,
     checkpoint_task: parking_lot::Mutex<Option<tokio::task::JoinHandle<()>>>,
-    personal_data_secret: Option<Vec<u8>>,
+    /// The directory's `writer.lock`, locked while this log writes it (released at shutdown).
+    lock: parking_lot::Mutex<Option<std::fs::File>>,
 }
 
 /// Handle to the evidence log; cheap to clone.
@@ -144,24 +146,12 @@ impl EvidenceLog {
             return Err(EvidenceError::Config(format!("evidence.{path}: {msg}")));
         }
         let checkpointer = checkpoint::Checkpointer::load(settings, node_id).await?;
-        let personal_data_secret = match &settings.personal_data_secret_file {
-            Some(path) => Some(
-                tokio::fs::read(path)
-                    .await
-                    .map_err(|e| EvidenceError::io(format!("read {}", path.display()), e))?,
-            ),
-            None => None,
-        };
-        if personal_data_secret.as_ref().is_some_and(|s| s.len() < 16) {
-            return Err(EvidenceError::Config(
-                "evidence.personal_data_secret_file: the secret must be at least 16 bytes".into(),
-            ));
-        }
         let dir = settings.dir.clone();
-        let recovered = tokio::task::spawn_blocking(move || {
+        let (recovered, lock) = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&dir)
                 .map_err(|e| EvidenceError::io("create evidence dir", e))?;
-            writer::recover(&dir)
+            let lock = lock_dir(&dir)?;
+            writer::recover(&dir).map(|r| (r, lock))
         })
         .await
         .map_err(|_| EvidenceError::Stopped)??;
@@ -193,7 +183,7 @@ impl EvidenceLog {
             thread: parking_lot::Mutex::new(Some(thread)),
             stop_checkpoints,
             checkpoint_task: parking_lot::Mutex::new(None),
-            personal_data_secret,
+            lock: parking_lot::Mutex::new(Some(lock)),
         });
         let log = EvidenceLog {
             inner: Some(inner.clone()),
@@ -287,13 +277,6 @@ impl EvidenceLog {
             .await
     }
 
-    /// Root of the salted per-field commitment tree of a personal-data JSON body, for
-    /// `Request.body_commitment_root`; `None` without a configured secret or for non-JSON bodies.
-    pub fn commitment_root(&self, body: &[u8], exchange_id: &str) -> Option<[u8; 32]> {
-        let secret = self.inner.as_ref()?.personal_data_secret.as_deref()?;
-        commitment::commitment_root(body, exchange_id, secret)
-    }
-
     /// Current state for health checks.
     pub fn health(&self) -> EvidenceHealth {
         let Some(inner) = &self.inner else {
@@ -377,6 +360,31 @@ impl EvidenceLog {
         let thread = inner.thread.lock().take();
         if let Some(thread) = thread {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
+        inner.lock.lock().take();
+    }
+}
+
+/// Takes the exclusive lock of `dir/writer.lock`: one writer per log (a second gateway, or
+/// `penghubung evidence disclose` while the gateway writes, is refused instead of interleaving
+/// frames).
+fn lock_dir(dir: &std::path::Path) -> Result<std::fs::File, EvidenceError> {
+    let path = dir.join("writer.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| EvidenceError::io(format!("open {}", path.display()), e))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => Err(EvidenceError::Config(format!(
+            "the evidence log in {} is being written by another process (a running gateway?); \
+             one writer per log",
+            dir.display()
+        ))),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(EvidenceError::io(format!("lock {}", path.display()), e))
         }
     }
 }

@@ -90,6 +90,8 @@ reasons! {
     BundleIncomplete = "bundle-incomplete",
     /// A bundle record's inclusion proof does not verify.
     BundleProof = "bundle-proof",
+    /// A personal-data disclosure does not open a commitment of its bundle (proto/README.md §16).
+    Disclosure = "disclosure",
 }
 
 impl std::fmt::Display for Reason {

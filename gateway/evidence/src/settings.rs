@@ -85,8 +85,6 @@ pub struct EvidenceSettings {
     pub signer: Option<SignerSettings>,
     /// RFC 3161 time-stamp authority; none means checkpoints are not time-stamped.
     pub tsa: Option<TsaSettings>,
-    /// File holding the secret from which commitment salts are derived (personal-data bodies).
-    pub personal_data_secret_file: Option<PathBuf>,
     /// Most records written in one group commit.
     pub max_batch_records: usize,
 }
@@ -109,7 +107,6 @@ impl Default for EvidenceSettings {
             checkpoint_interval_secs: 5,
             signer: None,
             tsa: None,
-            personal_data_secret_file: None,
             max_batch_records: 4096,
         }
     }

@@ -205,7 +205,12 @@ fn detail(r: &Record) -> String {
             "{} {}{} service={} consumer={} grant={} body={}B{}",
             q.method,
             q.host,
-            q.canonical_path,
+            // A personal-data request keeps its route template, never the path (§16).
+            if q.canonical_path.is_empty() {
+                &q.route_template
+            } else {
+                &q.canonical_path
+            },
             q.provider.as_ref().map_or("-", |p| or_dash(&p.service_id)),
             consumer_label(q.consumer.as_ref()),
             or_dash(&q.grant_id),
@@ -299,6 +304,23 @@ fn consumer_json(c: Option<&Consumer>) -> Value {
     }
 }
 
+/// Committed personal values: where, which category, the commitment (the sealed copy is left
+/// out: only the key opens it).
+fn personal_json(values: &[crate::schema::PersonalValue]) -> Value {
+    values
+        .iter()
+        .map(|v| {
+            json!({
+                "location": v.location,
+                "field": v.field,
+                "category": v.category,
+                "occurrence": v.occurrence,
+                "commitment": hex::encode(&v.commitment),
+            })
+        })
+        .collect()
+}
+
 /// One record as a JSON object (hex digests, RFC 3339 times).
 pub fn to_json(r: &Record) -> Value {
     let body = match &r.kind {
@@ -331,6 +353,13 @@ pub fn to_json(r: &Record) -> Value {
             "tls_version": q.tls_version,
             "message_id": q.message_id,
             "peer_direction": q.peer_direction,
+            "personal_key_id": q.personal_key_id,
+            "personal_values": personal_json(&q.personal_values),
+            "path_hmac": hex::encode(&q.path_hmac),
+            "query_hmac": hex::encode(&q.query_hmac),
+            "headers_hmac": hex::encode(&q.headers_hmac),
+            "body_hmac": hex::encode(&q.body_hmac),
+            "route_template": q.route_template,
         }),
         Some(Kind::Outcome(o)) => json!({
             "request_sequence": o.request_sequence,
@@ -351,6 +380,9 @@ pub fn to_json(r: &Record) -> Value {
             "peer_fault_code": o.peer_fault_code,
             "peer_path": o.peer_path,
             "peer_credential": o.peer_credential,
+            "personal_key_id": o.personal_key_id,
+            "personal_values": personal_json(&o.personal_values),
+            "response_hmac": hex::encode(&o.response_hmac),
         }),
         Some(Kind::Refused(x)) => json!({
             "stage": x.stage,
@@ -369,6 +401,10 @@ pub fn to_json(r: &Record) -> Value {
             "policy_rule_id": x.policy_rule_id,
             "query_sha256": hex::encode(&x.query_sha256),
             "headers_sha256": hex::encode(&x.headers_sha256),
+            "personal_key_id": x.personal_key_id,
+            "path_hmac": hex::encode(&x.path_hmac),
+            "query_hmac": hex::encode(&x.query_hmac),
+            "headers_hmac": hex::encode(&x.headers_hmac),
         }),
         Some(Kind::Admin(a)) => json!({
             "actor": a.actor,
@@ -381,6 +417,17 @@ pub fn to_json(r: &Record) -> Value {
             "reason": a.reason,
             "approval_id": a.approval_id,
             "tenant": a.tenant,
+            "disclosed": a.disclosed.as_ref().map(|d| json!({
+                "exchange_id": d.exchange_id,
+                "record_sequence": d.record_sequence,
+                "location": d.location,
+                "field": d.field,
+                "occurrence": d.occurrence,
+                "category": d.category,
+                "commitment": hex::encode(&d.commitment),
+                "personal_key_id": d.personal_key_id,
+                "case_reference": d.case_reference,
+            })),
         }),
         Some(Kind::Checkpoint(c)) => json!({
             "tree_size": c.tree_size,

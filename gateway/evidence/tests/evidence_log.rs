@@ -354,28 +354,6 @@ async fn signer_runs_apart_behind_a_unix_socket() {
 }
 
 #[tokio::test]
-async fn commitment_root_uses_the_configured_secret() {
-    let tmp = TempDir::new("secret");
-    let secret = tmp.path().join("secret");
-    std::fs::write(&secret, [42u8; 32]).unwrap();
-    let mut s = settings(&tmp.path().join("log"), None);
-    s.personal_data_secret_file = Some(secret);
-    let log = EvidenceLog::open(&s, "node-a").await.unwrap();
-    let body = br#"{"nik":"3201010101010001","nama":"Siti"}"#;
-    let root = log.commitment_root(body, "ex-1").unwrap();
-    assert_eq!(
-        Some(root),
-        penghubung_evidence::commitment::commitment_root(body, "ex-1", &[42u8; 32])
-    );
-    let d = penghubung_evidence::commitment::disclose(body, "ex-1", &[42u8; 32], "/nama");
-    assert!(penghubung_evidence::commitment::verify_disclosure(
-        &d, &root
-    ));
-    assert_eq!(EvidenceLog::disabled().commitment_root(body, "ex-1"), None);
-    log.shutdown().await;
-}
-
-#[tokio::test]
 async fn disabled_log_records_nothing() {
     let log = EvidenceLog::disabled();
     assert!(!log.is_enabled());

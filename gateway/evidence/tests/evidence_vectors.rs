@@ -16,6 +16,7 @@ use penghubung_evidence::checkpoint::{
 };
 use penghubung_evidence::cli::{self, check_bundle_bytes, Bundle, TrustArgs};
 use penghubung_evidence::merkle::{inclusion_proof, leaf_hash, root_of, Hash};
+use penghubung_evidence::personal::{commitment, PersonalDisclosure, Place};
 use penghubung_evidence::reason::Reason;
 use penghubung_evidence::schema::{record::Kind, Checkpoint, Outcome, Record};
 use penghubung_evidence::segment::{encode_frame, segment_path, GENESIS};
@@ -275,6 +276,178 @@ fn soap_records() -> Vec<Record> {
     vec![request, outcome, refused]
 }
 
+/// The fixed personal-data key of the vectors (§16): id `k-2026-12`, secret 32 bytes 0x42.
+fn personal_keys() -> penghubung_evidence::personal::Keys {
+    penghubung_evidence::personal::Keys::derive("k-2026-12", &[0x42; 32])
+}
+
+const PERSONAL_NIK: &str = "3201012304850007";
+
+fn place<'a>(direction: &'a str, location: &'a str, field: &'a str) -> Place<'a> {
+    Place {
+        direction,
+        location,
+        field,
+        occurrence: 0,
+    }
+}
+
+/// Request ex-p (#1, path and header NIK, JSON body), its outcome (#2, response JSON), the admin
+/// record of a disclosure of the path NIK (#3), a checkpoint (#4).
+fn personal_records() -> Vec<Record> {
+    use penghubung_evidence::schema::{Admin, PersonalDisclosed, Request};
+    let k = personal_keys();
+    let path_value = k.commit_with_nonce(
+        "ex-p",
+        place("request", "path", "nik"),
+        "nik",
+        PERSONAL_NIK.as_bytes(),
+        [1; 12],
+    );
+    let body = format!(r#"{{"nik":"{PERSONAL_NIK}"}}"#);
+    let request = Request {
+        method: "GET".into(),
+        host: "dukcapil.pemda.go.id".into(),
+        route_template: "/penduduk/{nik}".into(),
+        personal_key_id: k.id().into(),
+        path_hmac: k
+            .digest("path", format!("/penduduk/{PERSONAL_NIK}").as_bytes())
+            .to_vec()
+            .into(),
+        headers_hmac: k.digest("headers", b"").to_vec().into(),
+        body_hmac: k.digest("body", body.as_bytes()).to_vec().into(),
+        body_length: body.len() as u64,
+        personal_values: vec![
+            path_value.clone(),
+            k.commit_with_nonce(
+                "ex-p",
+                place("request", "header", "x-nik"),
+                "nik",
+                PERSONAL_NIK.as_bytes(),
+                [2; 12],
+            ),
+            k.commit_with_nonce(
+                "ex-p",
+                place("request", "json", "/nik"),
+                "nik",
+                format!("\"{PERSONAL_NIK}\"").as_bytes(),
+                [3; 12],
+            ),
+        ],
+        ..Request::default()
+    };
+    let mut outcome = outcome("ex-p", 1);
+    if let Some(Kind::Outcome(o)) = &mut outcome.kind {
+        o.personal_key_id = k.id().into();
+        o.response_hmac = k
+            .digest("response", br#"{"nama":"Siti Aminah"}"#)
+            .to_vec()
+            .into();
+        o.personal_values = vec![k.commit_with_nonce(
+            "ex-p",
+            place("response", "json", "/nama"),
+            "name",
+            br#""Siti Aminah""#,
+            [4; 12],
+        )];
+    }
+    let admin = Admin {
+        actor: "auditor-inspektorat".into(),
+        action: "personal.disclose".into(),
+        target: "ex-p".into(),
+        reason: "PERKARA-2026-17".into(),
+        disclosed: Some(PersonalDisclosed {
+            exchange_id: "ex-p".into(),
+            record_sequence: 1,
+            location: "path".into(),
+            field: "nik".into(),
+            occurrence: 0,
+            category: "nik".into(),
+            commitment: path_value.commitment.clone(),
+            personal_key_id: k.id().into(),
+            case_reference: "PERKARA-2026-17".into(),
+        }),
+        ..Admin::default()
+    };
+    vec![
+        Record {
+            exchange_id: "ex-p".into(),
+            kind: Some(Kind::Request(request)),
+            ..Record::default()
+        },
+        outcome,
+        Record {
+            kind: Some(Kind::Admin(admin)),
+            ..Record::default()
+        },
+        checkpoint(),
+    ]
+}
+
+/// The disclosure of the path NIK of ex-p.
+fn personal_disclosure() -> PersonalDisclosure {
+    let k = personal_keys();
+    let salt = k.salt("ex-p", place("request", "path", "nik"));
+    PersonalDisclosure {
+        format: penghubung_evidence::personal::DISCLOSURE_FORMAT.into(),
+        exchange_id: "ex-p".into(),
+        record_sequence: 1,
+        direction: "request".into(),
+        location: "path".into(),
+        field: "nik".into(),
+        occurrence: 0,
+        category: "nik".into(),
+        personal_key_id: k.id().into(),
+        value: PERSONAL_NIK.into(),
+        value_hex: String::new(),
+        salt: hex::encode(salt),
+        commitment: hex::encode(commitment(&salt, PERSONAL_NIK.as_bytes())),
+        actor: "auditor-inspektorat".into(),
+        case_reference: "PERKARA-2026-17".into(),
+        disclosure_sequence: 3,
+    }
+}
+
+/// The constructions of §16 on fixed inputs; the same values are printed in proto/README.md.
+#[test]
+fn personal_data_constructions() {
+    let k = personal_keys();
+    let salt = k.salt("ex-p", place("request", "path", "nik"));
+    let c = commitment(&salt, PERSONAL_NIK.as_bytes());
+    let sealed = k.seal([1; 12], "ex-p", &c, PERSONAL_NIK.as_bytes());
+    let got = [
+        ("salt", hex::encode(salt)),
+        ("commitment", hex::encode(c)),
+        ("sealed", hex::encode(&sealed)),
+        (
+            "path_hmac",
+            hex::encode(k.digest("path", format!("/penduduk/{PERSONAL_NIK}").as_bytes())),
+        ),
+        (
+            "body_hmac",
+            hex::encode(k.digest("body", format!(r#"{{"nik":"{PERSONAL_NIK}"}}"#).as_bytes())),
+        ),
+        ("fingerprint", k.fingerprint("nik", PERSONAL_NIK.as_bytes())),
+    ];
+    let spec = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto/README.md"),
+    )
+    .unwrap();
+    for (name, value) in &got {
+        println!("{name} = {value}");
+    }
+    for (name, value) in &got {
+        assert!(
+            spec.contains(value.as_str()),
+            "{name} {value} missing from proto/README.md §16"
+        );
+    }
+    assert_eq!(
+        k.unseal("ex-p", &c, &sealed).as_deref(),
+        Some(PERSONAL_NIK.as_bytes())
+    );
+}
+
 fn checkpoint() -> Record {
     Record {
         kind: Some(Kind::Checkpoint(Checkpoint::default())),
@@ -350,6 +523,11 @@ enum VectorKind {
         anchor: Option<Anchor>,
     },
     Bundle(Vec<u8>),
+    /// A bundle and a personal-data disclosure checked against it (§16).
+    Disclosure {
+        bundle: Vec<u8>,
+        disclosure: Vec<u8>,
+    },
 }
 
 struct Suite {
@@ -564,6 +742,55 @@ fn conformance_vectors() {
         r.encode_to_vec()
     };
     s.log("soap-operation-edited", Some(Reason::Merkle), &edited_soap);
+    // Personal data (§16): a request and an outcome with commitments and keyed digests, and the
+    // admin record of a disclosure; a disclosure file checked against the exchange's bundle.
+    let personal = personal_records();
+    let personal_log = gen(&s, "personal", &good, Format::Current, &personal, &none);
+    s.log("good-log-with-personal-data", None, &personal_log);
+    let personal_bundle = bundle_of(&personal_log, "ex-p");
+    s.bundle("good-bundle-personal", None, &personal_bundle);
+    let good_disclosure = personal_disclosure();
+    for (name, expect, edit) in [
+        ("disclosure-good", None, None),
+        (
+            "disclosure-wrong-value",
+            Some(Reason::Disclosure),
+            Some(("value", "3201012304850008")),
+        ),
+        (
+            "disclosure-wrong-salt",
+            Some(Reason::Disclosure),
+            Some(("salt", "00")),
+        ),
+        (
+            "disclosure-other-field",
+            Some(Reason::Disclosure),
+            Some(("field", "x-nik")),
+        ),
+        (
+            "disclosure-other-record",
+            Some(Reason::Disclosure),
+            Some(("record_sequence", "2")),
+        ),
+    ] {
+        let mut d = serde_json::to_value(&good_disclosure).unwrap();
+        if let Some((field, value)) = edit {
+            d[field] = match field {
+                "record_sequence" => serde_json::Value::from(value.parse::<u64>().unwrap()),
+                "salt" => serde_json::Value::from(value.repeat(32)),
+                _ => serde_json::Value::from(value),
+            };
+        }
+        s.vectors.push(Vector {
+            name: name.into(),
+            expect,
+            warn: None,
+            kind: VectorKind::Disclosure {
+                bundle: serde_json::to_vec_pretty(&personal_bundle).unwrap(),
+                disclosure: serde_json::to_vec_pretty(&d).unwrap(),
+            },
+        });
+    }
     s.bundle("good-bundle", None, &bundle_of(&good_log, "ex-1"));
     s.bundle("good-bundle-ex-2", None, &bundle_of(&good_log, "ex-2"));
     let anchor = Anchor::from_record(&good_log[3]).unwrap();
@@ -998,6 +1225,16 @@ fn conformance_vectors() {
                 let v = check_bundle_bytes(bytes, &opts).unwrap();
                 (v.result.err().map(|f| f.reason), v.warnings)
             }
+            VectorKind::Disclosure { bundle, disclosure } => {
+                let v = check_bundle_bytes(bundle, &opts).unwrap();
+                let parsed: Bundle = serde_json::from_slice(bundle).unwrap();
+                let got = v.result.err().map(|f| f.reason).or_else(|| {
+                    cli::check_disclosure(&parsed, disclosure)
+                        .err()
+                        .map(|f| f.reason)
+                });
+                (got, v.warnings)
+            }
         };
         if got != v.expect {
             failures.push(format!(
@@ -1017,7 +1254,7 @@ fn conformance_vectors() {
             "name": v.name,
             "verdict": if v.expect.is_none() { "ok" } else { "fail" },
             "class": v.expect.map(|r| r.name()),
-            "kind": match v.kind { VectorKind::Log { .. } => "log", VectorKind::Bundle(_) => "bundle" },
+            "kind": match v.kind { VectorKind::Log { .. } => "log", VectorKind::Bundle(_) => "bundle", VectorKind::Disclosure { .. } => "disclosure" },
         }));
         if let Some(out) = &out_dir {
             let d = out.join(&v.name);
@@ -1043,6 +1280,10 @@ fn conformance_vectors() {
                     }
                 }
                 VectorKind::Bundle(b) => std::fs::write(d.join("bundle.json"), b).unwrap(),
+                VectorKind::Disclosure { bundle, disclosure } => {
+                    std::fs::write(d.join("bundle.json"), bundle).unwrap();
+                    std::fs::write(d.join("disclosure.json"), disclosure).unwrap();
+                }
             }
             std::fs::write(
                 d.join("expected.json"),
@@ -1105,6 +1346,7 @@ fn conformance_vectors() {
         Reason::BundleForeign,
         Reason::BundleIncomplete,
         Reason::BundleProof,
+        Reason::Disclosure,
     ] {
         assert!(covered.contains(&r), "no vector for {r}");
     }

@@ -219,9 +219,14 @@ pub struct ServiceSpec {
     /// Exposure.
     #[serde(default)]
     pub exposure: Exposure,
-    /// The service carries personal data (NIK, NIP…): JSON bodies get field commitments.
+    /// The service carries personal data (NIK, NIP…): its declared fields (`personal`) are
+    /// committed, masked in logs and never written in clear (README, "Personal data").
     #[serde(default)]
     pub personal_data: bool,
+    /// Which path parameters, query parameters, headers and JSON/XML fields are personal, and
+    /// of which category. Required when `personal_data` is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub personal: Option<crate::privacy::PersonalSpec>,
     /// Who may call: accepted credentials, anonymous access, what reaches the backend.
     /// Deny by default: without `anonymous = true`, a caller needs a credential and a grant.
     #[serde(default)]

@@ -13,8 +13,8 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
-/// The embedded config; `@LISTEN@`, `@ADMIN@`, `@UPSTREAM@`, `@EVIDENCE@` and
-/// `@SIGNER_SOCKET@` are filled in.
+/// The embedded config; `@LISTEN@`, `@ADMIN@`, `@UPSTREAM@`, `@EVIDENCE@`,
+/// `@SIGNER_SOCKET@` and `@PRIVACY_KEY@` are filled in.
 pub const DEMO_CONFIG: &str = include_str!("demo.toml");
 
 /// Renders the demo config for the given addresses and files.
@@ -31,6 +31,7 @@ pub fn config_text(listen: &str, admin: &str, upstream: SocketAddr, files: &Demo
         .replace("@UPSTREAM@", &upstream.to_string())
         .replace("@EVIDENCE@", &toml_path(&files.evidence))
         .replace("@SIGNER_SOCKET@", &toml_path(&files.signer_socket))
+        .replace("@PRIVACY_KEY@", &toml_path(&files.privacy_key))
 }
 
 /// Makes one call through the demo gateway (`GET /demo/hello`) and returns its exchange id, so
@@ -159,6 +160,8 @@ pub struct DemoFiles {
     pub signer_chain: PathBuf,
     /// The signer's Unix socket.
     pub signer_socket: PathBuf,
+    /// The personal-data key file (mode 0600).
+    pub privacy_key: PathBuf,
 }
 
 impl DemoFiles {
@@ -171,11 +174,12 @@ impl DemoFiles {
             signer_key: root.join("signer").join("key.pem"),
             signer_chain: root.join("signer").join("chain.pem"),
             signer_socket: root.join("signer").join("signer.sock"),
+            privacy_key: root.join("keys").join("personal.toml"),
         }
     }
 }
 
-/// Generates the demo PKI: a CA (basicConstraints CA:TRUE, keyUsage keyCertSign + cRLSign) and a
+/// Generates the demo PKI and the personal-data key file: a CA (basicConstraints CA:TRUE, keyUsage keyCertSign + cRLSign) and a
 /// checkpoint signer certificate (keyUsage digitalSignature + contentCommitment, extended key
 /// usage id-kp-documentSigning 1.3.6.1.5.5.7.3.36), ECDSA P-256, valid from yesterday for 90
 /// days. The CA key is not kept; the signer key is written with mode 0600.
@@ -249,6 +253,12 @@ pub fn write_pki(files: &DemoFiles) -> Result<(), String> {
         .map_err(io(&files.signer_key))?;
     std::io::Write::write_all(&mut key_file, key.serialize_pem().as_bytes())
         .map_err(io(&files.signer_key))?;
+    if let Some(dir) = files.privacy_key.parent() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io(dir))?;
+    }
+    penghubung_evidence::personal::rotate_key_file(&files.privacy_key, "demo-1")
+        .map_err(|e| format!("demo personal-data key: {e}"))?;
     Ok(())
 }
 

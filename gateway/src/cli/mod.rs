@@ -250,13 +250,57 @@ pub enum EvidenceCommand {
         #[arg(long, short)]
         out: PathBuf,
     },
-    /// Verify a bundle offline.
+    /// Verify a bundle offline, and with `--disclosure` the personal-data disclosures made
+    /// for its exchange (no key needed).
     CheckBundle {
         /// The bundle file.
         file: PathBuf,
         #[allow(missing_docs)] // the flags are documented on `TrustFlags`
         #[command(flatten)]
         trust: TrustFlags,
+        /// A disclosure file written by `evidence disclose` for this exchange (repeatable):
+        /// its value and salt must open the commitment in the bundle's record.
+        #[arg(long = "disclosure")]
+        disclosures: Vec<PathBuf>,
+    },
+    /// Disclose one committed personal value of one exchange (value and salt, written to a
+    /// disclosure file, mode 0600) and record the disclosure as an `admin` evidence record.
+    /// Needs the gateway's config (evidence log, `[privacy] key_file`) and the log's writer
+    /// lock: run it on the node while no gateway writes the log.
+    Disclose {
+        /// The gateway's TOML config file.
+        #[arg(short, long)]
+        config: PathBuf,
+        /// The exchange id.
+        #[arg(long)]
+        exchange: String,
+        /// LOCATION:FIELD of the value: `path:nik`, `query:nik`, `header:x-nik`, `json:/nik`,
+        /// `xml:/Envelope/Body/Cari/NIK` (as in the record).
+        #[arg(long, value_parser = crate::privacy::disclose::parse_field)]
+        field: (String, String),
+        /// Which occurrence of the field (0 for the first).
+        #[arg(long, default_value_t = 0)]
+        occurrence: u32,
+        /// Disclose a value of the response (outcome record) instead of the request.
+        #[arg(long)]
+        response: bool,
+        /// Who discloses (recorded). Required; roles (Auditor, Petugas Keamanan) come with the
+        /// control plane.
+        #[arg(long)]
+        actor: String,
+        /// The case reference the disclosure is made for (recorded).
+        #[arg(long = "case")]
+        case_reference: String,
+        /// Output disclosure file.
+        #[arg(long, short)]
+        out: PathBuf,
+    },
+    /// Personal-data key file: `rotate` adds a fresh random key and makes it current (creates
+    /// the file, mode 0600, if missing); older keys stay for older records.
+    Keys {
+        /// What to do.
+        #[command(subcommand)]
+        command: KeysCommand,
     },
     /// Export the latest checkpoint as an anchor file (keep it somewhere else).
     Anchor {
@@ -265,6 +309,19 @@ pub enum EvidenceCommand {
         /// Output file.
         #[arg(long, short)]
         out: PathBuf,
+    },
+}
+
+/// `penghubung evidence keys …`
+#[derive(Debug, Subcommand)]
+pub enum KeysCommand {
+    /// Add a fresh random key with this id and make it current.
+    Rotate {
+        /// The key file (`[privacy] key_file`).
+        file: PathBuf,
+        /// The new key's id (e.g. the month: 2026-12).
+        #[arg(long)]
+        id: String,
     },
 }
 

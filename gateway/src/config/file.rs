@@ -50,6 +50,9 @@ pub struct ConfigFile {
     /// The evidence log (needs a restart to change).
     #[serde(default)]
     pub evidence: EvidenceSettings,
+    /// The personal-data key (`[privacy]`, README "Personal data").
+    #[serde(default)]
+    pub privacy: crate::privacy::PrivacySettings,
     /// JWT issuers and the gateway's token endpoint.
     #[serde(default)]
     pub auth: AuthSettings,
@@ -87,6 +90,7 @@ impl ConfigFile {
             upstream,
             service,
             evidence,
+            privacy,
             auth,
             redis,
             opd,
@@ -105,6 +109,7 @@ impl ConfigFile {
                 log,
                 headers,
                 evidence,
+                privacy,
                 auth,
                 redis,
                 telemetry,
@@ -142,6 +147,8 @@ pub struct Settings {
     pub headers: HeaderSettings,
     /// The evidence log.
     pub evidence: EvidenceSettings,
+    /// The personal-data key.
+    pub privacy: crate::privacy::PrivacySettings,
     /// JWT issuers and the gateway's token endpoint.
     pub auth: AuthSettings,
     /// Shared rate-limit store.

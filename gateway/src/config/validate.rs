@@ -91,6 +91,15 @@ pub fn issues(settings: &Settings, catalog: &Catalog) -> Vec<ConfigIssue> {
     let upstreams = validate_upstreams(catalog, &mut issues);
     validate_services(catalog, &upstreams, &mut issues);
     validate_peers(catalog, &mut issues);
+    for (i, s) in catalog.service.iter().enumerate() {
+        let routes: Vec<&str> = s.route.iter().map(|r| r.path.as_str()).collect();
+        let key = settings.privacy.key_file.is_some();
+        for (path, message) in
+            crate::privacy::validate_service(s.personal_data, s.personal.as_ref(), &routes, key)
+        {
+            issues.add(format!("service[{i}].{path}"), message);
+        }
+    }
     let sections = [
         ("evidence", settings.evidence.validate()),
         ("auth", settings.auth.validate()),

@@ -67,6 +67,9 @@ pub struct Exchange {
     pub digests: Option<RequestDigests>,
     /// The SOAP call, once its envelope was read (services of upstream kind `soap`).
     pub soap: Option<Arc<penghubung_adapter_soap::Prepared>>,
+    /// On a personal-data route (or a path matching one's template): the template, masked path,
+    /// keyed digests and commitments; `path` then holds the masked path (`privacy`).
+    pub personal: Option<Arc<crate::privacy::Seen>>,
 }
 
 /// What the connection (`server`) tells the pipeline about one request, beyond the request.
@@ -146,6 +149,7 @@ pub async fn handle<B: ClientBody, G: Send + 'static>(
                 &runtime,
                 conn,
                 &exchange,
+                &exchange.path,
                 response.status().as_u16(),
                 started.elapsed(),
             );
@@ -242,7 +246,8 @@ async fn run<B: ClientBody>(
     }
 
     // 2 route: deny routes win over forward routes, under every reading of the path.
-    let (matched, adapter) = route(runtime, exchange, &head, &raw_path, &admitted)?;
+    let (matched, adapter) = route(runtime, exchange, &head, &raw_path, &admitted)
+        .inspect_err(|_| personal(runtime, exchange, &head, None))?;
     let service = matched.route.service.clone();
 
     // 3 authenticate, 4 authorize, 5 throttle: before the body is read, so `100 Continue` is
@@ -312,8 +317,27 @@ fn route(
     exchange.fault_style =
         soap::fault_style(service, &head.headers).unwrap_or(service.auth.fault_style);
     exchange.path = matched.path.clone();
+    if let Some(policy) = &service.privacy {
+        personal(runtime, exchange, head, Some((policy, matched.route.index)));
+    }
     let adapter = service.adapter.clone().ok_or(GatewayError::RouteDenied)?;
     Ok((matched, adapter))
+}
+
+/// A personal-data route (or, unrouted, a path matching one's template): what the exchange
+/// shows goes into `exchange.personal`, and `exchange.path` becomes the masked path, so that
+/// neither logs nor records hold the declared values.
+fn personal(
+    runtime: &Snapshot,
+    exchange: &mut Exchange,
+    head: &http::request::Parts,
+    routed: Option<(&Arc<crate::privacy::ServicePolicy>, usize)>,
+) {
+    let seen = record::personal(&runtime.privacy, routed, &exchange.id, head, &exchange.path);
+    if let Some(seen) = seen {
+        exchange.path = seen.masked_path.clone();
+        exchange.personal = Some(seen);
+    }
 }
 
 /// Stages 3 `authenticate`, 4 `authorize` and 5 `throttle`: the caller, its grant for this
@@ -446,7 +470,16 @@ async fn refuse(
     };
     let opd = exchange.principal.as_ref().map(|p| p.opd.as_str());
     metrics.observe(error.stage(), status.as_u16(), started.elapsed(), opd);
-    tracing::debug!(exchange = %exchange.id, peer = %conn.peer, stage = error.stage().as_str(), reason = error.reason(), %error, "request refused");
+    // Refused before routing: a path matching a personal-data route template is masked too.
+    let masked_path = match &exchange.personal {
+        Some(_) => std::borrow::Cow::Borrowed(exchange.path.as_str()),
+        None => runtime.privacy.mask_path(&exchange.path),
+    };
+    let message = match &exchange.personal {
+        Some(seen) => seen.mask(&error.to_string()),
+        None => runtime.privacy.mask_path(&error.to_string()).into_owned(),
+    };
+    tracing::debug!(exchange = %exchange.id, peer = %conn.peer, stage = error.stage().as_str(), reason = error.reason(), error = %message, "request refused");
     // An unauthenticated refusal beyond its source's limit is counted, not recorded alone.
     let suppressed = exchange.request_sequence.is_none()
         && exchange.principal.is_none()
@@ -476,6 +509,7 @@ async fn refuse(
                     reason: error.reason().to_owned(),
                     peer: None,
                     soap: None,
+                    personal: None,
                 },
                 Bytes::new(),
                 0,
@@ -490,10 +524,15 @@ async fn refuse(
                 consumer: record::consumer(exchange.principal.as_deref(), conn),
                 method: &exchange.method,
                 host: &exchange.host,
-                path: &exchange.path,
+                path: &masked_path,
                 service_id: exchange.service.as_deref().unwrap_or_default(),
                 grant: exchange.grant.as_deref(),
-                digests: exchange.digests.as_ref(),
+                // A path masked without a head to digest keyed: no plain digests either.
+                digests: exchange
+                    .digests
+                    .as_ref()
+                    .filter(|_| exchange.personal.is_some() || masked_path == exchange.path),
+                personal: exchange.personal.as_deref(),
             }),
         };
         let mut record = record;
@@ -506,7 +545,14 @@ async fn refuse(
             tracing::error!(exchange = %exchange.id, error = %e, "refusal could not be recorded");
         }
     }
-    access_log(runtime, conn, exchange, status.as_u16(), started.elapsed());
+    access_log(
+        runtime,
+        conn,
+        exchange,
+        &masked_path,
+        status.as_u16(),
+        started.elapsed(),
+    );
     error::rescue(error, &exchange.id, exchange.fault_style)
 }
 
@@ -576,6 +622,7 @@ pub fn connection_refused(
         service_id: "",
         grant: None,
         digests: None,
+        personal: None,
     });
     let evidence = gateway.evidence.clone();
     tokio::spawn(async move {
@@ -585,10 +632,12 @@ pub fn connection_refused(
     });
 }
 
+/// One access-log line; `path` is the exchange's path with declared personal values masked.
 fn access_log(
     runtime: &Snapshot,
     conn: &ConnInfo,
     exchange: &Exchange,
+    path: &str,
     status: u16,
     elapsed: Duration,
 ) {
@@ -599,7 +648,7 @@ fn access_log(
             peer = %conn.peer,
             method = %exchange.method,
             host = %exchange.host,
-            path = %exchange.path,
+            path = %path,
             service = exchange.service.as_deref().unwrap_or("-"),
             consumer = exchange.principal.as_ref().map_or("-", |p| p.application.as_str()),
             grant = exchange.grant.as_ref().map_or("-", |g| g.id.as_str()),

@@ -22,6 +22,7 @@ use sha2::{Digest, Sha256};
 
 use crate::auth::{GrantRuntime, Principal};
 use crate::identity::ConnInfo;
+use crate::privacy;
 use crate::snapshot::Service;
 use crate::telemetry::trace;
 use penghubung_evidence::schema::{self, record::Kind};
@@ -63,17 +64,47 @@ impl RequestDigests {
     }
 }
 
-fn headers_digest(headers: &HeaderMap) -> Bytes {
-    let mut hasher = Sha256::new();
+fn each_digested(headers: &HeaderMap, mut update: impl FnMut(&[u8])) {
     for name in DIGESTED_HEADERS {
         for value in headers.get_all(*name) {
-            hasher.update(name.as_bytes());
-            hasher.update(b": ");
-            hasher.update(value.as_bytes());
-            hasher.update(b"\n");
+            update(name.as_bytes());
+            update(b": ");
+            update(value.as_bytes());
+            update(b"\n");
         }
     }
+}
+
+fn headers_digest(headers: &HeaderMap) -> Bytes {
+    let mut hasher = Sha256::new();
+    each_digested(headers, |b| hasher.update(b));
     Bytes::copy_from_slice(&hasher.finalize())
+}
+
+/// What a request to a personal-data route shows ([`privacy::Seen`]): for the route `routed`
+/// matched (a service's policy and route index), or, unrouted, for any personal-data route
+/// template its canonical `path` matches. `None` for everything else.
+pub fn personal(
+    privacy: &privacy::Privacy,
+    routed: Option<(&Arc<privacy::ServicePolicy>, usize)>,
+    exchange_id: &str,
+    head: &http::request::Parts,
+    path: &str,
+) -> Option<Arc<privacy::Seen>> {
+    let mut digested = Vec::new();
+    each_digested(&head.headers, |b| digested.extend_from_slice(b));
+    let observed = privacy::Observed {
+        exchange_id,
+        path,
+        query: head.uri.query(),
+        headers: &head.headers,
+        digested_headers: &digested,
+    };
+    match routed {
+        Some((policy, route)) => privacy.observe(policy, route, &observed),
+        None => privacy.observe_unrouted(&observed),
+    }
+    .map(Arc::new)
 }
 
 /// The consumer as recorded.
@@ -129,25 +160,17 @@ pub struct RequestFacts<'a> {
     pub grant: &'a GrantRuntime,
     /// The service.
     pub service: &'a Service,
+    /// What the request shows of personal data (personal-data routes only).
+    pub personal: Option<&'a privacy::Seen>,
 }
 
 /// Builds the `request` record.
-pub fn request_record(evidence: &EvidenceLog, facts: &RequestFacts<'_>) -> schema::Record {
-    let (body_sha256, body_length, commitment) = match facts.body {
-        Some(body) => {
-            let commitment = if facts.service.personal_data {
-                evidence
-                    .commitment_root(body, facts.exchange_id)
-                    .map(|r| Bytes::copy_from_slice(&r))
-                    .unwrap_or_default()
-            } else {
-                Bytes::new()
-            };
-            (sha256(body), body.len() as u64, commitment)
-        }
-        None => (Bytes::new(), 0, Bytes::new()),
+pub fn request_record(facts: &RequestFacts<'_>) -> schema::Record {
+    let (body_sha256, body_length) = match facts.body {
+        Some(body) => (sha256(body), body.len() as u64),
+        None => (Bytes::new(), 0),
     };
-    let request = schema::Request {
+    let mut request = schema::Request {
         consumer: Some(consumer(Some(facts.principal), facts.conn)),
         provider: Some(provider(facts.service)),
         grant_id: facts.grant.id.clone(),
@@ -160,7 +183,6 @@ pub fn request_record(evidence: &EvidenceLog, facts: &RequestFacts<'_>) -> schem
         body_sha256,
         body_length,
         body_streamed: facts.body.is_none(),
-        body_commitment_root: commitment,
         peer_address: facts.conn.peer.to_string(),
         listener: facts.conn.listener.to_string(),
         content_type: facts
@@ -179,12 +201,49 @@ pub fn request_record(evidence: &EvidenceLog, facts: &RequestFacts<'_>) -> schem
         },
         ..Default::default()
     };
+    if let Some(seen) = facts.personal {
+        personal_request(&mut request, seen, facts.exchange_id, facts.body);
+    }
     schema::Record {
         exchange_id: facts.exchange_id.to_owned(),
         trace_id: facts.trace_id.to_owned(),
         gateway_version: env!("CARGO_PKG_VERSION").into(),
         kind: Some(Kind::Request(request)),
         ..Default::default()
+    }
+}
+
+/// A personal-data request record (proto/README.md §16): the route template instead of the
+/// path, keyed digests instead of SHA-256, the commitments of the declared values (path, query,
+/// headers, JSON or XML body fields) and the body's field commitment tree (§9).
+fn personal_request(
+    request: &mut schema::Request,
+    seen: &privacy::Seen,
+    exchange_id: &str,
+    body: Option<&Bytes>,
+) {
+    let keys = seen.keys.current();
+    request.canonical_path = String::new();
+    request.route_template = seen.template.clone();
+    request.personal_key_id = keys.id().to_owned();
+    request.path_hmac = seen.path_hmac.clone();
+    request.query_hmac = seen.query_hmac.clone();
+    request.query_sha256 = Bytes::new();
+    request.headers_hmac = seen.headers_hmac.clone();
+    request.headers_sha256 = Bytes::new();
+    request.personal_values = seen.values.clone();
+    if let Some(body) = body {
+        request.body_sha256 = Bytes::new();
+        request.body_hmac = Bytes::copy_from_slice(&keys.digest("body", body));
+        request.body_commitment_root =
+            penghubung_evidence::commitment::commitment_root(body, exchange_id, keys.tree_secret())
+                .map(|r| Bytes::copy_from_slice(&r))
+                .unwrap_or_default();
+        if let Some(policy) = &seen.policy {
+            request
+                .personal_values
+                .extend(policy.commit_body(keys, exchange_id, "request", body));
+        }
     }
 }
 
@@ -248,11 +307,14 @@ pub struct RefusalFacts<'a> {
     pub grant: Option<&'a GrantRuntime>,
     /// Query and header digests, when a request head was received.
     pub digests: Option<&'a RequestDigests>,
+    /// What the request showed of personal data, when its path is a personal-data route's.
+    pub personal: Option<&'a privacy::Seen>,
 }
 
 /// Builds a `refused` record.
 pub fn refused_record(facts: RefusalFacts<'_>) -> schema::Record {
-    let refused = schema::Refused {
+    let personal = facts.personal;
+    let mut refused = schema::Refused {
         stage: facts.stage.to_owned(),
         reason_class: facts.reason.to_owned(),
         status: u32::from(facts.status),
@@ -276,6 +338,16 @@ pub fn refused_record(facts: RefusalFacts<'_>) -> schema::Record {
             .unwrap_or_default(),
         ..Default::default()
     };
+    if let Some(seen) = personal {
+        // The template, never the path; keyed digests, never plain ones (§16).
+        refused.path = seen.template.clone();
+        refused.personal_key_id = seen.key_id().to_owned();
+        refused.path_hmac = seen.path_hmac.clone();
+        refused.query_hmac = seen.query_hmac.clone();
+        refused.query_sha256 = Bytes::new();
+        refused.headers_hmac = seen.headers_hmac.clone();
+        refused.headers_sha256 = Bytes::new();
+    }
     schema::Record {
         exchange_id: facts.exchange_id.to_owned(),
         trace_id: facts.trace_id.to_owned(),
@@ -312,14 +384,35 @@ pub struct OutcomeFacts {
     pub reason: String,
     /// What a peer adapter learned about the exchange (kind `splp`).
     pub peer: Option<penghubung_adapter::PeerExchange>,
+    /// Personal-data routes: the key and the response's committed values.
+    pub personal: Option<OutcomePersonal>,
 }
 
-/// Builds an `outcome` record.
+/// The personal-data part of an outcome (proto/README.md §16).
+#[derive(Clone)]
+pub struct OutcomePersonal {
+    /// What the request showed (key, policy).
+    pub seen: Arc<privacy::Seen>,
+    /// Commitments of the response's declared values found so far (headers; JSON fields are
+    /// added when the body has ended).
+    pub values: Vec<schema::PersonalValue>,
+}
+
+/// Response bodies of personal-data routes are kept up to this size to commit their declared
+/// JSON fields; a larger body keeps its keyed digest only.
+const KEEP_FOR_COMMITMENTS: usize = 4 * 1024 * 1024;
+
+/// Builds an `outcome` record. `response_digest` is SHA-256 of the response body, or, on a
+/// personal-data route, its keyed digest (`response_hmac`).
 pub fn outcome_record(
     facts: &OutcomeFacts,
-    response_sha256: Bytes,
+    response_digest: Bytes,
     response_length: u64,
 ) -> schema::Record {
+    let (response_sha256, response_hmac) = match &facts.personal {
+        Some(_) => (Bytes::new(), response_digest),
+        None => (response_digest, Bytes::new()),
+    };
     let outcome = schema::Outcome {
         request_sequence: facts.request_sequence,
         upstream_address: facts.upstream.clone(),
@@ -331,6 +424,7 @@ pub fn outcome_record(
         total_nanos: u64::try_from(facts.started.elapsed().as_nanos()).unwrap_or(u64::MAX),
         outcome_class: facts.class.to_owned(),
         reason: facts.reason.clone(),
+        response_hmac,
         ..Default::default()
     };
     let mut outcome = match &facts.peer {
@@ -349,6 +443,10 @@ pub fn outcome_record(
         None => outcome,
     };
     super::soap::fill_outcome(&mut outcome, facts.soap.as_ref());
+    if let Some(p) = &facts.personal {
+        outcome.personal_key_id = p.seen.key_id().to_owned();
+        outcome.personal_values = p.values.clone();
+    }
     schema::Record {
         exchange_id: facts.exchange_id.clone(),
         trace_id: facts.trace_id.clone(),
@@ -371,13 +469,58 @@ enum State {
     Done,
 }
 
+/// How a response body is digested: SHA-256, or on a personal-data route the keyed digest
+/// (with the body kept, up to a limit, when declared JSON fields are to be committed).
+enum Digester {
+    Plain(Sha256),
+    Keyed {
+        ctx: Box<ring::hmac::Context>,
+        kept: Option<Vec<u8>>,
+    },
+}
+
+impl Digester {
+    fn for_facts(facts: &OutcomeFacts) -> Digester {
+        match &facts.personal {
+            Some(p) => Digester::Keyed {
+                ctx: Box::new(p.seen.keys.current().digest_context("response")),
+                kept: p
+                    .seen
+                    .policy
+                    .as_ref()
+                    .is_some_and(|policy| policy.commits_bodies())
+                    .then(Vec::new),
+            },
+            None => Digester::Plain(Sha256::new()),
+        }
+    }
+
+    fn update(&mut self, data: &[u8]) {
+        match self {
+            Digester::Plain(h) => h.update(data),
+            Digester::Keyed { ctx, kept } => {
+                ctx.update(data);
+                if kept
+                    .as_ref()
+                    .is_some_and(|k| k.len() + data.len() > KEEP_FOR_COMMITMENTS)
+                {
+                    *kept = None;
+                }
+                if let Some(k) = kept {
+                    k.extend_from_slice(data);
+                }
+            }
+        }
+    }
+}
+
 pin_project_lite::pin_project! {
     /// The response body of a recorded exchange (see the module docs).
     pub struct RecordingBody {
         #[pin]
         inner: Body,
         held: Option<Bytes>,
-        hasher: Sha256,
+        hasher: Digester,
         length: u64,
         state: State,
         evidence: EvidenceLog,
@@ -393,7 +536,7 @@ impl RecordingBody {
         RecordingBody {
             inner,
             held: None,
-            hasher: Sha256::new(),
+            hasher: Digester::for_facts(&facts),
             length: 0,
             state: State::Streaming,
             evidence,
@@ -514,13 +657,30 @@ impl http_body::Body for RecordingBody {
 fn start_record(
     evidence: &EvidenceLog,
     facts: &Arc<OutcomeFacts>,
-    hasher: &mut Sha256,
+    hasher: &mut Digester,
     length: u64,
     exchange_span: &tracing::Span,
 ) -> Pending {
     let span = trace::stage_under(exchange_span, "record_outcome");
-    let digest = Bytes::copy_from_slice(&std::mem::take(hasher).finalize());
-    let record = outcome_record(facts, digest, length);
+    let record = match std::mem::replace(hasher, Digester::Plain(Sha256::new())) {
+        Digester::Plain(h) => outcome_record(facts, Bytes::copy_from_slice(&h.finalize()), length),
+        Digester::Keyed { ctx, kept } => {
+            let digest = Bytes::copy_from_slice(ctx.sign().as_ref());
+            let mut facts = (**facts).clone();
+            if let (Some(p), Some(body)) = (&mut facts.personal, kept) {
+                if let Some(policy) = &p.seen.policy {
+                    let keys = p.seen.keys.current();
+                    p.values.extend(policy.commit_json(
+                        keys,
+                        &facts.exchange_id,
+                        "response",
+                        &body,
+                    ));
+                }
+            }
+            outcome_record(&facts, digest, length)
+        }
+    };
     let evidence = evidence.clone();
     Box::pin(async move { evidence.append(record).instrument(span).await })
 }
@@ -572,8 +732,9 @@ pub async fn record_request(
         principal: passed.principal,
         grant: passed.grant,
         service: &passed.matched.route.service,
+        personal: exchange.personal.as_deref(),
     };
-    let mut record = request_record(evidence, &facts);
+    let mut record = request_record(&facts);
     super::soap::fill_request(&mut record, exchange.soap.as_ref());
     let sequence = evidence
         .append(record)
@@ -616,11 +777,26 @@ pub async fn record_outcome(
             .extensions()
             .get::<penghubung_adapter_soap::SoapOutcome>()
             .cloned(),
+        personal: exchange.personal.as_ref().map(|seen| OutcomePersonal {
+            seen: seen.clone(),
+            values: seen
+                .policy
+                .as_ref()
+                .map(|p| {
+                    let keys = seen.keys.current();
+                    p.commit_headers(keys, &exchange.id, "response", response.headers())
+                })
+                .unwrap_or_default(),
+        }),
     };
     let (parts, body) = response.into_parts();
     if http_body::Body::is_end_stream(&body) {
+        let digest = match &facts.personal {
+            Some(p) => Bytes::copy_from_slice(&p.seen.keys.current().digest("response", b"")),
+            None => sha256(b""),
+        };
         evidence
-            .append(outcome_record(&facts, sha256(b""), 0))
+            .append(outcome_record(&facts, digest, 0))
             .instrument(trace::stage("record_outcome"))
             .await?;
         return Ok(http::Response::from_parts(parts, body));
@@ -677,6 +853,7 @@ pub async fn record_token_answer(
                 // Like the token request record: no digest of a head that may carry the
                 // client secret (proto/README.md §13).
                 digests: None,
+                personal: None,
             });
             if let Err(e) = evidence.append(record).await {
                 tracing::error!(exchange = %exchange.id, error = %e, "token refusal could not be recorded");
@@ -710,6 +887,7 @@ pub async fn record_token_answer(
                             reason: jti,
                             peer: None,
                             soap: None,
+                            personal: None,
                         },
                         sha256(answer.body()),
                         answer.body().len() as u64,

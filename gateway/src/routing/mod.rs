@@ -375,6 +375,8 @@ pub struct Service {
     pub exposure: Exposure,
     /// Carries personal data.
     pub personal_data: bool,
+    /// Its declared personal fields, compiled (set exactly when `personal_data` is).
+    pub privacy: Option<Arc<crate::privacy::ServicePolicy>>,
     /// Where requests go (absent for deny-only services).
     pub adapter: Option<Arc<dyn Adapter>>,
     /// The upstream speaks HTTP/2 (`TE: trailers` may pass).
@@ -453,6 +455,7 @@ mod router_tests {
             classification: Default::default(),
             exposure: Default::default(),
             personal_data: false,
+            privacy: None,
             adapter: None,
             upstream_http2: false,
             soap: None,

@@ -66,5 +66,14 @@ CREATE TABLE revision (
     body                TEXT NOT NULL,
     sha256              TEXT NOT NULL,
     signature           BLOB NOT NULL,
-    signature_algorithm TEXT NOT NULL
+    signature_algorithm TEXT NOT NULL,
+    signer_certificate  BLOB NOT NULL
+);
+
+CREATE TABLE api_token (
+    sha256      TEXT PRIMARY KEY NOT NULL,
+    username    TEXT NOT NULL REFERENCES operator(username) ON DELETE CASCADE,
+    name        TEXT NOT NULL,
+    created_at  TEXT NOT NULL,
+    expires_at  TEXT NOT NULL
 );

@@ -602,6 +602,25 @@ pub struct Revision {
     pub signature: Vec<u8>,
     /// Its algorithm; empty when unsigned (no signer configured).
     pub signature_algorithm: String,
+    /// The signer's certificate (DER); empty when unsigned.
+    pub signer_certificate: Vec<u8>,
+}
+
+/// An API token of an operator account, for automation: only its SHA-256 is kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiToken {
+    /// Lower-case hex SHA-256 of the token.
+    pub sha256: String,
+    /// The account it acts as.
+    pub username: String,
+    /// A name for it (what uses it).
+    pub name: String,
+    /// When it was issued.
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    /// When it stops working.
+    #[serde(with = "time::serde::rfc3339")]
+    pub expires_at: OffsetDateTime,
 }
 
 #[cfg(test)]

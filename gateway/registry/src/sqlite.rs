@@ -130,6 +130,7 @@ impl SqliteStore {
             sha256: row.get("sha256"),
             signature: row.get("signature"),
             signature_algorithm: row.get("signature_algorithm"),
+            signer_certificate: row.get("signer_certificate"),
         })
     }
 }
@@ -291,7 +292,7 @@ impl Store for SqliteStore {
         }
         sqlx::query(
             "INSERT INTO revision (id, created_at, actor, action, body, sha256, signature, \
-             signature_algorithm) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+             signature_algorithm, signer_certificate) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(revision.id)
         .bind(time_text(revision.created_at)?)
@@ -301,6 +302,7 @@ impl Store for SqliteStore {
         .bind(&revision.sha256)
         .bind(&revision.signature)
         .bind(&revision.signature_algorithm)
+        .bind(&revision.signer_certificate)
         .execute(&mut *tx)
         .await
         .map_err(db)?;
@@ -383,6 +385,44 @@ impl Store for SqliteStore {
             disabled: row.get("disabled"),
             created_at: parse_time("operator.created_at", &created)?,
             roles,
+        }))
+    }
+
+    async fn put_token(&self, t: &ApiToken) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO api_token (sha256, username, name, created_at, expires_at) \
+             VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(&t.sha256)
+        .bind(&t.username)
+        .bind(&t.name)
+        .bind(time_text(t.created_at)?)
+        .bind(time_text(t.expires_at)?)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
+    }
+
+    async fn token(&self, sha256: &str) -> Result<Option<ApiToken>, StoreError> {
+        let Some(row) = sqlx::query(
+            "SELECT sha256, username, name, created_at, expires_at FROM api_token WHERE sha256 = ?",
+        )
+        .bind(sha256)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        else {
+            return Ok(None);
+        };
+        let created: String = row.get("created_at");
+        let expires: String = row.get("expires_at");
+        Ok(Some(ApiToken {
+            sha256: row.get("sha256"),
+            username: row.get("username"),
+            name: row.get("name"),
+            created_at: parse_time("api_token.created_at", &created)?,
+            expires_at: parse_time("api_token.expires_at", &expires)?,
         }))
     }
 
@@ -491,6 +531,7 @@ mod tests {
             body,
             signature: Vec::new(),
             signature_algorithm: String::new(),
+            signer_certificate: Vec::new(),
         }
     }
 

@@ -1,6 +1,6 @@
 //! The storage trait: what the registry needs from a database.
 
-use crate::model::{Catalogue, Operator, Revision};
+use crate::model::{ApiToken, Catalogue, Operator, Revision};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +49,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// One operator account.
     async fn operator(&self, username: &str) -> Result<Option<Operator>, StoreError>;
+
+    /// Stores a new API token.
+    async fn put_token(&self, token: &ApiToken) -> Result<(), StoreError>;
+
+    /// The API token whose SHA-256 is `sha256`.
+    async fn token(&self, sha256: &str) -> Result<Option<ApiToken>, StoreError>;
 
     /// Creates or replaces an operator account and its roles.
     async fn put_operator(&self, operator: &Operator) -> Result<(), StoreError>;

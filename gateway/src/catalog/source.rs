@@ -31,6 +31,10 @@ pub struct Catalog {
     /// Grants: which application may call which service, for what purpose, within what scope.
     #[serde(default)]
     pub grant: Vec<GrantSpec>,
+    /// The registry revision this catalogue is (`rev-N`); `None` for a file catalogue. Not
+    /// part of the canonical digest; recorded as `config_version_id`.
+    #[serde(skip)]
+    pub revision: Option<String>,
 }
 
 /// Where the catalogue is read from.
@@ -39,5 +43,5 @@ pub trait Source: Send + Sync {
     fn origin(&self) -> String;
 
     /// Reads the catalogue as it is now. The error says what could not be read or parsed.
-    fn catalog(&self) -> Result<Catalog, String>;
+    fn catalog(&self) -> futures_util::future::BoxFuture<'_, Result<Catalog, String>>;
 }

@@ -229,6 +229,7 @@ async fn run<B: ClientBody>(
         matched: &matched,
         principal: &principal,
         grant: &grant,
+        config_version_id: &runtime.config_version_id,
     };
     record::record_request(
         evidence,

@@ -99,6 +99,7 @@ fn provider(service: &Service) -> schema::Provider {
         service_version: service.version.clone(),
         personal_data: service.personal_data,
         classification: format!("{:?}", service.classification).to_lowercase(),
+        approval_id: service.approval_id.clone(),
         ..Default::default()
     }
 }
@@ -127,6 +128,8 @@ pub struct RequestFacts<'a> {
     pub grant: &'a GrantRuntime,
     /// The service.
     pub service: &'a Service,
+    /// The configuration in force (`config_version_id`).
+    pub config_version_id: &'a str,
 }
 
 /// Builds the `request` record.
@@ -171,12 +174,14 @@ pub fn request_record(evidence: &EvidenceLog, facts: &RequestFacts<'_>) -> schem
             .take(128)
             .collect(),
         direction: "inbound".into(),
+        consent_id: facts.grant.consent_id.clone(),
         ..Default::default()
     };
     schema::Record {
         exchange_id: facts.exchange_id.to_owned(),
         trace_id: facts.trace_id.to_owned(),
         gateway_version: env!("CARGO_PKG_VERSION").into(),
+        config_version_id: facts.config_version_id.to_owned(),
         kind: Some(Kind::Request(request)),
         ..Default::default()
     }
@@ -502,6 +507,8 @@ pub struct Passed<'a> {
     pub principal: &'a Principal,
     /// The grant.
     pub grant: &'a GrantRuntime,
+    /// The configuration in force (`config_version_id`).
+    pub config_version_id: &'a str,
 }
 
 /// Stage 6, `record(request)`: the request record, durable before any byte goes upstream ("no
@@ -531,6 +538,7 @@ pub async fn record_request(
         principal: passed.principal,
         grant: passed.grant,
         service: &passed.matched.route.service,
+        config_version_id: passed.config_version_id,
     };
     let sequence = evidence.append(request_record(evidence, &facts)).await?;
     exchange.request_sequence = Some(sequence);

@@ -375,6 +375,8 @@ pub struct Service {
     pub exposure: Exposure,
     /// Carries personal data.
     pub personal_data: bool,
+    /// Its kelaikan approval's id (empty without one), for the request record.
+    pub approval_id: String,
     /// Where requests go (absent for deny-only services).
     pub adapter: Option<Arc<dyn Adapter>>,
     /// The upstream speaks HTTP/2 (`TE: trailers` may pass).
@@ -447,6 +449,7 @@ mod router_tests {
             classification: Default::default(),
             exposure: Default::default(),
             personal_data: false,
+            approval_id: String::new(),
             adapter: None,
             upstream_http2: false,
             auth: Default::default(),

@@ -139,7 +139,7 @@ async fn refusals_are_recorded_with_stage_reason_and_status() {
     let addr = gw.addr;
     // Unsigned checkpoints (no signer configured) are not a degradation of a healthy node.
     let h: serde_json::Value =
-        serde_json::from_slice(&admin(gw.admin, "/health").await.body).unwrap();
+        serde_json::from_slice(&gw.admin_raw("/health").await.body).unwrap();
     assert_eq!(h["status"], "ok", "{h}");
 
     let cases: Vec<(RawResponse, u16, &str, &str)> = vec![
@@ -338,6 +338,12 @@ async fn full_disk_fails_closed_and_recovers() {
             assert_eq!(up.count(), before, "nothing forwarded without evidence");
             refused = true;
             break;
+        }
+        // Where the disk fills depends on how many bytes the records before took: when the
+        // request record still fits and the outcome does not, the response is cut (no status
+        // line) instead of answered; the next request is then refused before forwarding.
+        if r.status == 0 {
+            continue;
         }
         assert_eq!(r.status, 200);
     }

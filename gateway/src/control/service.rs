@@ -1407,9 +1407,12 @@ impl Control {
                 return Err(e);
             }
         };
-        gw.reload_as(&actor, None)
-            .await
-            .map_err(|e| ApiError::invalid("", e.to_string()))
+        gw.reload_as(&actor, None).await.map_err(|e| ApiError {
+            status: 422,
+            code: "reload_refused",
+            field: String::new(),
+            detail: e.to_string(),
+        })
     }
 }
 

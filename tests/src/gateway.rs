@@ -65,7 +65,11 @@ impl Gateway {
         std::fs::write(&config_path, with_evidence_dir(dir.path(), text)).unwrap();
         let config = penghubung::config::load(&config_path)?;
         let running = penghubung::control::start(config, Some(config_path.clone())).await?;
-        let control = running.gateway.registry.clone().expect("the harness sets admin.registry");
+        let control = running
+            .gateway
+            .registry
+            .clone()
+            .expect("the harness sets admin.registry");
         control
             .bootstrap(OPERATOR, OPERATOR_PASSWORD)
             .await

@@ -138,8 +138,7 @@ async fn refusals_are_recorded_with_stage_reason_and_status() {
     let gw = Gateway::start(&text).await;
     let addr = gw.addr;
     // Unsigned checkpoints (no signer configured) are not a degradation of a healthy node.
-    let h: serde_json::Value =
-        serde_json::from_slice(&gw.admin_raw("/health").await.body).unwrap();
+    let h: serde_json::Value = serde_json::from_slice(&gw.admin_raw("/health").await.body).unwrap();
     assert_eq!(h["status"], "ok", "{h}");
 
     let cases: Vec<(RawResponse, u16, &str, &str)> = vec![

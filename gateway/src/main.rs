@@ -246,13 +246,27 @@ fn demo(listen: String, admin: String) -> ExitCode {
             }
         };
         penghubung::control::signals::install(running.gateway.clone());
+        // The first operator account, printed once (a fresh registry each demo).
+        let password = penghubung_registry::secret::generate("pw");
+        let bootstrapped = match &running.gateway.registry {
+            Some(control) => control.bootstrap(demo::OPERATOR, &password).await,
+            None => Err("the demo config has no admin.registry".to_owned()),
+        };
+        if let Err(error) = bootstrapped {
+            eprintln!("penghubung: demo operator: {error}");
+            running.shutdown().await;
+            return ExitCode::FAILURE;
+        }
         let first = match running.listeners.first() {
             Some(addr) => demo::first_exchange(*addr).await,
             None => Err("demo: no listener".to_owned()),
         };
         match first {
             Ok(exchange) => {
-                println!("{}", demo::curl_lines(&listen, &admin, &files, &exchange));
+                println!(
+                    "{}",
+                    demo::curl_lines(&listen, &admin, &files, &exchange, &password)
+                );
             }
             Err(error) => {
                 eprintln!("penghubung: {error}");

@@ -1172,6 +1172,10 @@ async fn a_change_is_refused_and_not_applied_when_the_evidence_log_is_full() {
     assert_ne!(code, 200, "{body}");
     std::fs::remove_file(&filler).unwrap();
     assert_eq!(catalogue().await.text(), before);
-    assert_eq!(post("dua").await.status, 200, "applied once the log takes it");
+    assert_eq!(
+        post("dua").await.status,
+        200,
+        "applied once the log takes it"
+    );
     gw.shutdown().await;
 }

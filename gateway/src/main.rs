@@ -26,6 +26,25 @@ fn main() -> ExitCode {
             }
         },
         Command::Demo { listen, admin } => demo(listen, admin),
+        Command::Catalog { command, remote } => {
+            let runtime = match tokio_runtime(1) {
+                Ok(rt) => rt,
+                Err(error) => {
+                    eprintln!("penghubung: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(penghubung::cli::catalog::run(command, remote)) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("penghubung catalog: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Evidence { command } => evidence(command),
         Command::Secret { command } => {
             let mut line = String::new();

@@ -352,7 +352,6 @@ pub const OPERATOR: &str = "admin";
 /// The lines printed when the demo starts: curl lines to try, the operator account and the
 /// admin API calls it can make, then the evidence commands that work as printed after Ctrl-C
 /// (`exchange` is an exchange the demo made itself at start).
-
 pub fn curl_lines(
     listen: &str,
     admin: &str,

@@ -3,6 +3,7 @@
 //! `signer` (the checkpoint signer process), `secret` (the stored forms of credentials) and
 //! `demo` (a gateway with a built-in upstream).
 
+pub mod catalog;
 pub mod demo;
 
 use std::path::PathBuf;
@@ -63,6 +64,16 @@ pub enum Command {
         /// Which form.
         #[command(subcommand)]
         command: SecretCommand,
+    },
+    /// The registry's catalogue as TOML over the admin API: export, apply, diff, history,
+    /// rollback (token in `PENGHUBUNG_TOKEN`).
+    Catalog {
+        /// What to do.
+        #[command(subcommand)]
+        command: catalog::CatalogCommand,
+        #[allow(missing_docs)] // documented on `Remote`
+        #[command(flatten)]
+        remote: catalog::Remote,
     },
     /// Run the gateway on an embedded default config with a built-in demo upstream.
     Demo {

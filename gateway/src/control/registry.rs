@@ -320,3 +320,153 @@ impl Source for RegistrySource {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use penghubung_registry::{Aplikasi, AppKind, Approval, Consent, Grant, Layanan, Opd};
+    use time::OffsetDateTime;
+
+    fn catalogue(state: LayananState, consent: bool, expires_in: time::Duration) -> Catalogue {
+        let now = OffsetDateTime::now_utc().replace_nanosecond(0).expect("ns");
+        Catalogue {
+            opd: vec![Opd {
+                code: "dukcapil".into(),
+                name: "Dukcapil".into(),
+                domain: "dukcapil.contoh.go.id".into(),
+            }],
+            layanan: vec![Layanan {
+                id: "nik".into(),
+                owner_opd: "dukcapil".into(),
+                name: "NIK".into(),
+                version: "v1".into(),
+                classification: "terbatas".into(),
+                exposure: "internal".into(),
+                state,
+                submitted_by: "b".into(),
+                spec: serde_json::json!({"hosts": ["*"], "route": [{"path": "/nik/*"}]}),
+                upstream: serde_json::json!({"targets": ["127.0.0.1:1"]}),
+                approval: Some(Approval {
+                    id: "kl-1".into(),
+                    approver: "p".into(),
+                    date: now - time::Duration::days(1),
+                    letter_number: "800/1".into(),
+                    conditions: String::new(),
+                    expires_at: now + expires_in,
+                }),
+            }],
+            aplikasi: vec![Aplikasi {
+                id: "simpeg".into(),
+                owner_opd: "dukcapil".into(),
+                name: "SIMPEG".into(),
+                kind: AppKind::Umum,
+                credentials: Default::default(),
+            }],
+            grant: vec![Grant {
+                id: "g".into(),
+                application: "simpeg".into(),
+                layanan: "nik".into(),
+                tujuan: "uji".into(),
+                cakupan: serde_json::json!([{"methods": ["GET"], "paths": ["/nik/*"]}]),
+                valid_from: None,
+                valid_until: Some(now + time::Duration::days(400)),
+                limits: None,
+                requested_by: "a".into(),
+                consent: consent.then(|| Consent {
+                    id: "ct-1".into(),
+                    by: "o".into(),
+                    at: now,
+                }),
+                revoked: false,
+            }],
+        }
+    }
+
+    const REQUIRED: Policy = Policy {
+        consent_required: true,
+        kelaikan_approver: registry::Role::PetugasKelaikan,
+    };
+
+    #[test]
+    fn only_active_approved_services_with_consented_grants_authorise() {
+        let day = time::Duration::days(1);
+        let c =
+            compile(&catalogue(LayananState::Aktif, true, day), 4, &REQUIRED).expect("compiles");
+        assert_eq!(c.revision.as_deref(), Some("rev-4"));
+        assert_eq!(c.service[0].approval_id.as_deref(), Some("kl-1"));
+        assert_eq!(c.upstream[0].name, "nik");
+        let g = &c.grant[0];
+        assert_eq!(
+            g.consent.as_ref().and_then(|c| c.id.as_deref()),
+            Some("ct-1")
+        );
+        // The grant ends with the approval, not a year later.
+        let approval_end = catalogue(LayananState::Aktif, true, day).layanan[0]
+            .approval
+            .as_ref()
+            .map(|a| a.expires_at);
+        assert_eq!(g.valid_until, approval_end);
+        // Suspended: routed, no grant (403). Laik: not routed at all.
+        let c = compile(
+            &catalogue(LayananState::Ditangguhkan, true, day),
+            1,
+            &REQUIRED,
+        )
+        .expect("compiles");
+        assert_eq!((c.service.len(), c.grant.len()), (1, 0));
+        let c = compile(&catalogue(LayananState::Laik, true, day), 1, &REQUIRED).expect("compiles");
+        assert_eq!((c.service.len(), c.grant.len()), (0, 0));
+        // No consent: no grant, unless the setting says consent is not required.
+        let c =
+            compile(&catalogue(LayananState::Aktif, false, day), 1, &REQUIRED).expect("compiles");
+        assert!(c.grant.is_empty());
+        let relaxed = Policy {
+            consent_required: false,
+            ..REQUIRED
+        };
+        let c =
+            compile(&catalogue(LayananState::Aktif, false, day), 1, &relaxed).expect("compiles");
+        assert_eq!(c.grant.len(), 1);
+        assert!(c.grant[0].consent.as_ref().is_some_and(|c| c.id.is_none()));
+    }
+
+    #[test]
+    fn registry_owned_fields_and_bad_tables_are_refused_with_their_path() {
+        let mut c = catalogue(LayananState::Aktif, true, time::Duration::days(1));
+        c.layanan[0].spec = serde_json::json!({"hosts": ["*"], "approval_id": "forged"});
+        let errors = compile(&c, 1, &REQUIRED).expect_err("refused");
+        assert!(
+            errors
+                .iter()
+                .any(|(p, _)| p == "layanan[0].spec.approval_id"),
+            "{errors:?}"
+        );
+        c.layanan[0].spec = serde_json::json!({"hosts": ["*"], "rute": []});
+        let errors = compile(&c, 1, &REQUIRED).expect_err("refused");
+        assert!(
+            errors
+                .iter()
+                .any(|(p, m)| p == "layanan[0].spec" && m.contains("rute")),
+            "{errors:?}"
+        );
+    }
+
+    #[test]
+    fn the_approver_setting_picks_the_role() {
+        let mut admin = crate::config::file::AdminSettings::default();
+        assert_eq!(
+            Policy::of(&admin).kelaikan_approver,
+            registry::Role::PetugasKelaikan
+        );
+        admin.kelaikan_approver = "admin_platform".into();
+        assert_eq!(
+            Policy::of(&admin).kelaikan_approver,
+            registry::Role::AdminPlatform
+        );
+        admin.kelaikan_approver = "bupati".into();
+        assert!(admin
+            .issues()
+            .iter()
+            .any(|(p, _)| p == "admin.kelaikan_approver"));
+    }
+}

@@ -26,9 +26,9 @@ fn main() -> ExitCode {
             }
         },
         Command::Demo { listen, admin } => demo(listen, admin),
-        Command::Evidence { command } => evidence(command),
         Command::Catalog {
-            command: penghubung::cli::CatalogCommand::Openapi { config, tier, out },
+            command: penghubung::cli::catalog::CatalogCommand::Openapi { config, tier, out },
+            ..
         } => match penghubung::cli::catalog_openapi(&config, tier.as_deref()) {
             Ok(document) => {
                 let written = match &out {
@@ -53,6 +53,26 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::Catalog { command, remote } => {
+            let runtime = match tokio_runtime(1) {
+                Ok(rt) => rt,
+                Err(error) => {
+                    eprintln!("penghubung: {error}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match runtime.block_on(penghubung::cli::catalog::run(command, remote)) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(error) => {
+                    eprintln!("penghubung catalog: {error}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Evidence { command } => evidence(command),
         Command::Opdata { command } => {
             match penghubung::cli::opdata(command, &mut std::io::stdout().lock()) {
                 Ok(()) => ExitCode::SUCCESS,
@@ -371,13 +391,27 @@ fn demo(listen: String, admin: String) -> ExitCode {
             }
         };
         penghubung::control::signals::install(running.gateway.clone());
+        // The first operator account, printed once (a fresh registry each demo).
+        let password = penghubung_registry::secret::generate("pw");
+        let bootstrapped = match &running.gateway.registry {
+            Some(control) => control.bootstrap(demo::OPERATOR, &password).await,
+            None => Err("the demo config has no admin.registry".to_owned()),
+        };
+        if let Err(error) = bootstrapped {
+            eprintln!("penghubung: demo operator: {error}");
+            running.shutdown().await;
+            return ExitCode::FAILURE;
+        }
         let first = match running.listeners.first() {
             Some(addr) => demo::first_exchange(*addr).await,
             None => Err("demo: no listener".to_owned()),
         };
         match first {
             Ok(exchange) => {
-                println!("{}", demo::curl_lines(&listen, &admin, &files, &exchange));
+                println!(
+                    "{}",
+                    demo::curl_lines(&listen, &admin, &files, &exchange, &password)
+                );
             }
             Err(error) => {
                 eprintln!("penghubung: {error}");

@@ -65,6 +65,9 @@ pub struct Snapshot {
     /// The digest of the config this snapshot was built from ([`Compiled::digest`]; for `admin`
     /// evidence records).
     pub source_sha256: [u8; 32],
+    /// The configuration in force, as request records name it (`config_version_id`): the
+    /// registry revision, or `sha256:` and the canonical digest ([`Compiled::version_id`]).
+    pub config_version_id: Arc<str>,
     service_metrics: HashMap<String, Arc<ServiceMetrics>>,
 }
 
@@ -390,6 +393,7 @@ impl Snapshot {
                 exposure: spec.exposure,
                 personal_data: spec.personal_data,
                 privacy: policy,
+                approval_id: spec.approval_id.clone().unwrap_or_default(),
                 auth: spec.auth.clone(),
                 adapter,
                 upstream_http2,
@@ -433,6 +437,7 @@ impl Snapshot {
             peers,
             privacy: crate::privacy::Privacy::new(keys, &policies),
             source_sha256: compiled.digest(),
+            config_version_id: compiled.version_id().into(),
             listener_http2: config.listener.iter().map(|l| l.http2).collect(),
             token_endpoint: config.auth.token_endpoint.enabled,
             access_log: config.log.access_log,
@@ -546,8 +551,10 @@ mod tests {
             "memory".into()
         }
 
-        fn catalog(&self) -> Result<Catalog, String> {
-            serde_json::from_value(self.0.clone()).map_err(|e| e.to_string())
+        fn catalog(&self) -> futures_util::future::BoxFuture<'_, Result<Catalog, String>> {
+            Box::pin(
+                async move { serde_json::from_value(self.0.clone()).map_err(|e| e.to_string()) },
+            )
         }
     }
 
@@ -576,6 +583,7 @@ mod tests {
             .split()
             .0;
         let compiled = config::load_from(&settings, &Memory(catalog_json("u")))
+            .await
             .expect("the catalogue is valid");
         let snapshot = Snapshot::build(&compiled, &Metrics::default(), None)
             .await
@@ -591,6 +599,7 @@ mod tests {
         let path = dir.path().join("penghubung.toml");
         std::fs::write(&path, format!("{SETTINGS}{CATALOG}")).expect("writes");
         let from_file = config::load_from(&settings, &FileSource { path: path.clone() })
+            .await
             .expect("the file's catalogue is valid");
         assert_eq!(from_file.digest(), compiled.digest());
         assert_eq!(
@@ -600,7 +609,7 @@ mod tests {
 
         // A bad catalogue from the source is refused by the same validation.
         let Err(config::ConfigError::Invalid(issues)) =
-            config::load_from(&settings, &Memory(catalog_json("missing")))
+            config::load_from(&settings, &Memory(catalog_json("missing"))).await
         else {
             panic!("an unknown upstream is refused");
         };
@@ -610,7 +619,9 @@ mod tests {
         );
         // And one the source cannot read says where it came from.
         let unreadable = Memory(serde_json::json!({ "service": 5 }));
-        let error = config::load_from(&settings, &unreadable).expect_err("not a catalogue");
+        let error = config::load_from(&settings, &unreadable)
+            .await
+            .expect_err("not a catalogue");
         assert!(error.to_string().starts_with("memory: "), "{error}");
     }
 }

@@ -60,17 +60,26 @@ pub async fn h2c(
 
 /// `method path` with `Host: localhost` and no body over HTTP/1.1: status and body text.
 pub async fn call(addr: SocketAddr, method: http::Method, path: &str) -> (u16, String) {
-    let response = h1(
-        addr,
-        http::Request::builder()
-            .method(method)
-            .uri(path)
-            .header("host", "localhost")
-            .body(Full::new(Bytes::new()))
-            .unwrap(),
-    )
-    .await
-    .unwrap();
+    call_with(addr, method, path, &[]).await
+}
+
+/// [`call`] with extra request headers.
+pub async fn call_with(
+    addr: SocketAddr,
+    method: http::Method,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, String) {
+    let mut request = http::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", "localhost");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = h1(addr, request.body(Full::new(Bytes::new())).unwrap())
+        .await
+        .unwrap();
     (
         response.status().as_u16(),
         String::from_utf8_lossy(response.body()).into_owned(),

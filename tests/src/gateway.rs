@@ -6,14 +6,31 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::client::call;
-/// Points the config's evidence log into the test's temp dir.
+/// Points the config's evidence log into the test's temp dir, and gives the admin listener a
+/// registry there (for the operator account the harness signs in with).
 fn with_evidence_dir(dir: &Path, text: &str) -> String {
-    text.replace(
+    let text = text.replace(
         "@EVIDENCE_DIR@",
         &dir.join("evidence").display().to_string(),
-    )
+    );
+    if text.contains("registry =") {
+        return text;
+    }
+    let registry = format!(
+        "[admin]\nregistry = \"{}\"\n",
+        dir.join("registry.db").display()
+    );
+    if text.contains("[admin]\n") {
+        text.replacen("[admin]\n", &registry, 1)
+    } else {
+        format!("{text}\n{registry}")
+    }
 }
+
+/// The operator account every test gateway's registry starts with (Admin Platform).
+pub const OPERATOR: &str = "operator";
+/// Its password.
+pub const OPERATOR_PASSWORD: &str = "kata-sandi-uji-123";
 
 /// A gateway running in this process. Dropping it begins a shutdown.
 #[derive(Debug)]
@@ -23,6 +40,8 @@ pub struct Gateway {
     pub admin: SocketAddr,
     pub config_path: PathBuf,
     pub dir: tempfile::TempDir,
+    /// A session token of [`OPERATOR`] (Admin Platform) on the admin listener.
+    pub token: String,
 }
 
 impl Gateway {
@@ -62,7 +81,21 @@ impl Gateway {
         std::fs::write(&config_path, with_evidence_dir(dir.path(), text)).unwrap();
         let config = penghubung::config::load(&config_path)?;
         let running = penghubung::control::start(config, Some(config_path.clone())).await?;
+        let control = running
+            .gateway
+            .registry
+            .clone()
+            .expect("the harness sets admin.registry");
+        control
+            .bootstrap(OPERATOR, OPERATOR_PASSWORD)
+            .await
+            .map_err(penghubung::config::ConfigError::Build)?;
+        let (token, _) = control
+            .sign_in(&running.gateway, OPERATOR, OPERATOR_PASSWORD, "harness")
+            .await
+            .map_err(|e| penghubung::config::ConfigError::Build(e.to_string()))?;
         Ok(Gateway {
+            token,
             addr: running.listeners[0],
             admin: running.admin.unwrap(),
             running: Some(running),
@@ -86,14 +119,36 @@ impl Gateway {
         std::fs::write(&self.config_path, with_evidence_dir(self.dir.path(), text)).unwrap();
     }
 
-    /// `POST /reload` on the admin listener: status and body.
+    /// `POST /reload` on the admin listener, as the harness's operator: status and body.
     pub async fn reload(&self) -> (u16, String) {
-        call(self.admin, http::Method::POST, "/reload").await
+        self.admin_call(http::Method::POST, "/reload").await
     }
 
-    /// `GET` on the admin listener.
+    /// `GET` on the admin listener, as the harness's operator.
     pub async fn admin_get(&self, path: &str) -> (u16, String) {
-        call(self.admin, http::Method::GET, path).await
+        self.admin_call(http::Method::GET, path).await
+    }
+
+    /// A call on the admin listener with the operator's bearer token: status and body.
+    pub async fn admin_call(&self, method: http::Method, path: &str) -> (u16, String) {
+        crate::client::call_with(
+            self.admin,
+            method,
+            path,
+            &[("authorization", &format!("Bearer {}", self.token))],
+        )
+        .await
+    }
+
+    /// `GET` on the admin listener over the raw client, as the harness's operator.
+    pub async fn admin_raw(&self, path: &str) -> crate::raw::RawResponse {
+        crate::raw::get(
+            self.admin,
+            "admin",
+            path,
+            &[("authorization", &format!("Bearer {}", self.token))],
+        )
+        .await
     }
 
     /// Graceful shutdown, bounded.

@@ -337,7 +337,7 @@ async fn two_gateways_share_the_limit_through_redis_and_survive_its_loss() {
         "the budget of 2/s is shared by both nodes"
     );
     assert!(r3.header("retry-after").is_some());
-    let health = json(&admin(a.admin, "/health").await);
+    let health = json(&a.admin_raw("/health").await);
     assert_eq!(health["auth"]["redis_reachable"], true, "{health}");
 
     redis.kill();
@@ -352,7 +352,7 @@ async fn two_gateways_share_the_limit_through_redis_and_survive_its_loss() {
     let unreachable = {
         let mut seen = None;
         for _ in 0..100 {
-            let h = json(&admin(a.admin, "/health").await);
+            let h = json(&a.admin_raw("/health").await);
             if h["auth"]["redis_reachable"] == false {
                 seen = Some(h);
                 break;
@@ -407,14 +407,14 @@ async fn redis_limits_are_shared_then_fall_back_or_deny_when_redis_is_lost() {
     assert_eq!(refused.status, 429, "{}", refused.text());
     let retry: u64 = refused.header("retry-after").unwrap().parse().unwrap();
     assert!(retry > 15, "{retry}");
-    let health = json(&admin(a.admin, "/health").await);
+    let health = json(&a.admin_raw("/health").await);
     assert_eq!(health["auth"]["redis_reachable"], true, "{health}");
 
     redis.kill();
     // Fallback: local limits on each node (A's local store is fresh), flagged in health.
     let r = get(a.addr, "shared.test", "/shared/5", &k).await;
     assert_eq!(r.status, 200, "on_unavailable = local: {}", r.text());
-    let health = json(&admin(a.admin, "/health").await);
+    let health = json(&a.admin_raw("/health").await);
     assert_eq!(health["auth"]["redis_reachable"], false, "{health}");
     assert_eq!(health["status"], "degraded", "{health}");
     let metrics = admin(a.admin, "/metrics").await.text();

@@ -19,7 +19,7 @@ use penghubung_e2e::{get, write_file, Cfg};
 use serde_json::Value;
 
 async fn health(gw: &Gateway) -> Value {
-    let r = admin(gw.admin, "/health").await;
+    let r = gw.admin_raw("/health").await;
     assert_eq!(r.status, 200, "{}", r.text());
     serde_json::from_slice(&r.body).unwrap()
 }

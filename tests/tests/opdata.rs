@@ -12,8 +12,11 @@ use penghubung_e2e::upstream::Upstream;
 use serde_json::Value;
 
 async fn opdata(gw: &Gateway, query: &str) -> (u16, Value) {
-    let r = admin(gw.admin, &format!("/opdata?{query}")).await;
-    (r.status, serde_json::from_slice(&r.body).unwrap())
+    // Without an operator's token: refused.
+    let anonymous = admin(gw.admin, &format!("/opdata?{query}")).await;
+    assert_eq!(anonymous.status, 401, "GET /opdata needs an operator");
+    let (status, body) = gw.admin_get(&format!("/opdata?{query}")).await;
+    (status, serde_json::from_str(&body).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use super::merkle::{sha256, Hash};
 use super::schema::{record::Kind, Checkpoint, Record};
-use super::signer::{not_after, Signer};
+use super::signer::{not_after, Signed, Signer};
 use super::tsa::TsaClient;
 use super::writer::{now_nanos, Tail};
 use super::{EvidenceError, EvidenceLog, EvidenceSettings, Inner, Shared, TsaPolicy};
@@ -165,6 +165,15 @@ pub(crate) struct Checkpointer {
 }
 
 impl Checkpointer {
+    /// Signs `digest` for `purpose` with the configured signer (`None`: no signer).
+    pub(crate) async fn sign(
+        &self,
+        purpose: &str,
+        digest: &[u8; 32],
+    ) -> Result<Option<Signed>, EvidenceError> {
+        self.signer.sign(purpose, digest).await
+    }
+
     /// Loads the signer and the TSA trust anchors.
     pub(crate) async fn load(
         settings: &EvidenceSettings,

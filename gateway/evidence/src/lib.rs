@@ -266,6 +266,25 @@ impl EvidenceLog {
         rx.await.map_err(|_| EvidenceError::Stopped)
     }
 
+    /// Signs a catalogue revision digest with the configured signer, for
+    /// [`signer::PURPOSE_REVISION`] only (the signature is over
+    /// `signing_message("catalog-revision", digest)`, never a checkpoint's message). `Ok(None)`
+    /// when the log is disabled or no signer is configured.
+    pub async fn sign_revision(
+        &self,
+        digest: &[u8; 32],
+    ) -> Result<Option<signer::Signed>, EvidenceError> {
+        match &self.inner {
+            None => Ok(None),
+            Some(inner) => {
+                inner
+                    .checkpointer
+                    .sign(signer::PURPOSE_REVISION, digest)
+                    .await
+            }
+        }
+    }
+
     /// Writes a checkpoint now if records were added since the last one; returns its sequence.
     pub async fn checkpoint_now(&self) -> Result<Option<u64>, EvidenceError> {
         let Some(inner) = &self.inner else {

@@ -26,7 +26,11 @@ use super::{EvidenceError, SignerSettings};
 /// Purpose tags the signer signs for. A signature for one purpose never verifies as another:
 /// the tag is inside the signed message. New purposes (catalogue revisions, reports) are added
 /// here and in `proto/README.md` §10 together.
-pub const PURPOSES: &[&str] = &[super::checkpoint::PURPOSE_CHECKPOINT];
+pub const PURPOSES: &[&str] = &[super::checkpoint::PURPOSE_CHECKPOINT, PURPOSE_REVISION];
+
+/// Purpose tag of catalogue revision signatures (the registry's signed revisions): a revision
+/// signature never verifies as a checkpoint signature, nor the reverse.
+pub const PURPOSE_REVISION: &str = "catalog-revision";
 
 /// Ed25519 signature algorithm name stored in checkpoints.
 pub const ED25519: &str = "ed25519";

@@ -448,6 +448,30 @@ fn personal_data_constructions() {
     );
 }
 
+/// An `admin` record of a control-plane change with every field of proto/README.md §17.
+fn control_change() -> Record {
+    Record {
+        kind: Some(Kind::Admin(penghubung_evidence::schema::Admin {
+            actor: "sari".into(),
+            role: "petugas_kelaikan".into(),
+            actor_opd: String::new(),
+            action: "layanan.approve".into(),
+            target: "layanan/dukcapil.nik:laik".into(),
+            before_sha256: vec![1u8; 32].into(),
+            after_sha256: vec![2u8; 32].into(),
+            reason: "uji keamanan selesai".into(),
+            ticket: "TIKET-2026-17".into(),
+            approval_id: "kl-0192".into(),
+            approval_refs: vec!["kl-0191".into()],
+            revision_id: "rev-7".into(),
+            tenant: "dukcapil".into(),
+            refused: false,
+            ..Default::default()
+        })),
+        ..Default::default()
+    }
+}
+
 fn checkpoint() -> Record {
     Record {
         kind: Some(Kind::Checkpoint(Checkpoint::default())),
@@ -791,6 +815,25 @@ fn conformance_vectors() {
             },
         });
     }
+    // A control-plane change record (proto/README.md §17) is a leaf like any other; editing
+    // its resulting revision breaks the Merkle root its checkpoint signed.
+    let mut with_change = base.clone();
+    with_change.insert(5, control_change());
+    let change_log = gen(&s, "change", &good, Format::Current, &with_change, &none);
+    s.log("good-log-with-control-plane-change", None, &change_log);
+    let mut edited_change = change_log.clone();
+    edited_change[5] = {
+        let mut r = Record::decode(change_log[5].as_slice()).unwrap();
+        if let Some(Kind::Admin(a)) = &mut r.kind {
+            a.revision_id = "rev-1".into();
+        }
+        r.encode_to_vec()
+    };
+    s.log(
+        "control-plane-change-edited",
+        Some(Reason::Merkle),
+        &edited_change,
+    );
     s.bundle("good-bundle", None, &bundle_of(&good_log, "ex-1"));
     s.bundle("good-bundle-ex-2", None, &bundle_of(&good_log, "ex-2"));
     let anchor = Anchor::from_record(&good_log[3]).unwrap();
@@ -1012,6 +1055,11 @@ fn conformance_vectors() {
     // or over the bare digest, replayed as a checkpoint signature.
     for (name, purpose) in [
         ("signature-of-another-purpose", Some("report")),
+        // A catalogue revision's signature (proto/README.md §17) is never a checkpoint's.
+        (
+            "revision-signature-as-checkpoint",
+            Some(penghubung_evidence::signer::PURPOSE_REVISION),
+        ),
         ("bare-digest-signature", None),
     ] {
         let mut recs = gen(&s, name, &good, Format::Current, &base[..4], &none);

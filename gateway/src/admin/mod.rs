@@ -1,6 +1,11 @@
 //! The admin listener (loopback by default, separate from traffic): `/live`, `/ready`,
-//! `/health`, `/metrics` and `POST /reload`. The listener only: what it reports and reloads
-//! is behind [`Operations`], which the control side (`control::Gateway`) implements.
+//! `/health`, `/metrics`, `POST /reload` and the admin API (`/api/v1/…`). The listener only:
+//! who may call, what it reports and what it changes is behind [`Operations`], which the
+//! control side (`control::Gateway`) implements.
+//!
+//! `/live` and `/ready` are open; `/health` needs an operator's bearer token; `/metrics` is
+//! open only while the listener is on loopback (else the scrape token); `POST /reload` and the
+//! admin API need an operator's token and the role for the call.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -24,15 +29,52 @@ pub trait Operations: Send + Sync + 'static {
     fn is_ready(&self) -> bool;
     /// The process counters (requests, connections, reloads) for one scrape.
     fn process_stats(&self) -> ProcessStats;
-    /// Reloads the config file; `Err` is the reason the running config stays.
-    fn reload(&self) -> impl std::future::Future<Output = Result<(), String>> + Send;
+    /// Whether the caller of `head` may use `access` (`loopback`: the listener is bound to a
+    /// loopback address); `Err` is the refusal to send.
+    fn admit(
+        &self,
+        head: &http::request::Parts,
+        access: Access,
+        loopback: bool,
+    ) -> impl std::future::Future<Output = Result<(), Response<Full<Bytes>>>> + Send;
+    /// Answers `POST /reload` and the admin API (`/api/v1/…`), authentication included.
+    fn api(
+        &self,
+        request: ApiRequest,
+    ) -> impl std::future::Future<Output = Response<Full<Bytes>>> + Send;
 }
+
+/// What a gated endpoint gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// `/health`'s document.
+    HealthDetail,
+    /// `/metrics`.
+    Metrics,
+    /// `/opdata`: the per-call operational data.
+    Opdata,
+}
+
+/// An admin API call, its body read (at most [`API_BODY_LIMIT`] bytes).
+#[derive(Debug)]
+pub struct ApiRequest {
+    /// The head.
+    pub head: http::request::Parts,
+    /// The body.
+    pub body: Bytes,
+    /// The caller's address.
+    pub peer: std::net::SocketAddr,
+}
+
+/// The largest admin API body read (a whole catalogue for `catalog apply`).
+pub const API_BODY_LIMIT: usize = 8 * 1024 * 1024;
 
 /// Serves the admin API until shutdown.
 pub async fn serve<O: Operations>(gateway: Arc<O>, listener: TcpListener) {
     let mut shutdown = gateway.plane().shutdown_signal();
+    let loopback = listener.local_addr().is_ok_and(|a| a.ip().is_loopback());
     loop {
-        let (stream, _) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(pair) => pair,
                 Err(_) => {
@@ -46,7 +88,7 @@ pub async fn serve<O: Operations>(gateway: Arc<O>, listener: TcpListener) {
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let gateway = gateway.clone();
-                async move { Ok::<_, Infallible>(route(&gateway, request).await) }
+                async move { Ok::<_, Infallible>(route(&gateway, request, peer, loopback).await) }
             });
             let _ = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
@@ -78,7 +120,50 @@ fn text(
 async fn route<O: Operations>(
     gateway: &Arc<O>,
     request: Request<Incoming>,
+    peer: std::net::SocketAddr,
+    loopback: bool,
 ) -> Response<Full<Bytes>> {
+    let gated = match (request.method(), request.uri().path()) {
+        (&Method::GET, "/health") => Some(Access::HealthDetail),
+        (&Method::GET, "/metrics") => Some(Access::Metrics),
+        (&Method::GET, "/opdata") => Some(Access::Opdata),
+        _ => None,
+    };
+    if let Some(access) = gated {
+        let (head, _) = request.into_parts();
+        if let Err(refusal) = gateway.admit(&head, access, loopback).await {
+            return refusal;
+        }
+        return match access {
+            Access::HealthDetail => {
+                let (status, body) = health(&**gateway);
+                text(status, "application/json", body.to_string())
+            }
+            Access::Metrics => metrics(&**gateway),
+            Access::Opdata => {
+                let dir = gateway.plane().snapshot.load().opdata_dir.clone();
+                let (status, body) = crate::telemetry::opdata::answer(dir, head.uri.query()).await;
+                text(status, "application/json", body)
+            }
+        };
+    }
+    if request.uri().path() == "/reload" && request.method() == Method::POST
+        || request.uri().path().starts_with("/api/")
+    {
+        let (head, body) = request.into_parts();
+        let limited = http_body_util::Limited::new(body, API_BODY_LIMIT);
+        let body = match http_body_util::BodyExt::collect(limited).await {
+            Ok(collected) => collected.to_bytes(),
+            Err(_) => {
+                return text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "text/plain",
+                    "body too large or broken\n",
+                )
+            }
+        };
+        return gateway.api(ApiRequest { head, body, peer }).await;
+    }
     match (request.method(), request.uri().path()) {
         (&Method::GET, "/live") => text(StatusCode::OK, "text/plain", "ok\n"),
         (&Method::GET, "/ready") => {
@@ -91,45 +176,6 @@ async fn route<O: Operations>(
                 text(StatusCode::SERVICE_UNAVAILABLE, "text/plain", "not ready\n")
             }
         }
-        (&Method::GET, "/health") => {
-            let (status, body) = health(&**gateway);
-            text(status, "application/json", body.to_string())
-        }
-        (&Method::GET, "/metrics") => {
-            let plane = gateway.plane();
-            let runtime = plane.snapshot.load();
-            let scrape = Scrape {
-                process: gateway.process_stats(),
-                upstreams: runtime.upstream_stats(),
-                credential_expiries: runtime.credential_expiries(),
-                auth: runtime.auth.stats(),
-                throttle: runtime.auth.throttle_stats(),
-                evidence: plane.evidence.stats(),
-                refusals: plane.refusals.stats(),
-            };
-            text(
-                StatusCode::OK,
-                telemetry::CONTENT_TYPE,
-                telemetry::render(scrape),
-            )
-        }
-        (&Method::GET, "/opdata") => {
-            let dir = gateway.plane().snapshot.load().opdata_dir.clone();
-            let (status, body) = crate::telemetry::opdata::answer(dir, request.uri().query()).await;
-            text(status, "application/json", body)
-        }
-        (&Method::POST, "/reload") => match gateway.reload().await {
-            Ok(()) => text(
-                StatusCode::OK,
-                "application/json",
-                r#"{"result":"reloaded"}"#,
-            ),
-            Err(error) => text(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "application/json",
-                serde_json::json!({"result": "refused", "reason": error.to_string()}).to_string(),
-            ),
-        },
         (_, "/live" | "/ready" | "/health" | "/metrics" | "/reload" | "/opdata") => text(
             StatusCode::METHOD_NOT_ALLOWED,
             "text/plain",
@@ -137,6 +183,25 @@ async fn route<O: Operations>(
         ),
         _ => text(StatusCode::NOT_FOUND, "text/plain", "not found\n"),
     }
+}
+
+fn metrics<O: Operations>(gateway: &O) -> Response<Full<Bytes>> {
+    let plane = gateway.plane();
+    let runtime = plane.snapshot.load();
+    let scrape = Scrape {
+        process: gateway.process_stats(),
+        upstreams: runtime.upstream_stats(),
+        credential_expiries: runtime.credential_expiries(),
+        auth: runtime.auth.stats(),
+        throttle: runtime.auth.throttle_stats(),
+        evidence: plane.evidence.stats(),
+        refusals: plane.refusals.stats(),
+    };
+    text(
+        StatusCode::OK,
+        telemetry::CONTENT_TYPE,
+        telemetry::render(scrape),
+    )
 }
 
 /// The health document (its layout: `crate::health`).

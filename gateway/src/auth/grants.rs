@@ -23,6 +23,8 @@ pub struct GrantRuntime {
     pub valid_until: Option<SystemTime>,
     /// Whether the owner OPD consented.
     pub consented: bool,
+    /// The consent's reference (`consent.id`), for the request record; empty without one.
+    pub consent_id: String,
     /// Rate and quota of the grant.
     pub limits: Option<LimitPolicy>,
     cakupan: Vec<(Vec<String>, Vec<PathPattern>, Vec<String>)>,
@@ -53,6 +55,11 @@ impl GrantRuntime {
             valid_from: g.valid_from.map(SystemTime::from),
             valid_until: g.valid_until.map(SystemTime::from),
             consented: g.consent.is_some(),
+            consent_id: g
+                .consent
+                .as_ref()
+                .and_then(|c| c.id.clone())
+                .unwrap_or_default(),
             limits,
             cakupan,
         })
@@ -68,6 +75,7 @@ impl GrantRuntime {
             valid_from: None,
             valid_until: None,
             consented: true,
+            consent_id: String::new(),
             limits: None,
             cakupan: Vec::new(),
         }

@@ -120,6 +120,10 @@ pub struct CakupanSpec {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ConsentSpec {
+    /// The consent's reference, recorded in the `consent_id` of every request record the grant
+    /// authorises (the registry fills it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
     /// Who consented (official or role at the owner OPD).
     pub by: String,
     /// When consent was given (RFC 3339).

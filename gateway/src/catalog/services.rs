@@ -240,6 +240,10 @@ pub struct ServiceSpec {
     /// refused.
     #[serde(default)]
     pub response_headers: std::collections::BTreeMap<String, String>,
+    /// The id of the service's *kelaikan operasi dan keamanan* approval, recorded in the
+    /// `approval_id` of every request record (the registry fills it from the approval).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approval_id: Option<String>,
 }
 
 /// One route of a service.

@@ -34,6 +34,10 @@ pub struct Catalog {
     /// Peer SPLs that call in (provinsi, pusat).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub peer: Vec<super::peers::PeerSpec>,
+    /// The registry revision this catalogue is (`rev-N`); `None` for a file catalogue. Not
+    /// part of the canonical digest; recorded as `config_version_id`.
+    #[serde(skip)]
+    pub revision: Option<String>,
 }
 
 /// Where the catalogue is read from.
@@ -42,5 +46,5 @@ pub trait Source: Send + Sync {
     fn origin(&self) -> String;
 
     /// Reads the catalogue as it is now. The error says what could not be read or parsed.
-    fn catalog(&self) -> Result<Catalog, String>;
+    fn catalog(&self) -> futures_util::future::BoxFuture<'_, Result<Catalog, String>>;
 }

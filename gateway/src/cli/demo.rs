@@ -28,6 +28,7 @@ pub fn config_text(listen: &str, admin: &str, upstream: SocketAddr, files: &Demo
     DEMO_CONFIG
         .replace("@LISTEN@", listen)
         .replace("@ADMIN@", admin)
+        .replace("@REGISTRY@", &toml_path(&files.root.join("registry.db")))
         .replace("@UPSTREAM@", &upstream.to_string())
         .replace("@EVIDENCE@", &toml_path(&files.evidence))
         .replace("@SIGNER_SOCKET@", &toml_path(&files.signer_socket))
@@ -355,9 +356,19 @@ pub fn shell_word(path: &Path) -> String {
     }
 }
 
-/// The lines printed when the demo starts: curl lines to try, then the evidence commands that
-/// work as printed after Ctrl-C (`exchange` is an exchange the demo made itself at start).
-pub fn curl_lines(listen: &str, admin: &str, files: &DemoFiles, exchange: &str) -> String {
+/// The demo's first operator account (Admin Platform): its name.
+pub const OPERATOR: &str = "admin";
+
+/// The lines printed when the demo starts: curl lines to try, the operator account and the
+/// admin API calls it can make, then the evidence commands that work as printed after Ctrl-C
+/// (`exchange` is an exchange the demo made itself at start).
+pub fn curl_lines(
+    listen: &str,
+    admin: &str,
+    files: &DemoFiles,
+    exchange: &str,
+    password: &str,
+) -> String {
     let cmd = command_prefix();
     let evidence = shell_word(&files.evidence);
     let ca = shell_word(&files.ca);
@@ -377,8 +388,15 @@ pub fn curl_lines(listen: &str, admin: &str, files: &DemoFiles, exchange: &str) 
          curl -i http://{listen}/penduduk/3201010101010001   # no credential: 401\n  \
          curl -i -H 'apikey: kunci-demo-opd-bkd' http://{listen}/penduduk/3201010101010001   # granted: 200\n  \
          curl -i -X POST -H 'apikey: kunci-demo-opd-bkd' http://{listen}/penduduk/x   # outside cakupan: 403\n  \
-         curl -s http://{admin}/metrics | head\n  \
-         curl -s http://{admin}/health\n\
+         curl -s http://{admin}/metrics | head\n\
+         \n\
+         Operator account (Admin Platform) in the registry {registry}:\n  \
+         user {operator}, password {password}\n\
+         Sign in, then use the admin API with the session token:\n  \
+         TOKEN=$(curl -s -H 'content-type: application/json' -d '{{\"username\":\"{operator}\",\"password\":\"{password}\"}}' http://{admin}/api/v1/sessions | sed -E 's/.*\"token\":\"([^\"]+)\".*/\\1/')\n  \
+         curl -s -H \"Authorization: Bearer $TOKEN\" http://{admin}/health\n  \
+         curl -s -H \"Authorization: Bearer $TOKEN\" http://{admin}/api/v1/catalogue\n  \
+         curl -s -i -X POST http://{admin}/reload        # no credential: 401\n\
          \n\
          After Ctrl-C (the gateway drains and writes a final signed checkpoint), from this directory:\n  \
          {cmd} evidence verify {evidence} --trust {ca}\n  \
@@ -387,5 +405,7 @@ pub fn curl_lines(listen: &str, admin: &str, files: &DemoFiles, exchange: &str) 
          {cmd} evidence check-bundle {bundle} --trust {ca}\n\
          (exchange {exchange} is the demo's own first call; any x-penghubung-exchange-id works)\n",
         socket = shell_word(&files.signer_socket),
+        registry = shell_word(&files.root.join("registry.db")),
+        operator = OPERATOR,
     )
 }

@@ -3,6 +3,7 @@
 //! `signer` (the checkpoint signer process), `secret` (the stored forms of credentials) and
 //! `demo` (a gateway with a built-in upstream).
 
+pub mod catalog;
 pub mod demo;
 pub mod openapi;
 
@@ -65,11 +66,15 @@ pub enum Command {
         #[command(subcommand)]
         command: SecretCommand,
     },
-    /// Catalogue tools (offline, on a config file).
+    /// The catalogue: the registry's as TOML over the admin API (export, apply, diff, history,
+    /// rollback; token in `PENGHUBUNG_TOKEN`), and `openapi` offline on a config file.
     Catalog {
-        /// What to do with the catalogue.
+        /// What to do.
         #[command(subcommand)]
-        command: CatalogCommand,
+        command: catalog::CatalogCommand,
+        #[allow(missing_docs)] // documented on `Remote`
+        #[command(flatten)]
+        remote: catalog::Remote,
     },
     /// Operational data: the per-call index built from the evidence log (`[telemetry.opdata]`).
     Opdata {
@@ -85,24 +90,6 @@ pub enum Command {
         /// Admin listener address.
         #[arg(long, default_value = "127.0.0.1:9090")]
         admin: String,
-    },
-}
-
-/// `penghubung catalog …`
-#[derive(Debug, Subcommand)]
-pub enum CatalogCommand {
-    /// Export every Layanan exposed to SPL Provinsi or the national SPLP as one OpenAPI 3
-    /// document (JSON), for the peer's publisher portal.
-    Openapi {
-        /// The TOML config file (validated first).
-        #[arg(short, long)]
-        config: PathBuf,
-        /// Only the Layanan a peer of this tier may call (`provinsi` or `pusat`).
-        #[arg(long, value_parser = ["provinsi", "pusat"])]
-        tier: Option<String>,
-        /// Write here instead of standard output.
-        #[arg(short, long)]
-        out: Option<PathBuf>,
     },
 }
 

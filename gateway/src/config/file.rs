@@ -121,6 +121,7 @@ impl ConfigFile {
                 application,
                 grant,
                 peer,
+                revision: None,
             },
         )
     }
@@ -266,14 +267,104 @@ pub struct AdminSettings {
     /// Address to bind; loopback by default. Needs a restart to change. Empty disables it.
     #[serde(default = "default_admin_address")]
     pub address: String,
+    /// The registry file (SQLite, created when missing): operator accounts, API tokens and,
+    /// with `catalogue = "registry"`, the catalogue and its signed revisions. Without it the
+    /// admin listener has no accounts, so only `/live`, `/ready` and (on loopback) `/metrics`
+    /// answer; everything else is 401. Needs a restart to change.
+    #[serde(default)]
+    pub registry: Option<PathBuf>,
+    /// Where the catalogue lives: `file` (default: this file's tables, read-only in the API)
+    /// or `registry` (changed through the admin API; this file then declares no catalogue
+    /// tables). Needs a restart to change.
+    #[serde(default = "default_catalogue")]
+    pub catalogue: String,
+    /// Who approves *kelaikan* (the seeds disagree): `petugas_kelaikan` (default) or
+    /// `admin_platform`.
+    #[serde(default = "default_kelaikan_approver")]
+    pub kelaikan_approver: String,
+    /// Whether a grant authorises only once the owner OPD consented (default `true`; the
+    /// seeds disagree). With `false`, a granted, valid grant authorises without consent.
+    #[serde(default = "yes")]
+    pub consent_required: bool,
+    /// Lifetime of an operator session, in minutes (default 480).
+    #[serde(default = "default_session_minutes")]
+    pub session_minutes: u64,
+    /// Lower-case hex SHA-256 of the token a scraper sends (`Authorization: Bearer …`) for
+    /// `/metrics` when the admin listener is not on loopback. On loopback `/metrics` is open.
+    #[serde(default)]
+    pub metrics_token_sha256: Option<String>,
 }
 
 impl Default for AdminSettings {
     fn default() -> Self {
         AdminSettings {
             address: default_admin_address(),
+            registry: None,
+            catalogue: default_catalogue(),
+            kelaikan_approver: default_kelaikan_approver(),
+            consent_required: true,
+            session_minutes: default_session_minutes(),
+            metrics_token_sha256: None,
         }
     }
+}
+
+impl AdminSettings {
+    /// Problems of the control-plane settings, as `(field path, message)`.
+    pub fn issues(&self) -> Vec<(String, String)> {
+        let mut e = Vec::new();
+        match (self.catalogue.as_str(), &self.registry) {
+            ("file", _) | ("registry", Some(_)) => {}
+            ("registry", None) => e.push((
+                "admin.catalogue".into(),
+                "\"registry\" needs admin.registry (the registry file)".into(),
+            )),
+            (other, _) => e.push((
+                "admin.catalogue".into(),
+                format!("{other:?}: file or registry"),
+            )),
+        }
+        if !["petugas_kelaikan", "admin_platform"].contains(&self.kelaikan_approver.as_str()) {
+            e.push((
+                "admin.kelaikan_approver".into(),
+                format!(
+                    "{:?}: petugas_kelaikan or admin_platform",
+                    self.kelaikan_approver
+                ),
+            ));
+        }
+        if self.session_minutes == 0 || self.session_minutes > 7 * 24 * 60 {
+            e.push((
+                "admin.session_minutes".into(),
+                "between 1 and 10080 (a week)".into(),
+            ));
+        }
+        if let Some(t) = &self.metrics_token_sha256 {
+            if t.len() != 64
+                || !t
+                    .bytes()
+                    .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+            {
+                e.push((
+                    "admin.metrics_token_sha256".into(),
+                    "lower-case hex SHA-256 (64 characters)".into(),
+                ));
+            }
+        }
+        e
+    }
+}
+
+fn default_catalogue() -> String {
+    "file".into()
+}
+
+fn default_kelaikan_approver() -> String {
+    "petugas_kelaikan".into()
+}
+
+fn default_session_minutes() -> u64 {
+    480
 }
 
 fn default_admin_address() -> String {

@@ -76,6 +76,16 @@ impl Compiled {
         &self.catalog
     }
 
+    /// The configuration's identity in request records (`config_version_id`): the registry
+    /// revision of the catalogue (`rev-N`), or `sha256:` and the hex [`Compiled::digest`] for a
+    /// file catalogue.
+    pub fn version_id(&self) -> String {
+        match &self.catalog.revision {
+            Some(revision) => revision.clone(),
+            None => format!("sha256:{}", hex::encode(self.digest)),
+        }
+    }
+
     /// SHA-256 of the canonical form of the settings and the catalogue (see [`digest`]).
     pub fn digest(&self) -> [u8; 32] {
         self.digest
@@ -126,10 +136,12 @@ impl Source for FileSource {
         self.path.display().to_string()
     }
 
-    fn catalog(&self) -> Result<Catalog, String> {
-        read(&self.path)
-            .map(|file| file.split().1)
-            .map_err(|e| e.to_string())
+    fn catalog(&self) -> futures_util::future::BoxFuture<'_, Result<Catalog, String>> {
+        Box::pin(async move {
+            read(&self.path)
+                .map(|file| file.split().1)
+                .map_err(|e| e.to_string())
+        })
     }
 }
 
@@ -325,11 +337,14 @@ pub fn load(path: &Path) -> Result<Compiled, ConfigError> {
 }
 
 /// Validates `settings` with the catalogue `source` yields now.
-pub fn load_from(settings: &Settings, source: &dyn Source) -> Result<Compiled, ConfigError> {
-    let catalog = source.catalog().map_err(|message| ConfigError::Parse {
-        path: source.origin(),
-        message,
-    })?;
+pub async fn load_from(settings: &Settings, source: &dyn Source) -> Result<Compiled, ConfigError> {
+    let catalog = source
+        .catalog()
+        .await
+        .map_err(|message| ConfigError::Parse {
+            path: source.origin(),
+            message,
+        })?;
     validate(settings, &catalog).map_err(ConfigError::Invalid)
 }
 

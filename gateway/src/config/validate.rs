@@ -77,6 +77,9 @@ pub fn issues(settings: &Settings, catalog: &Catalog) -> Vec<ConfigIssue> {
             format!("not a socket address: {:?}", settings.admin.address),
         );
     }
+    for (path, message) in settings.admin.issues() {
+        issues.add(path, message);
+    }
     validate_limits(settings, &mut issues);
     for (path, message) in settings.telemetry.problems() {
         issues.add(&path, message);

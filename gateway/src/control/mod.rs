@@ -2,6 +2,9 @@
 //! configuration reloads (SIGHUP, `POST /reload`, changed CRL files). The data side (`server`,
 //! `pipeline` and the stages) sees only the [`Plane`] and never imports this module.
 
+pub mod api;
+pub mod registry;
+pub mod service;
 pub mod signals;
 
 use std::net::SocketAddr;
@@ -12,6 +15,7 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+use crate::catalog::Source;
 use crate::config::{self, Compiled, ConfigError, Settings};
 pub use crate::pipeline::Plane;
 use crate::snapshot::Snapshot;
@@ -25,8 +29,13 @@ pub struct Gateway {
     pub plane: Arc<Plane>,
     /// Counters (survive reloads).
     pub metrics: Arc<Metrics>,
-    /// The config file reloads read, when there is one.
+    /// The config file reloads read the settings from, when there is one.
     pub config_path: Option<PathBuf>,
+    /// Where reloads read the catalogue: the config file, or the registry.
+    source: Option<Arc<dyn Source>>,
+    /// The control service (operator accounts; the catalogue too with
+    /// `admin.catalogue = "registry"`), when `admin.registry` is set.
+    pub registry: Option<Arc<service::Control>>,
     /// The validated config in force (the snapshot keeps none); replaced by reloads.
     config: std::sync::Mutex<Arc<Compiled>>,
     /// Set once listeners are up; cleared when shutdown starts.
@@ -65,6 +74,9 @@ fn restart_only_changes(old: &Settings, new: &Settings) -> Vec<String> {
     if old.admin.address != new.admin.address {
         changes.push("admin.address changed (restart needed)".to_owned());
     }
+    if old.admin != new.admin {
+        changes.push("admin settings changed (restart needed)".to_owned());
+    }
     if old.runtime != new.runtime {
         changes.push("runtime settings changed (restart needed)".to_owned());
     }
@@ -93,8 +105,20 @@ impl crate::admin::Operations for Gateway {
         self.metrics.stats()
     }
 
-    async fn reload(&self) -> Result<(), String> {
-        Gateway::reload(self, None).await.map_err(|e| e.to_string())
+    async fn admit(
+        &self,
+        head: &http::request::Parts,
+        access: crate::admin::Access,
+        loopback: bool,
+    ) -> Result<(), http::Response<http_body_util::Full<bytes::Bytes>>> {
+        self.admit_call(head, access, loopback).await
+    }
+
+    async fn api(
+        &self,
+        request: crate::admin::ApiRequest,
+    ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
+        self.api_call(request).await
     }
 }
 
@@ -120,46 +144,88 @@ impl Gateway {
         self.plane.begin_shutdown();
     }
 
-    /// Reloads the config file (or uses `replacement`, validated already): validate, build, swap. On any error the
-    /// current snapshot keeps serving and the reason is returned (and logged). Both outcomes are
-    /// `admin` evidence records.
+    /// Reloads (SIGHUP; or uses `replacement`, validated already) as the host's operator.
+    /// See [`Gateway::reload_as`].
     pub async fn reload(&self, replacement: Option<Compiled>) -> Result<(), ConfigError> {
+        self.reload_as(&Actor::host(), replacement).await
+    }
+
+    /// Reloads: the settings from the config file, the catalogue through the [`Source`] (the
+    /// file or the registry), or `replacement` (validated already); validate, build, record,
+    /// swap. The new configuration is swapped in only once its `admin` record
+    /// (`config.reload`) is durable: when the record cannot be written, nothing changes and
+    /// the error says so. A refused reload is recorded too (`config.reload_refused`), and the
+    /// current snapshot keeps serving.
+    pub async fn reload_as(
+        &self,
+        actor: &Actor,
+        replacement: Option<Compiled>,
+    ) -> Result<(), ConfigError> {
         let _guard = self.reload_lock.lock().await;
+        self.reload_locked(actor, replacement).await
+    }
+
+    /// [`Gateway::reload_as`] with the reload lock held (the registry's changes hold it across
+    /// their store commit).
+    pub(crate) async fn reload_locked(
+        &self,
+        actor: &Actor,
+        replacement: Option<Compiled>,
+    ) -> Result<(), ConfigError> {
         let before = self.snapshot.load().source_sha256;
-        let result = self.reload_locked(replacement).await;
-        let (action, after, detail) = match &result {
-            Ok(after) => {
-                self.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
-                tracing::info!("configuration reloaded");
-                ("config.reload", Some(*after), String::new())
-            }
+        let built = self.build_new(replacement).await;
+        let (runtime, new) = match built {
+            Ok(pair) => pair,
             Err(error) => {
                 self.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
                 tracing::error!(%error, "configuration reload refused; the previous configuration keeps serving");
-                ("config.reload_refused", None, error.to_string())
+                let record = actor.record(
+                    "config.reload_refused",
+                    self.target(),
+                    before,
+                    None,
+                    error.to_string(),
+                );
+                if let Err(e) = self.evidence.append(record).await {
+                    tracing::error!(error = %e, "could not record the refused reload in the evidence log");
+                }
+                return Err(error);
             }
         };
-        let record = schema::Record {
-            kind: Some(schema::record::Kind::Admin(schema::Admin {
-                actor: "operator".into(),
-                role: "admin_platform".into(),
-                action: action.into(),
-                before_sha256: before.to_vec().into(),
-                after_sha256: after.map(|a| a.to_vec()).unwrap_or_default().into(),
-                detail,
-                target: self
-                    .config_path
-                    .as_ref()
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_default(),
-                ..Default::default()
-            })),
-            ..Default::default()
-        };
-        if let Err(error) = self.evidence.append(record).await {
-            tracing::error!(%error, "could not record the reload in the evidence log");
+        let after = new.digest();
+        let mut record = actor.record(
+            "config.reload",
+            self.target(),
+            before,
+            Some(after),
+            String::new(),
+        );
+        if let Some(schema::record::Kind::Admin(admin)) = &mut record.kind {
+            admin.revision_id = new.catalog().revision.clone().unwrap_or_default();
         }
-        result.map(|_| ())
+        if let Err(error) = self.evidence.append(record).await {
+            self.metrics.reloads_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::error!(%error, "the reload could not be recorded in the evidence log: not applied");
+            return Err(ConfigError::Build(format!(
+                "not applied: its evidence record could not be made durable ({error})"
+            )));
+        }
+        self.snapshot.store(Arc::new(runtime));
+        self.set_config(Arc::new(new));
+        self.metrics.reloads_ok.fetch_add(1, Ordering::Relaxed);
+        tracing::info!("configuration reloaded");
+        Ok(())
+    }
+
+    fn target(&self) -> String {
+        match &self.source {
+            Some(source) => source.origin(),
+            None => self
+                .config_path
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+        }
     }
 
     /// Rebuilds the configuration in force because a CRL file changed: the same config, its
@@ -199,7 +265,12 @@ impl Gateway {
         outcome
     }
 
-    async fn reload_locked(&self, replacement: Option<Compiled>) -> Result<[u8; 32], ConfigError> {
+    /// Reads (unless `replacement` is given), validates and builds the next configuration
+    /// without swapping it in.
+    pub(crate) async fn build_new(
+        &self,
+        replacement: Option<Compiled>,
+    ) -> Result<(Snapshot, Compiled), ConfigError> {
         let new = match replacement {
             Some(c) => c,
             None => {
@@ -207,7 +278,19 @@ impl Gateway {
                     .config_path
                     .as_ref()
                     .ok_or(ConfigError::Build("no config file to reload".into()))?;
-                config::load(path)?
+                let (settings, catalog) = config::read(path)?.split();
+                match &self.source {
+                    Some(source) => {
+                        if settings.admin.catalogue == "registry" && !catalog_is_empty(&catalog) {
+                            return Err(ConfigError::Build(format!(
+                                "{}: the catalogue is in the registry; the config file must not declare upstreams, services, OPDs, applications or grants",
+                                path.display()
+                            )));
+                        }
+                        config::load_from(&settings, &**source).await?
+                    }
+                    None => config::validate(&settings, &catalog).map_err(ConfigError::Invalid)?,
+                }
             }
         };
         let current = self.snapshot.load_full();
@@ -216,10 +299,64 @@ impl Gateway {
             return Err(ConfigError::Build(changes.join("; ")));
         }
         let runtime = Snapshot::build(&new, &self.metrics, Some(&current)).await?;
-        let digest = new.digest();
-        self.snapshot.store(Arc::new(runtime));
-        self.set_config(Arc::new(new));
-        Ok(digest)
+        Ok((runtime, new))
+    }
+}
+
+/// Whether a catalogue declares nothing.
+pub fn catalog_is_empty(c: &crate::catalog::Catalog) -> bool {
+    c.upstream.is_empty()
+        && c.service.is_empty()
+        && c.opd.is_empty()
+        && c.application.is_empty()
+        && c.grant.is_empty()
+}
+
+/// Who made a change, as `admin` evidence records name them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The operator account (or `host` for a signal from the host).
+    pub account: String,
+    /// The role it acted in.
+    pub role: String,
+    /// The OPD a per-OPD role acted for; empty otherwise.
+    pub opd: String,
+}
+
+impl Actor {
+    /// Whoever can signal the process on the host (SIGHUP): the host's operator.
+    pub fn host() -> Actor {
+        Actor {
+            account: "host".into(),
+            role: "host_operator".into(),
+            opd: String::new(),
+        }
+    }
+
+    /// An `admin` record of an action by this actor.
+    pub fn record(
+        &self,
+        action: &str,
+        target: String,
+        before: [u8; 32],
+        after: Option<[u8; 32]>,
+        detail: String,
+    ) -> schema::Record {
+        schema::Record {
+            kind: Some(schema::record::Kind::Admin(schema::Admin {
+                actor: self.account.clone(),
+                role: self.role.clone(),
+                actor_opd: self.opd.clone(),
+                action: action.into(),
+                before_sha256: before.to_vec().into(),
+                after_sha256: after.map(|a| a.to_vec()).unwrap_or_default().into(),
+                refused: after.is_none(),
+                detail,
+                target,
+                ..Default::default()
+            })),
+            ..Default::default()
+        }
     }
 }
 
@@ -291,22 +428,70 @@ impl Running {
 }
 
 /// Binds every listener and starts serving `compiled`. Must run inside a tokio runtime.
-/// `config_path` is what reloads read.
+/// `config_path` is what reloads read (settings and catalogue).
 pub async fn start(
     compiled: Compiled,
     config_path: Option<PathBuf>,
 ) -> Result<Running, ConfigError> {
+    start_with(compiled, config_path, None).await
+}
+
+/// [`start`] with the catalogue read through `source` on reloads (the config file when
+/// `None`).
+pub async fn start_with(
+    compiled: Compiled,
+    config_path: Option<PathBuf>,
+    source: Option<Arc<dyn Source>>,
+) -> Result<Running, ConfigError> {
+    let settings = compiled.settings().clone();
+    let evidence = EvidenceLog::open(&settings.evidence, &crate::snapshot::node_id(&settings))
+        .await
+        .map_err(|e| ConfigError::Build(format!("evidence: {e}")))?;
+    let (compiled, registry) = match &settings.admin.registry {
+        None => (compiled, None),
+        Some(path) => {
+            // The signer's certificate, pinned: revisions must carry it.
+            let signer_certificate = evidence
+                .sign_revision(&[0; 32])
+                .await
+                .map_err(|e| ConfigError::Build(format!("evidence signer: {e}")))?
+                .and_then(|s| s.chain.into_iter().next());
+            let control = service::Control::open(&settings.admin, path, signer_certificate)
+                .await
+                .map_err(|e| ConfigError::Build(format!("admin.registry: {e}")))?;
+            let compiled = if settings.admin.catalogue == "registry" {
+                if !catalog_is_empty(compiled.catalog()) {
+                    return Err(ConfigError::Build(
+                        "admin.catalogue = \"registry\": the config file must not declare upstreams, services, OPDs, applications or grants".into(),
+                    ));
+                }
+                config::load_from(&settings, &*control.source).await?
+            } else {
+                compiled
+            };
+            (compiled, Some(Arc::new(control)))
+        }
+    };
+    let source = match &registry {
+        Some(control) if settings.admin.catalogue == "registry" => {
+            Some(control.source.clone() as Arc<dyn Source>)
+        }
+        _ => source,
+    };
     let compiled = Arc::new(compiled);
     let config = compiled.settings();
     let metrics = Arc::new(Metrics::default());
-    let evidence = EvidenceLog::open(&config.evidence, &crate::snapshot::node_id(config))
-        .await
-        .map_err(|e| ConfigError::Build(format!("evidence: {e}")))?;
     let runtime = Snapshot::build(&compiled, &metrics, None).await?;
     let gateway = Arc::new(Gateway {
         plane: Arc::new(Plane::new(runtime, evidence)),
         metrics,
         config: std::sync::Mutex::new(compiled.clone()),
+        source: source.or_else(|| {
+            config_path
+                .clone()
+                .map(|path| Arc::new(config::FileSource { path }) as Arc<dyn Source>)
+        }),
+        registry,
         config_path,
         ready: AtomicBool::new(false),
         reload_lock: tokio::sync::Mutex::new(()),

@@ -266,17 +266,12 @@ async fn run<B: ClientBody>(
         matched: &matched,
         principal: &principal,
         grant: &grant,
+        config_version_id: &runtime.config_version_id,
     };
-    record::record_request(
-        evidence,
-        exchange,
-        &head,
-        passed,
-        record::buffered(&body),
-        conn,
-    )
-    .await
-    .map_err(|e| GatewayError::EvidenceUnavailable(e.to_string()))?;
+    let buffered = record::buffered(&body);
+    record::record_request(evidence, exchange, &head, passed, buffered, conn)
+        .await
+        .map_err(|e| GatewayError::EvidenceUnavailable(e.to_string()))?;
 
     // 7 dispatch, 8 respond: the clean upstream request, the adapter, the sanitised head.
     let call = dispatch::Call {

@@ -125,6 +125,8 @@ pub fn consumer(principal: Option<&Principal>, conn: &ConnInfo) -> schema::Consu
     c
 }
 
+// Every field is set today; the update keeps fields added later at their default.
+#[allow(clippy::needless_update)]
 fn provider(service: &Service) -> schema::Provider {
     schema::Provider {
         opd: service.owner_opd.clone(),
@@ -132,6 +134,7 @@ fn provider(service: &Service) -> schema::Provider {
         service_version: service.version.clone(),
         personal_data: service.personal_data,
         classification: format!("{:?}", service.classification).to_lowercase(),
+        approval_id: service.approval_id.clone(),
         ..Default::default()
     }
 }
@@ -162,6 +165,8 @@ pub struct RequestFacts<'a> {
     pub service: &'a Service,
     /// What the request shows of personal data (personal-data routes only).
     pub personal: Option<&'a privacy::Seen>,
+    /// The configuration in force (`config_version_id`).
+    pub config_version_id: &'a str,
 }
 
 /// Builds the `request` record.
@@ -199,6 +204,7 @@ pub fn request_record(facts: &RequestFacts<'_>) -> schema::Record {
             Some(tier) => format!("inbound-from-{tier}"),
             None => facts.service.peer_direction.clone(),
         },
+        consent_id: facts.grant.consent_id.clone(),
         ..Default::default()
     };
     if let Some(seen) = facts.personal {
@@ -208,6 +214,7 @@ pub fn request_record(facts: &RequestFacts<'_>) -> schema::Record {
         exchange_id: facts.exchange_id.to_owned(),
         trace_id: facts.trace_id.to_owned(),
         gateway_version: env!("CARGO_PKG_VERSION").into(),
+        config_version_id: facts.config_version_id.to_owned(),
         kind: Some(Kind::Request(request)),
         ..Default::default()
     }
@@ -703,6 +710,8 @@ pub struct Passed<'a> {
     pub principal: &'a Principal,
     /// The grant.
     pub grant: &'a GrantRuntime,
+    /// The configuration in force (`config_version_id`).
+    pub config_version_id: &'a str,
 }
 
 /// Stage 6, `record(request)`: the request record, durable before any byte goes upstream ("no
@@ -733,6 +742,7 @@ pub async fn record_request(
         grant: passed.grant,
         service: &passed.matched.route.service,
         personal: exchange.personal.as_deref(),
+        config_version_id: passed.config_version_id,
     };
     let mut record = request_record(&facts);
     super::soap::fill_request(&mut record, exchange.soap.as_ref());

@@ -377,6 +377,8 @@ pub struct Service {
     pub personal_data: bool,
     /// Its declared personal fields, compiled (set exactly when `personal_data` is).
     pub privacy: Option<Arc<crate::privacy::ServicePolicy>>,
+    /// Its kelaikan approval's id (empty without one), for the request record.
+    pub approval_id: String,
     /// Where requests go (absent for deny-only services).
     pub adapter: Option<Arc<dyn Adapter>>,
     /// The upstream speaks HTTP/2 (`TE: trailers` may pass).
@@ -456,6 +458,7 @@ mod router_tests {
             exposure: Default::default(),
             personal_data: false,
             privacy: None,
+            approval_id: String::new(),
             adapter: None,
             upstream_http2: false,
             soap: None,

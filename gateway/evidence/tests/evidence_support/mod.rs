@@ -63,10 +63,13 @@ pub fn request(ex: &str) -> schema::Record {
             body_sha256: vec![7u8; 32].into(),
             provider: Some(schema::Provider {
                 service_id: "dukcapil.nik".into(),
+                approval_id: "kl-0192".into(),
                 ..Default::default()
             }),
+            consent_id: "ct-0042".into(),
             ..Default::default()
         })),
+        config_version_id: "rev-7".into(),
         ..Default::default()
     }
 }

@@ -5,6 +5,10 @@
 //! without), so roles, segregation, the change trail and the evidence records are one code
 //! path for both transports. [`ApiError`]s map to gRPC status codes ([`status`]).
 //!
+//! Unlike the JSON routes there is no `Origin` check: a browser cannot send a cross-site
+//! `application/grpc` request (not a CORS-safelisted content-type, and the preflight is never
+//! granted), and gRPC-Web is not served.
+//!
 //! Free-form registry tables (a Layanan's `spec`/`upstream`, a grant's `cakupan`/`limits`, a
 //! catalogue) travel as JSON text; a bad one is `INVALID_ARGUMENT` naming the field.
 

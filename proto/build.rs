@@ -1,4 +1,5 @@
-//! Compiles every `.proto` under `penghubung/` with protox (pure Rust, no system `protoc`).
+//! Compiles every `.proto` under `penghubung/` with protox (pure Rust, no system `protoc`),
+//! generating messages with prost and services with tonic.
 
 use std::path::{Path, PathBuf};
 
@@ -21,8 +22,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     files.sort();
     println!("cargo:rerun-if-changed=penghubung");
     let descriptors = protox::compile(&files, ["."])?;
-    prost_build::Config::new()
-        .bytes(["."])
+    // Messages as prost generates them; services (the admin API) with tonic's server and
+    // client (no transport: the gateway serves it on its own listener).
+    tonic_prost_build::configure()
+        .bytes(".")
+        .build_transport(false)
         .compile_fds(descriptors)?;
     Ok(())
 }

@@ -12,3 +12,11 @@ pub mod evidence {
         include!(concat!(env!("OUT_DIR"), "/penghubung.evidence.v1.rs"));
     }
 }
+
+/// The admin API over gRPC (`penghubung.admin.v1`).
+pub mod admin {
+    /// Version 1 of the admin API.
+    pub mod v1 {
+        include!(concat!(env!("OUT_DIR"), "/penghubung.admin.v1.rs"));
+    }
+}

@@ -1112,7 +1112,7 @@ async fn parser_refusals_get_an_access_log_line_with_their_exchange_id() {
 
 /// A registry change whose `admin` record cannot be made durable (the evidence disk is full)
 /// is refused with 503 and nothing is applied: no revision, no change in the catalogue, and
-/// the same for a reload.
+/// the same for a reload and for a change over gRPC (UNAVAILABLE).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_change_is_refused_and_not_applied_when_the_evidence_log_is_full() {
     let test = "a_change_is_refused_and_not_applied_when_the_evidence_log_is_full";
@@ -1167,6 +1167,23 @@ async fn a_change_is_refused_and_not_applied_when_the_evidence_log_is_full() {
     }
     let (r, before) = refused.expect("a full evidence disk refuses changes");
     assert!(r.text().contains("not applied"), "{}", r.text());
+    assert_eq!(catalogue().await.text(), before, "nothing applied");
+    // The same over gRPC: UNAVAILABLE, nothing applied.
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", gw.admin))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut grpc = penghubung_proto::admin::v1::admin_client::AdminClient::new(channel);
+    let mut call = tonic::Request::new(penghubung_proto::admin::v1::Opd {
+        code: "grpc".into(),
+        name: "OPD grpc".into(),
+        domain: "grpc.contoh.go.id".into(),
+    });
+    call.metadata_mut()
+        .insert("authorization", auth.parse().unwrap());
+    let e = grpc.put_opd(call).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
     assert_eq!(catalogue().await.text(), before, "nothing applied");
     let (code, body) = gw.reload().await;
     assert_ne!(code, 200, "{body}");

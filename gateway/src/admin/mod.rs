@@ -1,5 +1,8 @@
 //! The admin listener (loopback by default, separate from traffic): `/live`, `/ready`,
-//! `/health`, `/metrics`, `POST /reload` and the admin API (`/api/v1/…`). The listener only:
+//! `/health`, `/metrics`, `POST /reload` and the admin API: JSON (`/api/v1/…`) and gRPC
+//! (`penghubung.admin.v1.Admin`, any request whose content-type is `application/grpc` or
+//! `application/grpc+…`). The listener speaks HTTP/1.1 and HTTP/2 in clear text (h2c, which
+//! gRPC needs) on the same port. The listener only:
 //! who may call, what it reports and what it changes is behind [`Operations`], which the
 //! control side (`control::Gateway`) implements.
 //!
@@ -15,7 +18,8 @@ use http::{header, Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
 use crate::pipeline::Plane;
@@ -42,6 +46,12 @@ pub trait Operations: Send + Sync + 'static {
         &self,
         request: ApiRequest,
     ) -> impl std::future::Future<Output = Response<Full<Bytes>>> + Send;
+    /// Answers a gRPC call of the admin API, authentication included (`peer`: the caller).
+    fn grpc(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: std::net::SocketAddr,
+    ) -> impl std::future::Future<Output = Response<tonic::body::Body>> + Send;
 }
 
 /// What a gated endpoint gives.
@@ -88,15 +98,39 @@ pub async fn serve<O: Operations>(gateway: Arc<O>, listener: TcpListener) {
         tokio::spawn(async move {
             let service = service_fn(move |request| {
                 let gateway = gateway.clone();
-                async move { Ok::<_, Infallible>(route(&gateway, request, peer, loopback).await) }
+                async move {
+                    if is_grpc(&request) {
+                        return Ok::<_, Infallible>(gateway.grpc(request, peer).await);
+                    }
+                    Ok(route(&gateway, request, peer, loopback)
+                        .await
+                        .map(tonic::body::Body::new))
+                }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
+            let mut builder = auto::Builder::new(TokioExecutor::new());
+            builder
+                .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(std::time::Duration::from_secs(10))
+                .header_read_timeout(std::time::Duration::from_secs(10));
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .keep_alive_interval(std::time::Duration::from_secs(30));
+            let _ = builder
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
         });
     }
+}
+
+/// A gRPC call: `application/grpc` or `application/grpc+<codec>` (not gRPC-Web, which this
+/// listener does not serve).
+fn is_grpc<B>(request: &Request<B>) -> bool {
+    request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v == "application/grpc" || v.starts_with("application/grpc+"))
 }
 
 fn text(

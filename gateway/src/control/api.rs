@@ -169,7 +169,7 @@ struct Rollback {
     revision: i64,
 }
 
-fn not_registry() -> ApiError {
+pub(super) fn not_registry() -> ApiError {
     ApiError {
         status: 409,
         code: "read_only",
@@ -180,7 +180,7 @@ fn not_registry() -> ApiError {
     }
 }
 
-fn no_accounts() -> ApiError {
+pub(super) fn no_accounts() -> ApiError {
     ApiError::unauthenticated("no operator accounts: admin.registry is not configured")
 }
 
@@ -406,7 +406,7 @@ impl Gateway {
     }
 }
 
-fn parse_revision(s: &str) -> Result<i64, ApiError> {
+pub(super) fn parse_revision(s: &str) -> Result<i64, ApiError> {
     s.strip_prefix("rev-")
         .unwrap_or(s)
         .parse()

@@ -3,6 +3,7 @@
 //! `pipeline` and the stages) sees only the [`Plane`] and never imports this module.
 
 pub mod api;
+pub mod grpc;
 pub mod registry;
 pub mod service;
 pub mod signals;
@@ -119,6 +120,21 @@ impl crate::admin::Operations for Gateway {
         request: crate::admin::ApiRequest,
     ) -> http::Response<http_body_util::Full<bytes::Bytes>> {
         self.api_call(request).await
+    }
+
+    async fn grpc(
+        self: Arc<Self>,
+        mut request: http::Request<hyper::body::Incoming>,
+        peer: std::net::SocketAddr,
+    ) -> http::Response<tonic::body::Body> {
+        use tonic::codegen::Service as _;
+        request.extensions_mut().insert(grpc::Peer(peer));
+        let mut server = grpc::AdminServer::new(grpc::GrpcAdmin::new(self))
+            .max_decoding_message_size(crate::admin::API_BODY_LIMIT);
+        match server.call(request).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        }
     }
 }
 

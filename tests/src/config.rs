@@ -344,3 +344,35 @@ api_key_sha256 = ["{key2}"]
         tail = o.tail,
     )
 }
+
+/// A gateway whose catalogue is an empty registry under `dir` (`[admin] catalogue = "registry"`),
+/// with checkpoints signed by `signer` (catalogue revisions are signed through it too).
+pub fn registry_config(
+    node_id: &str,
+    dir: &Path,
+    signer: &penghubung_testkit::pki::SignerFiles,
+) -> String {
+    format!(
+        r#"node_id = "{node_id}"
+[evidence]
+dir = "@EVIDENCE_DIR@"
+checkpoint_interval_secs = 3600
+[evidence.signer]
+mode = "key_file"
+key = "{}"
+certificate_chain = "{}"
+
+[[listener]]
+name = "main"
+address = "127.0.0.1:0"
+
+[admin]
+address = "127.0.0.1:0"
+registry = "{}"
+catalogue = "registry"
+"#,
+        signer.key.display(),
+        signer.chain.display(),
+        dir.join("registry.db").display()
+    )
+}

@@ -19,6 +19,7 @@ pub mod evidence;
 pub mod gateway;
 pub mod h2raw;
 pub mod otlp;
+pub mod process;
 pub mod raw;
 pub mod soap;
 pub mod splp;

@@ -4,7 +4,6 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::net::SocketAddr;
-use std::path::Path;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -64,32 +63,6 @@ async fn sign_in(admin: SocketAddr, user: &str) -> String {
     body["token"].as_str().unwrap().to_owned()
 }
 
-fn config(dir: &Path, signer: &penghubung_e2e::testkit::pki::SignerFiles) -> String {
-    format!(
-        r#"node_id = "control-test"
-[evidence]
-dir = "@EVIDENCE_DIR@"
-checkpoint_interval_secs = 3600
-[evidence.signer]
-mode = "key_file"
-key = "{}"
-certificate_chain = "{}"
-
-[[listener]]
-name = "main"
-address = "127.0.0.1:0"
-
-[admin]
-address = "127.0.0.1:0"
-registry = "{}"
-catalogue = "registry"
-"#,
-        signer.key.display(),
-        signer.chain.display(),
-        dir.join("registry.db").display()
-    )
-}
-
 fn rfc3339(t: time::OffsetDateTime) -> String {
     t.format(&time::format_description::well_known::Rfc3339)
         .unwrap()
@@ -101,7 +74,7 @@ async fn onboarding_from_an_empty_registry_through_the_api_and_the_data_plane() 
     let pki_dir = tempfile::tempdir().unwrap();
     let signer = signer_files(pki_dir.path(), false);
     let up = Upstream::echo().await;
-    let text = config(dir.path(), &signer);
+    let text = penghubung_e2e::config::registry_config("control-test", dir.path(), &signer);
     let registry = dir.path().join("registry.db");
     let evidence = dir.path().join("evidence");
     let gw = Gateway::start_in(dir, &text).await;

@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use std::io::Write as _;
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,6 +15,7 @@ use parking_lot::Mutex;
 use penghubung_e2e::config::{access_config, AccessOpts, KEY, KEY_NO_GRANT};
 use penghubung_e2e::evidence::{kind, records};
 use penghubung_e2e::gateway::{gateway_binary, Gateway};
+use penghubung_e2e::process::Proc;
 use penghubung_e2e::raw::{admin, get, read_response, request, request_bytes, send, RawResponse};
 use penghubung_e2e::testkit::dir::temp_dir;
 use penghubung_e2e::testkit::pki::signer_files;
@@ -459,54 +460,6 @@ async fn outcome_not_durable_means_response_never_completes() {
     assert!(report.problem.is_none(), "{report:?}");
 }
 
-/// The gateway binary running `run -c FILE`, killed on drop.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-async fn start_binary(config_file: &Path, admin_addr: SocketAddr, log: &Path) -> Proc {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let child = Command::new(gateway_binary())
-        .args(["run", "-c"])
-        .arg(config_file)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut p = Proc(child);
-    for _ in 0..500 {
-        if let Some(status) = p.0.try_wait().unwrap() {
-            panic!("gateway exited early: {status}");
-        }
-        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), async {
-            let mut s = tokio::net::TcpStream::connect(admin_addr).await?;
-            tokio::io::AsyncWriteExt::write_all(
-                &mut s,
-                b"GET /ready HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n",
-            )
-            .await?;
-            Ok::<_, std::io::Error>(read_response(&mut s, Duration::from_secs(2)).await)
-        })
-        .await
-        {
-            if r.status == 200 {
-                return p;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("gateway not ready within 10 s");
-}
-
 /// Appends the first half of the last frame of the last segment, as a torn write would (a
 /// SIGKILL rarely interrupts a `write(2)` to a regular file; a power loss can).
 fn tear_tail(dir: &Path) {
@@ -553,7 +506,7 @@ async fn kill_9_under_load_loses_no_acknowledged_exchange() {
     let acknowledged = Arc::new(Mutex::new(Vec::<String>::new()));
     let mut rounds_with_acks = 0;
     for round in 0..4u64 {
-        let proc = start_binary(&config_file, admin_addr, &log).await;
+        let proc = Proc::start(&config_file, admin_addr, &log).await;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let mut clients = Vec::new();
         for c in 0..8 {
@@ -618,7 +571,7 @@ async fn kill_9_under_load_loses_no_acknowledged_exchange() {
     assert!(rounds_with_acks >= 3, "load actually ran in most rounds");
 
     // One more start recovers the last torn tail (then it is killed again, idle).
-    let proc = start_binary(&config_file, admin_addr, &log).await;
+    let proc = Proc::start(&config_file, admin_addr, &log).await;
     drop(proc);
 
     let mut kinds: std::collections::HashMap<String, (bool, bool)> = Default::default();
@@ -689,7 +642,7 @@ async fn sigterm_and_sigint_write_a_final_checkpoint_covering_the_last_records()
         let config_file = work.path().join("gateway.toml");
         std::fs::write(&config_file, text).unwrap();
         let log = work.path().join("gateway.log");
-        let mut proc = start_binary(&config_file, admin_addr, &log).await;
+        let mut proc = Proc::start(&config_file, admin_addr, &log).await;
         for n in 0..5 {
             let r = send(
                 listen_addr,
@@ -1086,7 +1039,7 @@ async fn parser_refusals_get_an_access_log_line_with_their_exchange_id() {
     let config_file = work.path().join("gateway.toml");
     std::fs::write(&config_file, text).unwrap();
     let log = work.path().join("gateway.log");
-    let proc = start_binary(&config_file, admin_addr, &log).await;
+    let proc = Proc::start(&config_file, admin_addr, &log).await;
     let big = format!(
         "GET /open/x HTTP/1.1\r\nHost: open.test\r\nX-Big: {}\r\n\r\n",
         "a".repeat(70 * 1024)

@@ -3,8 +3,6 @@
 //! field-naming INVALID_ARGUMENT errors.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
-
 use pb::admin_client::AdminClient;
 use penghubung_e2e::evidence::records;
 use penghubung_e2e::gateway::Gateway;
@@ -14,32 +12,6 @@ use penghubung_proto::admin::v1 as pb;
 use serde_json::{json, Value};
 use tonic::transport::Channel;
 use tonic::Code;
-
-fn config(dir: &Path, signer: &penghubung_e2e::testkit::pki::SignerFiles) -> String {
-    format!(
-        r#"node_id = "grpc-test"
-[evidence]
-dir = "@EVIDENCE_DIR@"
-checkpoint_interval_secs = 3600
-[evidence.signer]
-mode = "key_file"
-key = "{}"
-certificate_chain = "{}"
-
-[[listener]]
-name = "main"
-address = "127.0.0.1:0"
-
-[admin]
-address = "127.0.0.1:0"
-registry = "{}"
-catalogue = "registry"
-"#,
-        signer.key.display(),
-        signer.chain.display(),
-        dir.join("registry.db").display()
-    )
-}
 
 /// `message` with `authorization: Bearer token` (and a ticket, if any).
 fn as_op<T>(token: &str, message: T) -> tonic::Request<T> {
@@ -66,7 +38,7 @@ async fn onboarding_over_grpc_is_the_json_apis_service_layer() {
     let dir = tempfile::tempdir().unwrap();
     let pki_dir = tempfile::tempdir().unwrap();
     let signer = signer_files(pki_dir.path(), false);
-    let text = config(dir.path(), &signer);
+    let text = penghubung_e2e::config::registry_config("grpc-test", dir.path(), &signer);
     let evidence = dir.path().join("evidence");
     let gw = Gateway::start_in(dir, &text).await;
     let root = gw.token.clone();

@@ -8,11 +8,10 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use penghubung_e2e::gateway::gateway_binary;
-use penghubung_e2e::raw::{read_response, request, request_bytes, RawResponse};
+use penghubung_e2e::raw::{request, request_bytes, RawResponse};
 use penghubung_e2e::testkit::dir::temp_dir;
 use penghubung_e2e::testkit::free_port;
 use penghubung_e2e::upstream::{Behaviour, Upstream};
@@ -23,83 +22,7 @@ use sha2::Digest as _;
 const NIK: &str = "3201012304850007";
 const OTHER: &str = "3201015507900002";
 
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-impl Proc {
-    /// SIGHUP (the admin API's `POST /reload` needs an operator account, which this config has
-    /// no registry for), then wait until `log` says the configuration was reloaded.
-    async fn reload(&self, log: &Path) {
-        let before = std::fs::read_to_string(log).unwrap_or_default();
-        let done = |text: &str| text.matches("configuration reloaded").count();
-        let pid = self.0.id().to_string();
-        let status = Command::new("kill").args(["-HUP", &pid]).status().unwrap();
-        assert!(status.success());
-        for _ in 0..500 {
-            let now = std::fs::read_to_string(log).unwrap_or_default();
-            if done(&now) > done(&before) {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        panic!(
-            "no reload logged after SIGHUP:\n{}",
-            std::fs::read_to_string(log).unwrap_or_default()
-        );
-    }
-
-    /// SIGTERM and wait: the gateway drains and writes its final checkpoint.
-    fn stop(mut self) {
-        let pid = self.0.id().to_string();
-        let status = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-        assert!(status.success());
-        let _ = self.0.wait();
-    }
-}
-
-async fn start(config: &Path, admin: SocketAddr, log: &Path) -> Proc {
-    let log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log)
-        .unwrap();
-    let child = Command::new(gateway_binary())
-        .args(["run", "-c"])
-        .arg(config)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap();
-    let mut p = Proc(child);
-    for _ in 0..500 {
-        if let Some(status) = p.0.try_wait().unwrap() {
-            panic!("gateway exited early: {status}");
-        }
-        if let Ok(Ok(r)) = tokio::time::timeout(Duration::from_secs(2), async {
-            let mut s = tokio::net::TcpStream::connect(admin).await?;
-            tokio::io::AsyncWriteExt::write_all(
-                &mut s,
-                b"GET /ready HTTP/1.1\r\nhost: admin\r\nconnection: close\r\n\r\n",
-            )
-            .await?;
-            Ok::<_, std::io::Error>(read_response(&mut s, Duration::from_secs(2)).await)
-        })
-        .await
-        {
-            if r.status == 200 {
-                return p;
-            }
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    panic!("gateway not ready within 10 s");
-}
+use penghubung_e2e::process::Proc;
 
 fn config(
     listen: SocketAddr,
@@ -276,7 +199,7 @@ async fn a_nik_is_nowhere_in_clear_yet_provable_and_disclosable_across_a_key_rot
     )
     .unwrap();
     let log = work.path().join("gateway.log");
-    let gateway = start(&config_file, admin, &log).await;
+    let gateway = Proc::start(&config_file, admin, &log).await;
 
     // Path, query and header; then a small JSON body; then the response JSON of another service.
     let path = format!("/penduduk/{NIK}?nik={NIK}&page=1");

@@ -470,11 +470,13 @@ async fn refuse(
         Some(_) => std::borrow::Cow::Borrowed(exchange.path.as_str()),
         None => runtime.privacy.mask_path(&exchange.path),
     };
-    let message = match &exchange.personal {
-        Some(seen) => seen.mask(&error.to_string()),
-        None => runtime.privacy.mask_path(&error.to_string()).into_owned(),
+    // The masked message is only made when debug logging is on (the macro evaluates its fields
+    // after the level check).
+    let masked = |text: String| match &exchange.personal {
+        Some(seen) => seen.mask(&text),
+        None => runtime.privacy.mask_path(&text).into_owned(),
     };
-    tracing::debug!(exchange = %exchange.id, peer = %conn.peer, stage = error.stage().as_str(), reason = error.reason(), error = %message, "request refused");
+    tracing::debug!(exchange = %exchange.id, peer = %conn.peer, stage = error.stage().as_str(), reason = error.reason(), error = %masked(error.to_string()), "request refused");
     // An unauthenticated refusal beyond its source's limit is counted, not recorded alone.
     let suppressed = exchange.request_sequence.is_none()
         && exchange.principal.is_none()
